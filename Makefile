@@ -1,0 +1,29 @@
+# make test   create .venv from constraints.txt and run the test suite
+# make bench  create .venv and run the quick benchmark suite (writes reports/)
+PYTHON ?= python3
+VENV   ?= .venv
+PIP     = $(VENV)/bin/python -m pip
+STAMP   = $(VENV)/.installed
+
+.PHONY: test test-fast bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e '.[all,dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -ra
+
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -ra -m "not slow"
+
+bench: $(STAMP)
+	$(VENV)/bin/python -m mandril_envs.demos generate --env mandril_envs/GridWorld-v0 --tasks 100 --demos 20 --out reports/gridworld8-train.npz
+	$(VENV)/bin/python -m mandril_envs.demos info reports/gridworld8-train.npz
+
+clean:
+	rm -rf $(VENV) reports .pytest_cache

@@ -1,0 +1,4 @@
+from mandril.cli import main
+import sys
+
+sys.exit(main())

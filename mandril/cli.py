@@ -1,0 +1,49 @@
+"""The ``mandril`` command line: one sub-command module per algorithm family.
+
+Each module listed in :data:`COMMAND_MODULES` exposes ``register(subparsers)``, which adds its
+sub-command(s) with ``set_defaults(func=...)``; ``func(args)`` returns an exit code. Bad input
+(``ValueError``/``TypeError``/``FileNotFoundError``) prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Optional, Sequence
+
+__all__ = ["main", "build_parser", "COMMAND_MODULES"]
+
+#: Modules that add sub-commands, in the order they appear in ``--help``.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every registered sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="mandril",
+        description="Meta-inverse RL (MandRIL), MaxEnt IRL and baselines, MAML-TRPO, and the benchmark harness.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 2 bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"mandril {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""The task families, one module each."""
+
+from mandril_envs.envs.bandit import BanditEnv
+from mandril_envs.envs.gridworld import GridWorldEnv
+from mandril_envs.envs.tabular_mdp import TabularMDPEnv
+
+__all__ = ["BanditEnv", "GridWorldEnv", "TabularMDPEnv"]
