@@ -103,7 +103,7 @@ class TabularModel:
         worst = np.abs(row_sums - 1.0).max()
         if worst > _ATOL * 100:
             s, a = np.unravel_index(np.abs(row_sums - 1.0).argmax(), row_sums.shape)
-            raise ValueError(f"transition rows must sum to 1: row (s={s}, a={a}) sums to {row_sums[s, a]!r}")
+            raise ValueError(f"transition rows must sum to 1: row (s={s}, a={a}) sums to {float(row_sums[s, a])!r}")
         reward = _as_float_array("reward_matrix", self.reward_matrix, (1, 2))
         if reward.shape != (n_states,) and reward.shape != (n_states, n_actions):
             raise ValueError(

@@ -1,0 +1,329 @@
+"""Datasets of expert demonstrations over many tasks, and their file format.
+
+Format (``.npz``, version 1), one file per dataset:
+
+=========== ===================== ===========================================================
+array       shape / dtype          content
+=========== ===================== ===========================================================
+``meta``    0-d unicode            JSON: ``format`` ("mandril_envs.demos"), ``version`` (1),
+                                   ``env_id``, ``family``, ``split``, ``task_seed``, ``demo_seed``,
+                                   ``expert`` (policy, temperature, epsilon), ``horizon``,
+                                   ``state_dim``, ``action_dim``, ``tasks`` (every task's
+                                   :class:`~mandril_envs.tasks.Task` dict: family config and params)
+``states``  ``(N, M, H+1)`` int64  state indices ``s_0 .. s_H`` of demo ``m`` of task ``n``
+``actions`` ``(N, M, H)`` int64    actions ``a_0 .. a_{H-1}``
+``rewards`` ``(N, M, H)`` float64  rewards returned by ``step()``
+=========== ===================== ===========================================================
+
+The tasks' parameters rebuild each task's true model exactly (``dataset.make_env(n)``), so a method
+can be scored against the ground truth. Observations are not stored: any observation type is a
+function of the state and the task (``dataset.trajectories(n, obs_type=...)``). For Minari,
+``dataset.episode_buffers(n)`` gives each episode as the dict of arrays that
+``minari.create_dataset_from_buffers`` takes (observations, actions, rewards, terminations,
+truncations). Files are written atomically (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Optional, Union
+
+import gymnasium as gym
+import numpy as np
+
+from mandril_envs.base import TabularTaskEnv
+from mandril_envs.demos import ExpertSettings, Trajectory, expert_policy, rollout
+from mandril_envs.tasks import SPLIT_CODES, Task
+from mandril_envs.validation import check_int
+
+__all__ = ["DemoDataset", "DatasetError", "collect", "FORMAT", "VERSION"]
+
+FORMAT = "mandril_envs.demos"
+VERSION = 1
+PathLike = Union[str, os.PathLike]
+
+
+class DatasetError(ValueError):
+    """A dataset file is corrupt, malformed or not the one expected; the message names the problem."""
+
+
+def _progress(iterable: Iterable, total: int, description: str, enabled: bool) -> Iterable:
+    """tqdm if installed (it is optional for mandril_envs), else a plain counter on stderr."""
+    if not enabled:
+        return iterable
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - exercised only without tqdm
+
+        def plain() -> Iterable:
+            for i, item in enumerate(iterable, 1):
+                yield item
+                if i == total or i % max(1, total // 20) == 0:
+                    print(f"\r{description}: {i}/{total}", end="\n" if i == total else "", file=sys.stderr, flush=True)
+
+        return plain()
+    return tqdm(iterable, total=total, desc=description, unit="task")
+
+
+@dataclass(frozen=True)
+class DemoDataset:
+    """Expert demos of ``N`` tasks, ``M`` demos each, ``H`` steps each.
+
+    Attributes:
+        env_id: the registered id the env was made from.
+        tasks: ``N`` tasks (each carries its family config and parameters).
+        expert: the expert settings.
+        task_seed: the seed of the task stream.
+        demo_seed: the seed of the demo rollouts (task ``n`` uses a seed derived from it and ``n``).
+        states: ``(N, M, H+1)`` int64.
+        actions: ``(N, M, H)`` int64.
+        rewards: ``(N, M, H)`` float64.
+    """
+
+    env_id: str
+    tasks: tuple[Task, ...]
+    expert: ExpertSettings
+    task_seed: int
+    demo_seed: int
+    states: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+
+    @property
+    def n_tasks(self) -> int:
+        """``N``."""
+        return int(self.states.shape[0])
+
+    @property
+    def n_demos(self) -> int:
+        """``M``."""
+        return int(self.states.shape[1])
+
+    @property
+    def horizon(self) -> int:
+        """``H``."""
+        return int(self.actions.shape[2])
+
+    @property
+    def family(self) -> str:
+        """The task family."""
+        return self.tasks[0].family if self.tasks else ""
+
+    @property
+    def split(self) -> str:
+        """The split of the tasks."""
+        return self.tasks[0].split if self.tasks else ""
+
+    def make_env(self, index: int, **kwargs: Any) -> gym.Env:
+        """``gym.make`` the env of task ``index`` with the task's exact config (extra kwargs such as
+        ``obs_type`` or ``render_mode`` are passed on)."""
+        task = self.tasks[check_int("index", index, 0, self.n_tasks - 1)]
+        return gym.make(self.env_id, **{**task.config, **kwargs, "task": task.to_dict()})
+
+    def trajectories(self, index: int, obs_type: str = "index") -> list[Trajectory]:
+        """Task ``index``'s demos as :class:`Trajectory` objects with observations of ``obs_type``."""
+        env = self.make_env(index, obs_type=obs_type).unwrapped
+        assert isinstance(env, TabularTaskEnv)
+        out = []
+        for states, actions, rewards in zip(self.states[index], self.actions[index], self.rewards[index]):
+            observations = np.asarray([env.observation(int(s)) for s in states])
+            out.append(Trajectory(states.copy(), actions.copy(), rewards.copy(), observations))
+        return out
+
+    def episode_buffers(self, index: int, obs_type: str = "index") -> list[dict[str, np.ndarray]]:
+        """Task ``index``'s demos as Minari episode buffers (``observations (H+1, ...)``,
+        ``actions (H,)``, ``rewards (H,)``, ``terminations (H,)`` all False, ``truncations (H,)``
+        True at the last step only)."""
+        buffers = []
+        for trajectory in self.trajectories(index, obs_type):
+            truncations = np.zeros(self.horizon, bool)
+            truncations[-1] = True
+            buffers.append(
+                {
+                    "observations": trajectory.observations,
+                    "actions": trajectory.actions,
+                    "rewards": trajectory.rewards,
+                    "terminations": np.zeros(self.horizon, bool),
+                    "truncations": truncations,
+                }
+            )
+        return buffers
+
+    # --- file I/O --------------------------------------------------------------------------
+    def _meta(self) -> dict:
+        env = self.make_env(0).unwrapped if self.tasks else None
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "env_id": self.env_id,
+            "family": self.family,
+            "split": self.split,
+            "task_seed": self.task_seed,
+            "demo_seed": self.demo_seed,
+            "expert": {"policy": self.expert.policy, "temperature": self.expert.temperature, "epsilon": self.expert.epsilon},
+            "horizon": self.horizon,
+            "state_dim": env.state_dim if env is not None else 0,
+            "action_dim": env.action_dim if env is not None else 0,
+            "tasks": [task.to_dict() for task in self.tasks],
+        }
+
+    def save(self, path: PathLike) -> Path:
+        """Write the dataset to ``path`` atomically (the file appears whole or not at all)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                np.savez_compressed(
+                    stream,
+                    meta=np.array(json.dumps(self._meta(), sort_keys=True)),
+                    states=self.states,
+                    actions=self.actions,
+                    rewards=self.rewards,
+                )
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(
+        cls,
+        path: PathLike,
+        *,
+        env_id: Optional[str] = None,
+        family: Optional[str] = None,
+        split: Optional[str] = None,
+        verify_transitions: bool = True,
+    ) -> "DemoDataset":
+        """Read and check a dataset file.
+
+        Checks the format and version, the meta data, array shapes and dtypes, state and action
+        ranges, finiteness of rewards, that the tasks rebuild, and (``verify_transitions``) that every
+        recorded transition has non-zero probability under its task's model. ``env_id``, ``family``
+        and ``split``, when given, must match the file.
+
+        Raises:
+            FileNotFoundError: no such file.
+            DatasetError: naming the first problem found.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no dataset file at {str(path)!r}")
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = {key: archive[key] for key in archive.files}
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
+            raise DatasetError(f"{path}: not a readable dataset file ({type(error).__name__}: {error})") from None
+        for key in ("meta", "states", "actions", "rewards"):
+            if key not in arrays:
+                raise DatasetError(f"{path}: missing array {key!r} (found {sorted(arrays)})")
+        try:
+            meta = json.loads(str(arrays["meta"]))
+        except json.JSONDecodeError as error:
+            raise DatasetError(f"{path}: meta is not valid JSON: {error}") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise DatasetError(f"{path}: not a {FORMAT} file (format={meta.get('format') if isinstance(meta, dict) else meta!r})")
+        if meta.get("version") != VERSION:
+            raise DatasetError(f"{path}: format version {meta.get('version')!r} is not supported (this reader knows {VERSION})")
+        required = ("env_id", "family", "split", "task_seed", "demo_seed", "expert", "horizon", "state_dim", "action_dim", "tasks")
+        missing = [key for key in required if key not in meta]
+        if missing:
+            raise DatasetError(f"{path}: meta is missing {missing}")
+        for name, expected in (("env_id", env_id), ("family", family), ("split", split)):
+            if expected is not None and meta[name] != expected:
+                raise DatasetError(f"{path}: {name} is {meta[name]!r}, expected {expected!r}")
+        try:
+            tasks = tuple(Task.from_dict(task) for task in meta["tasks"])
+            expert = ExpertSettings(**meta["expert"])
+        except (TypeError, ValueError) as error:
+            raise DatasetError(f"{path}: bad task or expert entry: {error}") from None
+        if any(task.family != meta["family"] or task.split != meta["split"] for task in tasks):
+            raise DatasetError(f"{path}: tasks disagree with family {meta['family']!r} / split {meta['split']!r}")
+        states, actions, rewards = arrays["states"], arrays["actions"], arrays["rewards"]
+        n, horizon = len(tasks), meta["horizon"]
+        if states.ndim != 3 or actions.ndim != 3 or rewards.ndim != 3:
+            raise DatasetError(f"{path}: states/actions/rewards must be 3-D, got {states.shape}, {actions.shape}, {rewards.shape}")
+        m = states.shape[1]
+        for name, array, shape in (("states", states, (n, m, horizon + 1)), ("actions", actions, (n, m, horizon)), ("rewards", rewards, (n, m, horizon))):
+            if array.shape != shape:
+                raise DatasetError(f"{path}: {name} has shape {array.shape}, expected {shape} (N tasks, M demos, H={horizon})")
+        if not np.issubdtype(states.dtype, np.integer) or not np.issubdtype(actions.dtype, np.integer):
+            raise DatasetError(f"{path}: states and actions must be integers, got {states.dtype} and {actions.dtype}")
+        if not np.issubdtype(rewards.dtype, np.floating) or not np.all(np.isfinite(rewards)):
+            raise DatasetError(f"{path}: rewards must be finite floats")
+        if states.size and (states.min() < 0 or states.max() >= meta["state_dim"]):
+            raise DatasetError(f"{path}: states must lie in [0, {meta['state_dim']}), got [{states.min()}, {states.max()}]")
+        if actions.size and (actions.min() < 0 or actions.max() >= meta["action_dim"]):
+            raise DatasetError(f"{path}: actions must lie in [0, {meta['action_dim']}), got [{actions.min()}, {actions.max()}]")
+        dataset = cls(meta["env_id"], tasks, expert, meta["task_seed"], meta["demo_seed"], states.astype(np.int64), actions.astype(np.int64), rewards.astype(np.float64))
+        if verify_transitions:
+            dataset._verify_transitions(path, meta)
+        return dataset
+
+    def _verify_transitions(self, path: Path, meta: dict) -> None:
+        for index in range(self.n_tasks):
+            try:
+                env = self.make_env(index).unwrapped
+            except (gym.error.Error, TypeError, ValueError) as error:
+                raise DatasetError(f"{path}: task {index} does not rebuild with env {self.env_id!r}: {error}") from None
+            model = env.model
+            if (model.state_dim, model.action_dim, model.horizon) != (meta["state_dim"], meta["action_dim"], meta["horizon"]):
+                raise DatasetError(f"{path}: task {index}'s model has (S, A, H) = {(model.state_dim, model.action_dim, model.horizon)}, the file says {(meta['state_dim'], meta['action_dim'], meta['horizon'])}")
+            s, a, s_next = self.states[index, :, :-1].ravel(), self.actions[index].ravel(), self.states[index, :, 1:].ravel()
+            possible = ((model.successor_indices[s, a] == s_next[:, None]) & (model.successor_probs[s, a] > 0)).any(axis=1)
+            if not possible.all():
+                bad = int(np.flatnonzero(~possible)[0])
+                raise DatasetError(
+                    f"{path}: task {index} has a transition its model cannot produce: "
+                    f"s={s[bad]}, a={a[bad]} -> s'={s_next[bad]} (demo {bad // self.horizon}, step {bad % self.horizon})"
+                )
+
+
+def collect(
+    env_id: str,
+    n_tasks: int,
+    n_demos: int,
+    split: str = "train",
+    task_seed: int = 0,
+    demo_seed: int = 0,
+    expert: ExpertSettings = ExpertSettings(),
+    env_kwargs: Optional[dict] = None,
+    progress: bool = False,
+) -> DemoDataset:
+    """Sample ``n_tasks`` tasks of ``split`` and roll out ``n_demos`` expert demos of each.
+
+    Args:
+        env_id: a registered id, e.g. ``"mandril_envs/GridWorld-v0"``.
+        n_tasks, n_demos: ``N`` and ``M``.
+        split: ``"train"``, ``"test"`` (or ``"test_unseen"`` for GridWorld).
+        task_seed: seed of the task stream (``sample_tasks(seed=task_seed)``).
+        demo_seed: seed of the rollouts; task ``n`` uses ``SeedSequence([demo_seed, split, n])``.
+        expert: the expert settings.
+        env_kwargs: family config kwargs passed to ``gym.make``.
+        progress: show a progress bar.
+    """
+    n_tasks = check_int("n_tasks", n_tasks, 1)
+    n_demos = check_int("n_demos", n_demos, 1)
+    env = gym.make(env_id, **(env_kwargs or {}))
+    base = env.unwrapped
+    if not isinstance(base, TabularTaskEnv):
+        raise TypeError(f"env_id {env_id!r} is not a mandril_envs env")
+    tasks = base.sample_tasks(n_tasks, split, seed=task_seed)
+    horizon = base.model.horizon
+    states = np.empty((n_tasks, n_demos, horizon + 1), np.int64)
+    actions = np.empty((n_tasks, n_demos, horizon), np.int64)
+    rewards = np.empty((n_tasks, n_demos, horizon), np.float64)
+    for i in _progress(range(n_tasks), n_tasks, f"demos {env_id} {split}", progress):
+        base.set_task(tasks[i])
+        seed = int(np.random.SeedSequence([demo_seed, SPLIT_CODES[split], i]).generate_state(1)[0])
+        for j, trajectory in enumerate(rollout(env, expert_policy(env, expert), n_demos, seed)):
+            states[i, j], actions[i, j], rewards[i, j] = trajectory.states, trajectory.actions, trajectory.rewards
+    return DemoDataset(env_id, tuple(tasks), expert, task_seed, demo_seed, states, actions, rewards)

@@ -1,0 +1,178 @@
+"""Expert demonstrations rolled out through the env itself.
+
+``generate(env, n_episodes, policy="soft")`` plans on the env's own model (the numpy planner of
+:mod:`mandril_envs.planning`) and steps the env with the expert's actions, so every recorded
+transition is one the env really sampled. Each :class:`Trajectory` has exactly ``horizon`` steps.
+
+The command line (``python -m mandril_envs.demos --help``) writes datasets of many tasks; see
+:mod:`mandril_envs.dataset` for the file format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import gymnasium as gym
+import numpy as np
+
+from mandril_envs.base import TabularTaskEnv
+from mandril_envs.planning import soft_value_iteration, value_iteration
+from mandril_envs.validation import check_choice, check_float, check_int, check_probability
+
+__all__ = ["Trajectory", "ExpertSettings", "expert_policy", "generate", "rollout"]
+
+EXPERT_POLICIES = ("soft", "optimal", "epsilon")
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """One episode of exactly ``H`` steps.
+
+    Attributes:
+        states: ``(H+1,)`` int64, ``s_0 .. s_H`` (state indices, whatever the observation type).
+        actions: ``(H,)`` int64, ``a_0 .. a_{H-1}``.
+        rewards: ``(H,)`` float64, what ``step()`` returned (noisy for families with reward noise).
+        observations: ``(H+1, ...)``, what the env observed (``reset`` then every ``step``).
+    """
+
+    states: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    observations: np.ndarray
+
+    def __post_init__(self) -> None:
+        horizon = self.actions.shape[0]
+        if self.states.shape != (horizon + 1,) or self.rewards.shape != (horizon,) or self.observations.shape[0] != horizon + 1:
+            raise ValueError(
+                f"trajectory shapes disagree: states {self.states.shape}, actions {self.actions.shape}, "
+                f"rewards {self.rewards.shape}, observations {self.observations.shape}; want (H+1,), (H,), (H,), (H+1, ...)"
+            )
+
+    @property
+    def horizon(self) -> int:
+        """``H``."""
+        return int(self.actions.shape[0])
+
+    def to_imitation(self) -> Any:
+        """This episode as ``imitation.data.types.TrajectoryWithRew`` (needs imitation installed).
+
+        The episode was truncated at the horizon, not terminated, so ``terminal=False``.
+        """
+        from imitation.data.types import TrajectoryWithRew
+
+        return TrajectoryWithRew(
+            obs=self.observations, acts=self.actions, infos=None, terminal=False, rews=self.rewards.astype(np.float32)
+        )
+
+
+@dataclass(frozen=True)
+class ExpertSettings:
+    """How the expert acts.
+
+    Attributes:
+        policy: ``"soft"`` (MaxEnt soft-optimal, ``pi ~ exp(Q / temperature)``), ``"optimal"``
+            (value iteration, ties to the lowest action) or ``"epsilon"`` (optimal, uniform random
+            action with probability ``epsilon``).
+        temperature: soft-policy temperature (> 0).
+        epsilon: exploration rate of ``"epsilon"``, in [0, 1].
+    """
+
+    policy: str = "soft"
+    temperature: float = 1.0
+    epsilon: float = 0.1
+
+    def __post_init__(self) -> None:
+        check_choice("policy", self.policy, EXPERT_POLICIES)
+        object.__setattr__(self, "temperature", check_float("temperature", self.temperature, 0.0, strict_min=True))
+        object.__setattr__(self, "epsilon", check_probability("epsilon", self.epsilon))
+
+
+def _unwrapped(env: gym.Env) -> TabularTaskEnv:
+    base = env.unwrapped
+    if not isinstance(base, TabularTaskEnv):
+        raise TypeError(f"env must be a mandril_envs env (its unwrapped env a TabularTaskEnv), got {type(base).__name__}")
+    return base
+
+
+def expert_policy(env: gym.Env, settings: ExpertSettings = ExpertSettings()) -> np.ndarray:
+    """``(H, S, A)`` the expert's time-indexed policy for the env's current task."""
+    model = _unwrapped(env).model
+    if settings.policy == "soft":
+        return soft_value_iteration(model, temperature=settings.temperature).policy
+    greedy = value_iteration(model).policy
+    if settings.policy == "optimal":
+        return greedy
+    return (1.0 - settings.epsilon) * greedy + settings.epsilon / model.action_dim
+
+
+def rollout(env: gym.Env, policy: np.ndarray, n_episodes: int, seed: int = 0) -> list[Trajectory]:
+    """Roll ``policy (H, S, A)`` out through ``env`` for ``n_episodes`` episodes.
+
+    The env is reset with ``seed`` once, then without a seed, so the episodes continue one stream;
+    the actions are drawn from a generator seeded by ``seed`` as well. Same seed, same episodes.
+    """
+    n_episodes = check_int("n_episodes", n_episodes, 0)
+    seed = check_int("seed", seed, 0)
+    base = _unwrapped(env)
+    horizon, n_states, n_actions = base.model.horizon, base.model.state_dim, base.model.action_dim
+    if policy.shape != (horizon, n_states, n_actions):
+        raise ValueError(f"policy shape {policy.shape} must be (H, S, A) = {(horizon, n_states, n_actions)}")
+    cumulative = np.cumsum(policy, axis=2)
+    action_rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
+    trajectories = []
+    for episode in range(n_episodes):
+        obs, info = env.reset(seed=seed if episode == 0 else None)
+        states, actions, rewards, observations = [info["state"]], [], [], [obs]
+        for t in range(horizon):
+            row = cumulative[t, states[-1]]
+            action = min(int(np.searchsorted(row, action_rng.random() * row[-1], side="right")), n_actions - 1)
+            obs, reward, terminated, truncated, info = env.step(action)
+            states.append(info["state"])
+            actions.append(action)
+            rewards.append(reward)
+            observations.append(obs)
+            if terminated or (truncated and t < horizon - 1):
+                raise RuntimeError(f"episode ended at step {t + 1} before the horizon {horizon}: envs of this suite never end early")
+        trajectories.append(
+            Trajectory(
+                np.asarray(states, np.int64), np.asarray(actions, np.int64), np.asarray(rewards, np.float64), np.asarray(observations)
+            )
+        )
+    return trajectories
+
+
+def generate(
+    env: gym.Env,
+    n_episodes: int,
+    policy: str = "soft",
+    seed: int = 0,
+    temperature: float = 1.0,
+    epsilon: float = 0.1,
+) -> list[Trajectory]:
+    """Expert demonstrations of the env's current task, rolled out through the env itself.
+
+    Args:
+        env: a mandril_envs env (wrapped or not).
+        n_episodes: number of episodes, each exactly ``horizon`` steps.
+        policy: ``"soft"``, ``"optimal"`` or ``"epsilon"`` (see :class:`ExpertSettings`).
+        seed: seeds the env's reset and the expert's action draws.
+        temperature: soft-expert temperature.
+        epsilon: epsilon-expert exploration rate.
+
+    Returns:
+        ``n_episodes`` :class:`Trajectory` objects.
+    """
+    settings = ExpertSettings(policy, temperature, epsilon)
+    return rollout(env, expert_policy(env, settings), n_episodes, seed)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """``python -m mandril_envs.demos``: see :mod:`mandril_envs.cli`."""
+    from mandril_envs.cli import main as cli_main
+
+    return cli_main(["demos", *(argv if argv is not None else __import__("sys").argv[1:])])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,211 @@
+"""Reusable checks for tabular task envs: run them on your own env as the suite's tests do.
+
+Each ``check_*`` function raises ``AssertionError`` with a message naming what is wrong. They need
+only numpy and gymnasium. ``check_all(env_id)`` runs them all on a registered id.
+
+    from mandril_envs.testing import check_all
+    check_all("mandril_envs/GridWorld-v0")
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+from typing import Any, Callable, Optional
+
+import gymnasium as gym
+import numpy as np
+
+from mandril_envs.base import TabularTaskEnv
+from mandril_envs.tasks import Task
+
+__all__ = [
+    "check_model",
+    "check_step_matches_model",
+    "check_seeded_determinism",
+    "check_tasks",
+    "check_pickle",
+    "check_spec_roundtrip",
+    "check_vector_env",
+    "check_all",
+]
+
+
+def _base(env: gym.Env) -> TabularTaskEnv:
+    base = env.unwrapped
+    assert isinstance(base, TabularTaskEnv), f"{type(base).__name__} is not a TabularTaskEnv"
+    return base
+
+
+def check_model(env: gym.Env) -> None:
+    """The seals/imitation names exist with the right shapes; rows sum to 1; dense == successor form."""
+    base = _base(env)
+    n_states, n_actions = base.state_dim, base.action_dim
+    transition = base.transition_matrix
+    assert transition.shape == (n_states, n_actions, n_states), f"transition_matrix shape {transition.shape}"
+    assert transition.dtype == np.float64, f"transition_matrix dtype {transition.dtype}"
+    np.testing.assert_allclose(transition.sum(axis=2), 1.0, atol=1e-12, err_msg="transition rows must sum to 1")
+    assert base.reward_matrix.shape in ((n_states,), (n_states, n_actions)), f"reward_matrix shape {base.reward_matrix.shape}"
+    assert base.initial_state_dist.shape == (n_states,), f"initial_state_dist shape {base.initial_state_dist.shape}"
+    assert abs(base.initial_state_dist.sum() - 1) < 1e-12, "initial_state_dist must sum to 1"
+    assert isinstance(base.horizon, int) and base.horizon >= 1, f"horizon {base.horizon!r}"
+    assert base.feature_matrix.shape[0] == n_states, f"feature_matrix shape {base.feature_matrix.shape}"
+    rebuilt = np.zeros_like(transition)
+    s, a, _ = np.indices(base.successor_indices.shape)
+    np.add.at(rebuilt, (s, a, base.successor_indices), base.successor_probs)
+    np.testing.assert_array_equal(rebuilt, transition, err_msg="dense transition_matrix differs from the successor form")
+    assert isinstance(base.action_space, gym.spaces.Discrete) and base.action_space.n == n_actions, "action_space must be Discrete(A)"
+
+
+def _chi_square_bound(dof: int, sigmas: float = 6.0) -> float:
+    return dof + sigmas * math.sqrt(2 * max(dof, 1)) + 10.0
+
+
+def check_step_matches_model(env: gym.Env, n_steps: Optional[int] = None, seed: int = 0, min_count: int = 30) -> None:
+    """``step()`` samples from ``transition_matrix`` and pays ``reward_matrix`` on average.
+
+    Runs uniformly random actions for ``n_steps`` steps and pools a chi-square statistic over every
+    visited ``(s, a)`` with at least ``min_count`` visits: it must stay within 6 standard deviations
+    of its degrees of freedom, and no transition of probability 0 may occur. Mean rewards per
+    ``(s, a)`` must lie within 6 standard errors of the model's. ``n_steps`` defaults to
+    ``50 S A`` (at least 20,000, at most 400,000).
+    """
+    base = _base(env)
+    if n_steps is None:
+        n_steps = min(max(20_000, 50 * base.state_dim * base.action_dim), 400_000)
+    rng = np.random.default_rng(seed)
+    n_states, n_actions = base.state_dim, base.action_dim
+    counts = np.zeros((n_states, n_actions, n_states))
+    reward_sum = np.zeros((n_states, n_actions))
+    reward_sq = np.zeros((n_states, n_actions))
+    _, info = env.reset(seed=seed)
+    state = info["state"]
+    for _ in range(n_steps):
+        action = int(rng.integers(n_actions))
+        _, reward, terminated, truncated, info = env.step(action)
+        counts[state, action, info["state"]] += 1
+        reward_sum[state, action] += reward
+        reward_sq[state, action] += reward * reward
+        assert not terminated, "envs of this suite never terminate"
+        if truncated:
+            _, info = env.reset()
+        state = info["state"]
+    transition = base.transition_matrix
+    impossible = (counts > 0) & (transition == 0)
+    assert not impossible.any(), f"step() made transitions of probability 0: {np.argwhere(impossible)[:5].tolist()}"
+    visits = counts.sum(axis=2)
+    pairs = visits >= min_count
+    assert pairs.any(), f"no (s, a) pair was visited {min_count} times in {n_steps} steps"
+    expected = visits[:, :, None] * transition
+    support = (transition > 0) & pairs[:, :, None]
+    statistic = float((((counts - expected) ** 2)[support] / expected[support]).sum())
+    dof = int(support.sum() - pairs.sum())
+    assert statistic <= _chi_square_bound(dof), f"transition frequencies do not match transition_matrix: chi2 = {statistic:.1f} on {dof} dof"
+    mean_reward = reward_sum[pairs] / visits[pairs]
+    variance = np.maximum(reward_sq[pairs] / visits[pairs] - mean_reward**2, 0.0)
+    model_reward = base.model.state_action_rewards()[pairs]
+    # the 1/n term keeps the bound honest when a rare outcome (a Bernoulli arm near 0 or 1) was never seen
+    tolerance = 6.0 * np.sqrt((variance + 1.0 / visits[pairs]) / visits[pairs]) + 1e-9
+    worst = np.abs(mean_reward - model_reward) - tolerance
+    assert worst.max() <= 0, f"mean rewards differ from reward_matrix by more than 6 standard errors (worst excess {worst.max():.3g})"
+
+
+def _rollout(env: gym.Env, seed: int, n_episodes: int = 2) -> list[tuple[Any, ...]]:
+    record: list[tuple[Any, ...]] = []
+    obs, info = env.reset(seed=seed)
+    record.append((np.asarray(obs).tolist(), json.dumps(info, sort_keys=True)))
+    env.action_space.seed(seed)
+    for _ in range(n_episodes):
+        for _ in range(_base(env).horizon):
+            obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+            record.append((np.asarray(obs).tolist(), reward, terminated, truncated, json.dumps(info, sort_keys=True)))
+        obs, info = env.reset()
+        record.append((np.asarray(obs).tolist(), json.dumps(info, sort_keys=True)))
+    return record
+
+
+def check_seeded_determinism(make_env: Callable[[], gym.Env], seed: int = 123) -> None:
+    """Two envs from ``make_env`` reset with the same seed give the same episodes; another seed differs."""
+    first, second = _rollout(make_env(), seed), _rollout(make_env(), seed)
+    assert first == second, "same seed, different rollouts"
+    other = _rollout(make_env(), seed + 1)
+    base = _base(make_env())
+    if base.state_dim > 1 or base.action_dim > 1:
+        assert other != first, "different seeds gave identical rollouts"
+
+
+def check_tasks(env: gym.Env, n: int = 5) -> None:
+    """Tasks are deterministic, JSON round-trip exactly, rebuild the same model, and splits are disjoint."""
+    base = _base(env)
+    for split in base.splits:
+        tasks = base.sample_tasks(n, split, seed=3)
+        again = base.sample_tasks(n, split, seed=3)
+        assert tasks == again, f"sample_tasks({n}, {split!r}, seed=3) is not deterministic"
+        assert base.sample_tasks(1, split, seed=3, start=2)[0] == tasks[2], "task index must not depend on how many are drawn"
+        assert base.sample_tasks(n, split, seed=4) != tasks, "a different seed gave the same tasks"
+        for task in tasks:
+            text = task.to_json()
+            assert Task.from_json(text) == task and Task.from_json(text).to_json() == text, "task JSON round trip is not exact"
+    train = {json.dumps(t.params, sort_keys=True) for t in base.sample_tasks(n, "train", seed=0)}
+    for split in base.splits:
+        if split != "train":
+            held_out = {json.dumps(t.params, sort_keys=True) for t in base.sample_tasks(n, split, seed=0)}
+            assert not train & held_out, f"train and {split!r} tasks overlap"
+    task = base.sample_tasks(1, "test", seed=9)[0]
+    base.set_task(task)
+    model_a = base.model
+    base.set_task(json.loads(task.to_json()))
+    np.testing.assert_array_equal(model_a.transition_matrix, base.model.transition_matrix)
+    np.testing.assert_array_equal(model_a.reward_matrix, base.model.reward_matrix)
+    np.testing.assert_array_equal(model_a.feature_matrix, base.model.feature_matrix)
+
+
+def check_pickle(env: gym.Env, seed: int = 5) -> None:
+    """A pickled and unpickled env continues exactly like the original."""
+    env.reset(seed=seed)
+    env.step(env.action_space.sample())
+    clone = pickle.loads(pickle.dumps(env))
+    for _ in range(3):
+        action = int(env.action_space.sample())
+        a, b = env.step(action), clone.step(action)
+        assert np.array_equal(np.asarray(a[0]), np.asarray(b[0])) and a[1:] == b[1:], "unpickled env diverged"
+        if a[3]:
+            break
+
+
+def check_spec_roundtrip(env_id: str) -> None:
+    """The spec survives JSON and the env it makes has the same task and model."""
+    env = gym.make(env_id)
+    spec = gym.envs.registration.EnvSpec.from_json(env.spec.to_json())
+    remade = spec.make()
+    assert _base(remade).task == _base(env).task, "spec round trip changed the task"
+    np.testing.assert_array_equal(_base(remade).transition_matrix, _base(env).transition_matrix)
+
+
+def check_vector_env(env_id: str, n_envs: int = 3, seed: int = 0) -> None:
+    """``SyncVectorEnv`` runs a full horizon plus one step (through the reset) with the right shapes."""
+    vector = gym.vector.SyncVectorEnv([lambda: gym.make(env_id) for _ in range(n_envs)])
+    obs, _ = vector.reset(seed=seed)
+    assert len(obs) == n_envs
+    horizon = _base(vector.envs[0]).horizon
+    saw_truncation = False
+    for _ in range(horizon + 1):
+        obs, reward, terminated, truncated, _ = vector.step(vector.action_space.sample())
+        assert reward.shape == (n_envs,) and not terminated.any()
+        saw_truncation |= bool(truncated.all())
+    assert saw_truncation, "vector env never reported truncation at the horizon"
+    vector.close()
+
+
+def check_all(env_id: str, **make_kwargs: Any) -> None:
+    """Every check above on a registered id."""
+    make = lambda: gym.make(env_id, **make_kwargs)  # noqa: E731
+    check_model(make())
+    check_step_matches_model(make())
+    check_seeded_determinism(make)
+    check_tasks(make())
+    check_pickle(make())
+    if not make_kwargs:
+        check_spec_roundtrip(env_id)
+    check_vector_env(env_id)
