@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 
 #: Modules that add sub-commands, in the order they appear in ``--help``.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("mandril.irl_cli",)
 
 
 def build_parser() -> argparse.ArgumentParser:

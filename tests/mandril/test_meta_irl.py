@@ -1,0 +1,186 @@
+"""MandRIL: meta-gradient against finite differences, batching, checkpoints, bad input."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mandril.functional import NonFiniteLossError
+from mandril.irl_data import DatasetSource, GeneratedSource, MetaBatch, task_inputs
+from mandril.planning import TaskBatch
+from mandril.meta_irl import CheckpointError, MandRIL, MandRILConfig
+from mandril_envs.dataset import collect
+
+ENV = "mandril_envs/TabularMDP-Linear-v0"
+SMALL = {"n_states": 5, "n_actions": 3, "horizon": 4, "n_features": 3}
+
+
+class Linear(nn.Module):
+    """r(s) = phi(s) . w + b: a reward model over the feature matrix, (n, S, F) -> (n, S)."""
+
+    def __init__(self, n_features, seed=0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.w = nn.Parameter(0.5 * torch.randn(n_features, generator=g, dtype=torch.float64))
+        self.b = nn.Parameter(torch.zeros((), dtype=torch.float64))
+
+    def forward(self, x):
+        return x @ self.w + self.b
+
+
+class Wrong(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(3, dtype=torch.float64))
+
+    def forward(self, x):
+        return (x @ self.w)[:, :-1]
+
+
+@pytest.fixture(scope="module")
+def batch():
+    source = GeneratedSource(ENV, SMALL, input_kind="features")
+    return source.sample(3, 2, 4, np.random.default_rng(0))
+
+
+def _outer_at(trainer, flat, batch):
+    with torch.no_grad():
+        offset = 0
+        for value in trainer.theta.values():
+            value.copy_(flat[offset : offset + value.numel()].view_as(value))
+            offset += value.numel()
+    loss, _ = trainer.meta_loss(batch)
+    return float(loss.detach())
+
+
+def _meta_gradient(trainer, batch):
+    trainer.optimizer.zero_grad()
+    loss, _ = trainer.meta_loss(batch)
+    loss.backward()
+    return torch.cat([v.grad.reshape(-1) for v in trainer.theta.values()]).clone()
+
+
+def test_second_order_meta_gradient_matches_finite_differences(batch):
+    trainer = MandRIL(Linear(3), inner_lr=0.3, inner_steps=2)
+    analytic = _meta_gradient(trainer, batch)
+    theta0 = torch.cat([v.detach().reshape(-1) for v in trainer.theta.values()]).clone()
+    numeric = torch.zeros_like(theta0)
+    eps = 1e-6
+    for i in range(theta0.numel()):
+        bump = torch.zeros_like(theta0)
+        bump[i] = eps
+        numeric[i] = (_outer_at(trainer, theta0 + bump, batch) - _outer_at(trainer, theta0 - bump, batch)) / (2 * eps)
+    _outer_at(trainer, theta0, batch)
+    torch.testing.assert_close(analytic, numeric, rtol=1e-6, atol=1e-8)
+    first = MandRIL(Linear(3), inner_lr=0.3, inner_steps=2, first_order=True)
+    first_order = _meta_gradient(first, batch)
+    assert (first_order - analytic).norm() > 1e-3 * analytic.norm()  # the second-order term matters
+
+
+def _one_task(batch, b):
+    t = batch.tasks
+    tasks = TaskBatch(t.successor_indices[b : b + 1], t.successor_probs[b : b + 1], t.initial_state_dist[b : b + 1], t.horizon, t.layout)
+    pick = lambda x: x[b : b + 1]  # noqa: E731
+    return MetaBatch(tasks, batch.models[b : b + 1], pick(batch.inputs), pick(batch.train_visitation), pick(batch.test_visitation), pick(batch.train_start), pick(batch.test_start))
+
+
+@pytest.mark.parametrize("condition_on_start", [True, False])
+def test_batched_meta_loss_equals_a_loop_over_tasks(batch, condition_on_start):
+    """Each task gets its own adapted parameters: the batch is exactly the mean of single-task runs."""
+    trainer = MandRIL(Linear(3), inner_lr=0.3, inner_steps=2, condition_on_start=condition_on_start)
+    together, _ = trainer.meta_loss(batch)
+    singles = [float(trainer.meta_loss(_one_task(batch, b))[0].detach()) for b in range(3)]
+    assert float(together.detach()) == pytest.approx(np.mean(singles), rel=1e-12)
+
+
+def test_conditioning_on_start_states_changes_the_loss(batch):
+    on, _ = MandRIL(Linear(3), condition_on_start=True).meta_loss(batch)
+    off, _ = MandRIL(Linear(3), condition_on_start=False).meta_loss(batch)
+    assert float(on.detach()) != pytest.approx(float(off.detach()))
+
+
+def test_meta_sgd_learns_the_inner_learning_rate(batch):
+    trainer = MandRIL(Linear(3), inner_lr=0.3, learn_inner_lr=True)
+    before = {k: v.detach().clone() for k, v in trainer.inner_lr.items()}
+    loss, _ = trainer.meta_loss(batch)
+    trainer.optimizer.zero_grad()
+    loss.backward()
+    assert all(v.grad is not None and v.grad.abs().sum() > 0 for v in trainer.inner_lr.values())
+    trainer.optimizer.step()
+    assert any(not torch.equal(before[k], v) for k, v in trainer.inner_lr.items())
+
+
+def test_meta_training_lowers_the_outer_loss_and_adapts():
+    source = GeneratedSource(ENV, SMALL, input_kind="features")
+    trainer = MandRIL(Linear(3, seed=1), inner_lr=0.2, meta_batch_size=8, meta_lr=0.05, n_train_demos=2, n_test_demos=8, seed=3)
+    rows = trainer.meta_train(source, 60, progress=False)
+    first, last = np.mean([r["outer_loss"] for r in rows[:10]]), np.mean([r["outer_loss"] for r in rows[-10:]])
+    assert last < first
+    env = source.env
+    env.unwrapped.set_task(env.unwrapped.sample_tasks(1, "test", seed=0)[0])
+    states = np.zeros((2, SMALL["horizon"] + 1), int)
+    reward = trainer.adapt(env.unwrapped.model, task_inputs(env, "features"), states, np.zeros((2, SMALL["horizon"]), int), steps=3)
+    assert reward.shape == (5,) and np.isfinite(reward).all()
+    assert not np.allclose(reward, trainer.prior_reward(env.unwrapped.model, task_inputs(env, "features")))
+
+
+def test_resume_is_bit_for_bit(tmp_path):
+    dataset = collect(ENV, 12, 6, env_kwargs=SMALL, demo_seed=1)
+    source = DatasetSource(dataset, "features")
+    straight = MandRIL(Linear(3), meta_batch_size=4, n_train_demos=2, n_test_demos=3, seed=5)
+    straight.meta_train(source, 6, progress=False)
+    first = MandRIL(Linear(3), meta_batch_size=4, n_train_demos=2, n_test_demos=3, seed=5)
+    first.meta_train(source, 3, log_dir=tmp_path, checkpoint_every=3, progress=False)
+    resumed = MandRIL(Linear(3, seed=99), meta_batch_size=4, n_train_demos=2, n_test_demos=3, seed=5)
+    resumed.load_checkpoint(tmp_path / "checkpoint.pt")
+    assert resumed.iteration == 3
+    resumed.meta_train(source, 6, log_dir=tmp_path, checkpoint_every=3, progress=False)
+    for name, value in straight.theta.items():
+        assert torch.equal(value, resumed.theta[name]), name
+    assert [r["outer_loss"] for r in straight.history] == [r["outer_loss"] for r in resumed.history]
+    lines = (tmp_path / "metrics.csv").read_text().strip().splitlines()
+    assert len(lines) == 7 and lines[1].startswith("0,") and lines[-1].startswith("5,")
+
+
+def test_corrupt_and_mismatched_checkpoints(tmp_path):
+    trainer = MandRIL(Linear(3))
+    path = trainer.save_checkpoint(tmp_path / "c.pt")
+    data = path.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 3])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        MandRIL(Linear(3)).load_checkpoint(tmp_path / "cut.pt")
+    with pytest.raises(CheckpointError, match="do not fit this reward model"):
+        MandRIL(Linear(4)).load_checkpoint(path)
+    torch.save({"something": 1}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a MandRIL checkpoint"):
+        MandRIL(Linear(3)).load_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(FileNotFoundError):
+        MandRIL(Linear(3)).load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_non_finite_inner_loss_names_the_iteration():
+    source = GeneratedSource(ENV, SMALL, input_kind="features")
+    trainer = MandRIL(Linear(3), inner_lr=1e308, meta_batch_size=2)
+    with pytest.raises(NonFiniteLossError, match="meta-iteration 0"):
+        trainer.meta_step(source)
+
+
+def test_bad_input(batch):
+    with pytest.raises(ValueError, match="inner_lr must be a finite number > 0"):
+        MandRILConfig(inner_lr=0)
+    with pytest.raises(ValueError, match="meta_batch_size must be an int >= 1"):
+        MandRILConfig(meta_batch_size=0)
+    with pytest.raises(TypeError, match="reward_model must be a torch.nn.Module"):
+        MandRIL(lambda x: x)
+    with pytest.raises(ValueError, match=r"reward model output shape \(4,\) per task does not fit the task"):
+        MandRIL(Wrong()).meta_loss(batch)
+    trainer = MandRIL(Linear(3))
+    model, inputs = batch.models[0], batch.inputs[0].numpy()
+    with pytest.raises(ValueError, match="empty"):
+        trainer.adapt(model, inputs, np.zeros((0, 5), int), np.zeros((0, 4), int))
+    with pytest.raises(ValueError, match="demo sets disagree"):
+        trainer.adapt(model, inputs, np.zeros((2, 5), int), np.zeros((3, 4), int))
+    with pytest.raises(ValueError, match="horizon"):
+        trainer.adapt(model, inputs, np.zeros((2, 7), int), np.zeros((2, 6), int))
+    with pytest.raises(ValueError, match="out of range"):
+        trainer.adapt(model, inputs, np.full((2, 5), 9), np.zeros((2, 4), int))
