@@ -1,5 +1,5 @@
 # make test   create .venv from constraints.txt and run the test suite
-# make bench  create .venv and run the quick benchmark suite (writes reports/)
+# make bench  create .venv and run the quick benchmark suite (writes reports/quick/report.md)
 PYTHON ?= python3
 VENV   ?= .venv
 PIP     = $(VENV)/bin/python -m pip
@@ -22,8 +22,7 @@ test-fast: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -ra -m "not slow"
 
 bench: $(STAMP)
-	$(VENV)/bin/python -m mandril_envs.demos generate --env mandril_envs/GridWorld-v0 --tasks 100 --demos 20 --out reports/gridworld8-train.npz
-	$(VENV)/bin/python -m mandril_envs.demos info reports/gridworld8-train.npz
+	$(VENV)/bin/mandril bench --suite benchmarks/suites/quick.toml --out reports/quick
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache

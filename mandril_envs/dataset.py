@@ -20,7 +20,9 @@ can be scored against the ground truth. Observations are not stored: any observa
 function of the state and the task (``dataset.trajectories(n, obs_type=...)``). For Minari,
 ``dataset.episode_buffers(n)`` gives each episode as the dict of arrays that
 ``minari.create_dataset_from_buffers`` takes (observations, actions, rewards, terminations,
-truncations). Files are written atomically (temporary file, then rename).
+truncations), and ``dataset.to_minari(dataset_id, n)`` writes task ``n`` as a Minari dataset whose
+env spec carries the task (``pip install 'mandril[minari]'``). Files are written atomically
+(temporary file, then rename).
 """
 
 from __future__ import annotations
@@ -154,6 +156,24 @@ class DemoDataset:
                 }
             )
         return buffers
+
+    def to_minari(self, dataset_id: str, index: int, obs_type: str = "index") -> Any:
+        """Task ``index``'s demos as a Minari dataset (needs the ``minari`` extra).
+
+        The env spec stored with it carries the task (its kwargs), so
+        ``minari_dataset.recover_environment()`` rebuilds the exact true model.
+        """
+        try:
+            import minari
+        except ImportError:
+            raise ImportError("to_minari needs Minari: pip install 'mandril[minari]'") from None
+        env = self.make_env(index, obs_type=obs_type)
+        return minari.create_dataset_from_buffers(
+            dataset_id,
+            buffer=self.episode_buffers(index, obs_type),
+            env=env,
+            algorithm_name=f"mandril_envs {self.expert.policy} expert (temperature {self.expert.temperature}, epsilon {self.expert.epsilon})",
+        )
 
     # --- file I/O --------------------------------------------------------------------------
     def _meta(self) -> dict:
