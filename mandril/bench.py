@@ -13,8 +13,8 @@ Methods (``methods = [...]`` in the suite):
 
 * ``mandril``: MandRIL meta-training, then ``adapt_steps`` inner steps on the new task's demos;
 * ``pretrain_finetune``: the same reward model trained on all training tasks' demos pooled
-  (MandRIL with no inner step: the outer loss at ``theta`` itself), then fine-tuned exactly as
-  MandRIL adapts;
+  (MandRIL with no inner step: the outer loss at ``theta`` itself), then fine-tuned on the new
+  task's demos as MaxEnt IRL fits (``[maxent]`` settings) from the pre-trained weights;
 * ``maxent``: MaxEnt IRL from a fresh random initialisation of the same model (per task).
 """
 
@@ -164,7 +164,9 @@ def run_suite(suite: Suite, out_dir: str | Path, progress: bool = True) -> dict:
         rows = pretrainer.meta_train(source, suite.pretrain_iterations, log_dir=out / "pretrain", progress=progress, tensorboard=False)
         timings["pre-training"] = time.perf_counter() - start
         curves += [{"method": "pretrain_finetune", **row} for row in rows]
-        methods["pretrain_finetune"] = lambda model, inputs, states, actions, t=pretrainer: t.adapt(model, inputs, states, actions)
+        methods["pretrain_finetune"] = maxent_method(
+            suite.reward_model, sample_inputs, n_states, suite.maxent.steps, suite.maxent.lr, suite.mandril.torch_dtype, suite.mandril.seed, suite.maxent.l2, init=pretrainer.reward_model
+        )
     if "maxent" in suite.methods:
         methods["maxent"] = maxent_method(suite.reward_model, sample_inputs, n_states, suite.maxent.steps, suite.maxent.lr, suite.mandril.torch_dtype, suite.mandril.seed, suite.maxent.l2)
     start = time.perf_counter()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 from mandril.functional import NonFiniteLossError
 from mandril.irl_data import task_inputs
 from mandril.metrics import score, summarize
+from mandril_envs.atomic import atomic_write
 from mandril_envs.demos import ExpertSettings, expert_policy, rollout
 from mandril_envs.model import TabularModel
 from mandril_envs.tasks import SPLIT_CODES
@@ -138,15 +138,7 @@ def summarize_records(records: Sequence[dict], metric: str = "evd", seed: int = 
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda stream: stream.write(text.encode()))
 
 
 def write_records(records: Sequence[dict], path: PathLike) -> Path:

@@ -16,19 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from mandril_envs.cli import json_object
+
 __all__ = ["register"]
 
 RUN_FILE = "run.json"
-
-
-def _json_object(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object")
-    return value
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -50,7 +42,7 @@ def _add_train(subparsers: Any) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--env", default="mandril_envs/GridWorld-v0", help="registered env id")
-    p.add_argument("--env-kwargs", type=_json_object, default={}, help="family config (JSON object)")
+    p.add_argument("--env-kwargs", type=json_object, default={}, help="family config (JSON object)")
     p.add_argument("--input", default="map", choices=["features", "map", "rgb"], help="what the reward model reads")
     p.add_argument("--reward-model", default="conv", choices=["linear", "mlp", "conv"], help="reward model")
     p.add_argument("--hidden", type=_int_list, default=(32, 32), help="hidden widths, comma-separated")

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from mandril.planning import TaskBatch, empirical_visitation
+from mandril.rewards import image_to_tensor
 from mandril_envs.base import TabularTaskEnv
 from mandril_envs.dataset import DemoDataset
 from mandril_envs.demos import ExpertSettings, Trajectory, expert_policy, rollout
@@ -49,7 +50,7 @@ def task_inputs(env: gym.Env, kind: str) -> np.ndarray:
             raise ValueError(f"input kind {kind!r} needs a GridWorld env (a map), got family {base.family!r}: use 'features'")
         if kind == "map":
             return np.array(base.map_features(), np.float64)
-        return np.asarray(base.map_image(), np.float64).transpose(2, 0, 1) / 255.0
+        return image_to_tensor(base.map_image()).numpy()
     raise ValueError(f"input kind must be one of {list(INPUT_KINDS)}, got {kind!r}")
 
 

@@ -25,7 +25,6 @@ import copy
 import csv
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -39,6 +38,7 @@ from torch.func import functional_call, vmap
 from mandril.functional import NonFiniteLossError, Params, adapt
 from mandril.irl_data import MetaBatch, TaskSource, make_batch
 from mandril.planning import TaskBatch, maxent_nll
+from mandril_envs.atomic import atomic_write
 from mandril_envs.model import TabularModel
 
 __all__ = ["MandRILConfig", "MandRIL", "CheckpointError", "batched_rewards"]
@@ -320,17 +320,8 @@ class MandRIL:
 
     def save_checkpoint(self, path: PathLike) -> Path:
         """Write :meth:`state_dict` atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                torch.save(self.state_dict(), stream)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        return path
+        state = self.state_dict()
+        return atomic_write(path, lambda stream: torch.save(state, stream))
 
     def load_checkpoint(self, path: PathLike) -> None:
         """Restore a checkpoint written by :meth:`save_checkpoint` into this trainer (same model architecture).

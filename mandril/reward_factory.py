@@ -3,10 +3,11 @@ MaxEnt-from-scratch baseline as an evaluation method."""
 
 from __future__ import annotations
 
+import copy
 import math
 import zlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -70,18 +71,23 @@ def maxent_method(
     dtype: torch.dtype = torch.float64,
     seed: int = 0,
     l2: float = 0.0,
+    init: Optional[nn.Module] = None,
 ) -> Callable[[TabularModel, np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
-    """MaxEnt IRL from scratch as an evaluation method: a fresh model per task, Adam for ``steps`` steps
-    (with an ``l2`` penalty on the parameters: with one or two demos the unregularised likelihood
-    drives the rewards of unvisited states towards minus infinity).
+    """MaxEnt IRL as an evaluation method: Adam for ``steps`` steps on the task's demos (with an
+    ``l2`` penalty on the parameters: with one or two demos the unregularised likelihood drives the
+    rewards of unvisited states towards minus infinity).
 
-    The initialisation seed of each task is derived from ``seed`` and a checksum of the task's
-    inputs, so results do not depend on the order tasks are scored in.
+    From scratch (``init=None``): a fresh model per task, whose initialisation seed is derived from
+    ``seed`` and a checksum of the task's inputs, so results do not depend on the order tasks are
+    scored in. Fine-tuning (``init`` given, e.g. a pre-trained model): each task starts from a copy of it.
     """
 
     def fit(model: TabularModel, inputs: np.ndarray, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        task_seed = int(np.random.SeedSequence([seed, zlib.crc32(np.ascontiguousarray(inputs).tobytes())]).generate_state(1)[0] % 2**31)
-        reward_model = build_reward_model(spec, inputs, n_states, task_seed, dtype)
+        if init is not None:
+            reward_model = copy.deepcopy(init)
+        else:
+            task_seed = int(np.random.SeedSequence([seed, zlib.crc32(np.ascontiguousarray(inputs).tobytes())]).generate_state(1)[0] % 2**31)
+            reward_model = build_reward_model(spec, inputs, n_states, task_seed, dtype)
         irl = MaxEntIRL(reward_model, "adam", steps, lr=lr, l2=l2, progress=False, dtype="float64" if dtype == torch.float64 else "float32")
         return irl.fit(model, demo_visitation(model, states, actions), inputs)
 

@@ -23,7 +23,8 @@ from mandril_envs.registration import ENV_IDS
 __all__ = ["main", "build_parser"]
 
 
-def _json_object(text: str) -> dict:
+def json_object(text: str) -> dict:
+    """argparse type: a JSON object (for ``--env-kwargs``)."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
@@ -96,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     generate.add_argument("--env", default="mandril_envs/GridWorld-v0", help="registered env id")
-    generate.add_argument("--env-kwargs", type=_json_object, default={}, help="family config as a JSON object, e.g. '{\"size\": 16}'")
+    generate.add_argument("--env-kwargs", type=json_object, default={}, help="family config as a JSON object, e.g. '{\"size\": 16}'")
     generate.add_argument("--tasks", type=int, default=100, help="number of tasks N")
     generate.add_argument("--demos", type=int, default=20, help="demos per task M")
     generate.add_argument("--split", default="train", help="train, test (or test_unseen for GridWorld)")
@@ -114,18 +115,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 2 bad input)."""
-    parser = build_parser()
+def run_command(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> int:
+    """Parse ``argv`` and run the chosen command's ``func(args)``; bad input (ValueError, TypeError,
+    FileNotFoundError, KeyError) prints one line and returns 2, no command prints the help and returns 2."""
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        print(f"mandril-envs: error: {error}", file=sys.stderr)
+    except (ValueError, TypeError, FileNotFoundError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"{parser.prog} {args.command}: error: {message}", file=sys.stderr)
         return 2
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 2 bad input)."""
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

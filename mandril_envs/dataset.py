@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import Any, Iterable, Optional, Union
 import gymnasium as gym
 import numpy as np
 
+from mandril_envs.atomic import atomic_write
 from mandril_envs.base import TabularTaskEnv
 from mandril_envs.demos import ExpertSettings, Trajectory, expert_policy, rollout
 from mandril_envs.tasks import SPLIT_CODES, Task
@@ -195,23 +195,8 @@ class DemoDataset:
 
     def save(self, path: PathLike) -> Path:
         """Write the dataset to ``path`` atomically (the file appears whole or not at all)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                np.savez_compressed(
-                    stream,
-                    meta=np.array(json.dumps(self._meta(), sort_keys=True)),
-                    states=self.states,
-                    actions=self.actions,
-                    rewards=self.rewards,
-                )
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        return path
+        meta = np.array(json.dumps(self._meta(), sort_keys=True))
+        return atomic_write(path, lambda stream: np.savez_compressed(stream, meta=meta, states=self.states, actions=self.actions, rewards=self.rewards))
 
     @classmethod
     def load(

@@ -13,7 +13,7 @@ temperature 1); its ``mce_occupancy_measures`` returns ``H + 1`` rows (it adds `
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -67,6 +67,20 @@ def _reward_table(model: TabularModel, reward: Optional[np.ndarray]) -> np.ndarr
     return table
 
 
+def _backup(model: TabularModel, reward: Optional[np.ndarray], state_value: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``(V (H, S), Q (H, S, A))`` of the finite-horizon backup with ``V[t] = state_value(Q[t])``."""
+    r = _reward_table(model, reward)
+    horizon, (n_states, n_actions) = model.horizon, r.shape
+    values = np.empty((horizon, n_states))
+    q_values = np.empty((horizon, n_states, n_actions))
+    next_values = np.zeros(n_states)
+    for t in range(horizon - 1, -1, -1):
+        q = r + expected_next_values(model, next_values) if t < horizon - 1 else r.copy()
+        q_values[t] = q
+        next_values = values[t] = state_value(q)
+    return values, q_values
+
+
 def soft_value_iteration(model: TabularModel, reward: Optional[np.ndarray] = None, temperature: float = 1.0) -> Plan:
     """MaxEnt (soft) backup: ``V = tau log sum_a exp(Q / tau)``, ``pi = exp((Q - V) / tau)``.
 
@@ -79,15 +93,7 @@ def soft_value_iteration(model: TabularModel, reward: Optional[np.ndarray] = Non
         :class:`Plan` with ``values (H, S)``, ``q_values (H, S, A)``, stochastic ``policy (H, S, A)``.
     """
     tau = check_float("temperature", temperature, 0.0, strict_min=True)
-    r = _reward_table(model, reward)
-    horizon, (n_states, n_actions) = model.horizon, r.shape
-    values = np.empty((horizon, n_states))
-    q_values = np.empty((horizon, n_states, n_actions))
-    next_values = np.zeros(n_states)
-    for t in range(horizon - 1, -1, -1):
-        q = r + expected_next_values(model, next_values) if t < horizon - 1 else r.copy()
-        q_values[t] = q
-        next_values = values[t] = tau * logsumexp(q / tau, axis=1)
+    values, q_values = _backup(model, reward, lambda q: tau * logsumexp(q / tau, axis=1))
     policy = np.exp((q_values - values[:, :, None]) / tau)
     policy /= policy.sum(axis=2, keepdims=True)
     return Plan(values, q_values, policy)
@@ -99,15 +105,7 @@ def value_iteration(model: TabularModel, reward: Optional[np.ndarray] = None) ->
     Returns:
         :class:`Plan` whose ``policy (H, S, A)`` is one-hot.
     """
-    r = _reward_table(model, reward)
-    horizon, (n_states, n_actions) = model.horizon, r.shape
-    values = np.empty((horizon, n_states))
-    q_values = np.empty((horizon, n_states, n_actions))
-    next_values = np.zeros(n_states)
-    for t in range(horizon - 1, -1, -1):
-        q = r + expected_next_values(model, next_values) if t < horizon - 1 else r.copy()
-        q_values[t] = q
-        next_values = values[t] = q.max(axis=1)
+    values, q_values = _backup(model, reward, lambda q: q.max(axis=1))
     best = q_values.argmax(axis=2)
     policy = np.zeros_like(q_values)
     np.put_along_axis(policy, best[:, :, None], 1.0, axis=2)

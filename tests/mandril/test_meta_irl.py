@@ -184,3 +184,18 @@ def test_bad_input(batch):
         trainer.adapt(model, inputs, np.zeros((2, 7), int), np.zeros((2, 6), int))
     with pytest.raises(ValueError, match="out of range"):
         trainer.adapt(model, inputs, np.full((2, 5), 9), np.zeros((2, 4), int))
+
+
+@pytest.mark.parametrize("input_kind", ["map", "rgb"])
+def test_conv_reward_models_on_maps_and_pixels(input_kind):
+    """The paper's two GridWorld settings: features as channels, and the RGB image of the map."""
+    from mandril.reward_factory import RewardModelSpec, build_reward_model
+
+    source = GeneratedSource("mandril_envs/GridWorld-v0", {"size": 5}, input_kind=input_kind)
+    batch = source.sample(2, 1, 2, np.random.default_rng(0))
+    assert batch.inputs.shape[1:] == ((3, 25, 25) if input_kind == "rgb" else (20, 5, 5))
+    trainer = MandRIL(build_reward_model(RewardModelSpec("conv", (4,)), batch.inputs[0].numpy(), 25, seed=0), meta_batch_size=2, n_train_demos=1, n_test_demos=2)
+    before = {k: v.detach().clone() for k, v in trainer.theta.items()}
+    row = trainer.meta_step(source)
+    assert np.isfinite(row["outer_loss"])
+    assert any(not torch.equal(before[k], v) for k, v in trainer.theta.items())
