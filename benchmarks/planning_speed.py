@@ -278,7 +278,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     gradient = cases[2]
     print(f"  (c) with method='autograd': {gradient['mandril_autograd'] * 1e3:.2f} ms; "
           f"Hessian-vector product (forward, backward, double backward): {gradient['mandril_hvp'] * 1e3:.2f} ms")
-    print(f"\nscaling: one GridWorld task, horizon 2N; peak memory of one call (MiB)")
+    print("\nscaling: one GridWorld task, horizon 2N; peak memory of one call (MiB)")
     print(f"{'grid':>6s} {'S':>5s} {'H':>4s} {'imitation':>10s} {'mandril':>9s} {'ratio':>7s} {'mem imit':>9s} {'mem ours':>9s} {'max|diff|':>10s}")
     for size in sizes:
         row = case_scaling(size, 1 if size >= 64 else repeats)

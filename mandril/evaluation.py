@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Protocol, Sequence, Union
+from typing import Any, Iterable, Optional, Protocol, Sequence, Union
 
 import gymnasium as gym
 import numpy as np

@@ -9,7 +9,7 @@ import numpy as np
 from mandril_envs.base import TabularTaskEnv
 from mandril_envs.model import TabularModel
 from mandril_envs.tasks import TaskLike
-from mandril_envs.validation import check_choice, check_float, check_float_sequence, check_int
+from mandril_envs.validation import check_choice, check_float, check_int
 
 # Seed of the family-level draws (the shared mean of the linear task weights).
 _FAMILY_STREAM = 7_219

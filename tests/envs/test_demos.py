@@ -1,10 +1,8 @@
 """Expert demos, datasets (round trip, corruption, mismatch) and the demos CLI."""
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np

@@ -19,14 +19,6 @@ from mandril_envs import planning as numpy_planner
 from mandril_envs.demos import generate
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def soft_visitation(model, reward=None) -> np.ndarray:
     """``(S,)`` or ``(S, A)`` expected visitation of the soft-optimal policy (numpy planner)."""
     policy = numpy_planner.soft_value_iteration(model, reward).policy

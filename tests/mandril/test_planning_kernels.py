@@ -37,15 +37,6 @@ FAMILIES = {
 STATE_REWARD_FAMILIES = ["gridworld", "gridworld-slip", "gridworld-cross", "tabular-linear"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two torch threads on a shared 2-core machine wait on each other; one is faster and deterministic."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def make_models(family: str, n: int = 3, seed: int = 0) -> list[TabularModel]:
     env_id, kwargs = FAMILIES[family]
     env = gym.make(env_id, **kwargs).unwrapped

@@ -13,14 +13,6 @@ from mandril.planning import TaskBatch, expected_visitation, maxent_nll
 from mandril.rewards import ConvReward, LinearReward, MLPReward, image_to_tensor
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def grid():
     env = gym.make("mandril_envs/GridWorld-v0", size=6, horizon=8).unwrapped

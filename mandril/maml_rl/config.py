@@ -1,0 +1,393 @@
+"""The MAML-TRPO run configuration: nested dataclasses loaded from a TOML file.
+
+A config file has top-level keys (``name``, ``seed``, ``task_seed``, ``output_dir``,
+``checkpoint_every``) and one table per part: ``[env]``, ``[policy]``, ``[maml]``,
+``[advantage]``, ``[trpo]``, ``[sampler]``, ``[test]``, ``[validation]``. Every key is optional (the dataclass
+default is used); unknown keys, values of the wrong type, non-positive sizes and non-positive
+learning rates are refused with a ``ValueError``/``TypeError`` that names the key, the value and
+what is allowed.
+
+Example (``benchmarks/maml/bandit-k5-n100.toml``)::
+
+    name = "bandit-k5-n100"
+    [env]
+    id = "mandril_envs/Bandit-K5-v0"
+    kwargs = { horizon = 1 }
+    [maml]
+    fast_batch_size = 100
+    fast_lr = 1.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Union
+
+__all__ = [
+    "EnvConfig",
+    "PolicyConfig",
+    "MAMLConfig",
+    "AdvantageConfig",
+    "TRPOConfig",
+    "SamplerConfig",
+    "TestConfig",
+    "ValidationConfig",
+    "Config",
+    "VALIDATION_START",
+    "load_config",
+    "config_from_dict",
+    "config_to_dict",
+]
+
+
+def _positive(section: str, name: str, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"[{section}] {name} must be > 0, got {value!r}")
+
+
+def _choice(section: str, name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"[{section}] {name} must be one of {list(allowed)}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Which task family to meta-train on.
+
+    Attributes:
+        id: a registered Gymnasium id whose ``env.unwrapped`` is a :class:`mandril_envs.TabularTaskEnv`
+            (``sample_tasks``/``set_task``) with a ``Discrete`` action space.
+        kwargs: keyword arguments of ``gymnasium.make`` (e.g. ``{horizon = 1}`` for one-pull bandit episodes).
+    """
+
+    id: str = "mandril_envs/Bandit-K5-v0"
+    kwargs: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            raise ValueError("[env] id must be a non-empty Gymnasium id, got ''")
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """The policy family.
+
+    Attributes:
+        kind: ``"mlp"`` (categorical MLP) or ``"tabular"`` (softmax of a linear map of the
+            observation: a logit table when observations are one-hot).
+        hidden_sizes: widths of the MLP's hidden layers (ignored by ``tabular``).
+        activation: ``"tanh"`` or ``"relu"``.
+        dtype: ``"float64"`` (default: the tiny networks here cost nothing more, and the
+            finite-difference Hessian-vector products are cleaner) or ``"float32"``.
+    """
+
+    kind: str = "mlp"
+    hidden_sizes: tuple[int, ...] = (32, 32)
+    activation: str = "tanh"
+    dtype: str = "float64"
+
+    def __post_init__(self) -> None:
+        _choice("policy", "kind", self.kind, ("mlp", "tabular"))
+        _choice("policy", "activation", self.activation, ("tanh", "relu"))
+        _choice("policy", "dtype", self.dtype, ("float64", "float32"))
+        for i, width in enumerate(self.hidden_sizes):
+            _positive("policy", f"hidden_sizes[{i}]", width)
+
+
+@dataclass(frozen=True)
+class MAMLConfig:
+    """The meta-learning loop.
+
+    Attributes:
+        num_batches: meta-iterations (TRPO steps) to train for.
+        meta_batch_size: tasks per meta-iteration.
+        fast_batch_size: episodes per task for each inner step (the adaptation data) and for the
+            post-update (validation) episodes. In the benchmark configs this is the budget ``n``.
+        fast_lr: the inner (REINFORCE) step size.
+        num_steps: inner gradient steps (fresh episodes are sampled before each).
+        first_order: first-order MAML (the inner gradient is treated as a constant).
+    """
+
+    num_batches: int = 200
+    meta_batch_size: int = 20
+    fast_batch_size: int = 20
+    fast_lr: float = 0.5
+    num_steps: int = 1
+    first_order: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("num_batches", "meta_batch_size", "fast_batch_size", "fast_lr", "num_steps"):
+            _positive("maml", name, getattr(self, name))
+
+
+@dataclass(frozen=True)
+class AdvantageConfig:
+    """Advantages for both the inner and the outer loss.
+
+    Attributes:
+        gamma: discount in ``(0, 1]`` of the returns the baseline fits and of GAE.
+        gae_lambda: GAE lambda in ``[0, 1]`` (1: Monte-Carlo return minus baseline).
+        baseline_reg: initial ridge coefficient of the linear feature baseline (raised x10 on failure).
+        normalize: normalise the advantages of each task to zero mean and unit variance.
+    """
+
+    gamma: float = 0.99
+    gae_lambda: float = 1.0
+    baseline_reg: float = 1e-5
+    normalize: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"[advantage] gamma must be in (0, 1], got {self.gamma!r}")
+        if not 0 <= self.gae_lambda <= 1:
+            raise ValueError(f"[advantage] gae_lambda must be in [0, 1], got {self.gae_lambda!r}")
+        _positive("advantage", "baseline_reg", self.baseline_reg)
+
+
+@dataclass(frozen=True)
+class TRPOConfig:
+    """The outer TRPO step.
+
+    Attributes:
+        max_kl: trust-region radius (mean KL between old and new adapted policies).
+        cg_iters: conjugate-gradient iterations.
+        cg_damping: ``lambda`` added to the Fisher/Hessian-vector product (``(H + lambda I) v``).
+        ls_max_steps: backtracking line-search steps.
+        ls_backtrack_ratio: step shrink factor in ``(0, 1)``.
+        hvp: ``"finite_difference"`` (the MAML paper's choice: no third derivatives) or ``"exact"``
+            (double backprop, which differentiates through the inner gradient a second time).
+        fd_eps: size of the finite-difference perturbation (its norm in parameter space).
+    """
+
+    max_kl: float = 0.01
+    cg_iters: int = 10
+    cg_damping: float = 1e-5
+    ls_max_steps: int = 15
+    ls_backtrack_ratio: float = 0.8
+    hvp: str = "finite_difference"
+    fd_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        for name in ("max_kl", "cg_iters", "ls_max_steps", "fd_eps"):
+            _positive("trpo", name, getattr(self, name))
+        if not self.cg_damping >= 0:
+            raise ValueError(f"[trpo] cg_damping must be >= 0, got {self.cg_damping!r}")
+        if not 0 < self.ls_backtrack_ratio < 1:
+            raise ValueError(f"[trpo] ls_backtrack_ratio must be in (0, 1), got {self.ls_backtrack_ratio!r}")
+        _choice("trpo", "hvp", self.hvp, ("finite_difference", "exact"))
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """The vectorised sampler.
+
+    Attributes:
+        vector: ``"sync"`` (one process, default) or ``"async"`` (Gymnasium's ``AsyncVectorEnv``: one
+            worker process per sub-env, so only sensible with few sub-envs).
+        envs_per_task: at most this many sub-envs per task; a task's episodes run in rounds.
+    """
+
+    vector: str = "sync"
+    envs_per_task: int = 20
+
+    def __post_init__(self) -> None:
+        _choice("sampler", "vector", self.vector, ("sync", "async"))
+        _positive("sampler", "envs_per_task", self.envs_per_task)
+
+
+@dataclass(frozen=True)
+class TestConfig:
+    """Held-out evaluation (``mandril maml-rl test``).
+
+    Attributes:
+        n_tasks: held-out (``split="test"``) tasks.
+        start: index of the first of them in the test split (tasks ``start .. start + n_tasks - 1``),
+            so that a tuning set and a reporting set of test tasks can be kept apart.
+        n_episodes: post-update episodes sampled per task (the sampled estimate; the exact expected
+            return from the known model is reported too).
+        reference_repeats: simulated runs per task of each adaptive reference policy (bandits).
+        epsilon: exploration rate of the epsilon-greedy reference.
+        ucb_c: exploration constant of the UCB1 reference (``sqrt(2)``: Auer et al. 2002).
+    """
+
+    n_tasks: int = 200
+    start: int = 0
+    n_episodes: int = 20
+    reference_repeats: int = 20
+    epsilon: float = 0.1
+    ucb_c: float = 1.4142135623730951
+
+    def __post_init__(self) -> None:
+        _positive("test", "ucb_c", self.ucb_c)
+        if self.start < 0:
+            raise ValueError(f"[test] start must be >= 0, got {self.start!r}")
+        for name in ("n_tasks", "n_episodes", "reference_repeats"):
+            _positive("test", name, getattr(self, name))
+        if not 0 <= self.epsilon <= 1:
+            raise ValueError(f"[test] epsilon must be in [0, 1], got {self.epsilon!r}")
+
+
+#: Validation tasks are train-split tasks ``VALIDATION_START ...``: never reached by training.
+VALIDATION_START = 10_000_000
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """Model selection during training, on tasks of the ``train`` split that training never uses.
+
+    Every ``every`` meta-iterations the current ``theta`` is adapted on ``n_tasks`` validation tasks
+    (train-split tasks ``VALIDATION_START ...``) and the exact post-adaptation return is logged;
+    ``best.pt`` keeps the parameters with the best one. The ``test`` split is never looked at.
+
+    Attributes:
+        every: validate every this many meta-iterations (0: never, no ``best.pt``).
+        n_tasks: validation tasks.
+    """
+
+    every: int = 10
+    n_tasks: int = 40
+
+    def __post_init__(self) -> None:
+        if self.every < 0:
+            raise ValueError(f"[validation] every must be >= 0 (0 disables validation), got {self.every!r}")
+        _positive("validation", "n_tasks", self.n_tasks)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole MAML-TRPO run.
+
+    Attributes:
+        name: the run's name (used in file names and reports).
+        seed: seeds every random draw of training (policy init, env seeds, action sampling).
+        task_seed: the task stream (``env.sample_tasks(..., seed=task_seed)``); training uses the
+            ``train`` split, ``test`` the ``test`` split.
+        output_dir: where metrics, checkpoints and the curve go (``runs/maml/<name>`` if empty).
+        checkpoint_every: write a checkpoint every this many meta-iterations (and at the end).
+    """
+
+    name: str = "maml-rl"
+    seed: int = 0
+    task_seed: int = 0
+    output_dir: str = ""
+    checkpoint_every: int = 10
+    env: EnvConfig = field(default_factory=EnvConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    maml: MAMLConfig = field(default_factory=MAMLConfig)
+    advantage: AdvantageConfig = field(default_factory=AdvantageConfig)
+    trpo: TRPOConfig = field(default_factory=TRPOConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+
+    def __post_init__(self) -> None:
+        if self.maml.num_batches * self.maml.meta_batch_size > VALIDATION_START:
+            raise ValueError(f"[maml] num_batches * meta_batch_size must be <= {VALIDATION_START} (validation tasks start there), "
+                             f"got {self.maml.num_batches * self.maml.meta_batch_size}")
+        if not self.name:
+            raise ValueError("name must be a non-empty string, got ''")
+        if self.seed < 0 or self.task_seed < 0:
+            raise ValueError(f"seed and task_seed must be >= 0, got seed={self.seed}, task_seed={self.task_seed}")
+        _positive("top level", "checkpoint_every", self.checkpoint_every)
+
+    @property
+    def run_dir(self) -> Path:
+        """The output directory."""
+        return Path(self.output_dir) if self.output_dir else Path("runs") / "maml" / self.name
+
+
+
+
+def _coerce(where: str, value: Any, hint: Any) -> Any:
+    """Check ``value`` against the type hint ``hint``; return it in the dataclass's type."""
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"{where} must be true or false, got {type(value).__name__} {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{where} must be an integer, got {type(value).__name__} {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{where} must be a number, got {type(value).__name__} {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{where} must be finite, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise TypeError(f"{where} must be a string, got {type(value).__name__} {value!r}")
+        return value
+    if hint is dict:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"{where} must be a table, got {type(value).__name__} {value!r}")
+        return dict(value)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{where} must be a list, got {type(value).__name__} {value!r}")
+        (item_hint, _) = typing.get_args(hint)
+        return tuple(_coerce(f"{where}[{i}]", item, item_hint) for i, item in enumerate(value))
+    raise TypeError(f"{where}: unsupported type hint {hint!r}")  # pragma: no cover
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{where} must be a table, got {type(data).__name__} {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        label = "top-level keys" if where == "config" else f"keys in {where}"
+        raise ValueError(f"unknown {label} {unknown}; allowed: {sorted(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"[{name}]")
+        else:
+            key = name if where == "config" else f"{where} {name}"
+            kwargs[name] = _coerce(key, value, hint)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: Mapping[str, Any]) -> Config:
+    """Build and validate a :class:`Config` from plain data (a parsed TOML document)."""
+    return _build(Config, data, "config")
+
+
+def config_to_dict(config: Config) -> dict:
+    """The config as plain data (round-trips through :func:`config_from_dict`)."""
+    data = dataclasses.asdict(config)
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(data)
+
+
+def load_config(path: Union[str, Path]) -> Config:
+    """Read a TOML config file.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: if the TOML is malformed or a value is out of range / a key unknown.
+        TypeError: if a value has the wrong type.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"config file {str(path)!r} is not valid TOML: {error}") from None
+    return config_from_dict(data)

@@ -1,0 +1,143 @@
+"""Categorical policies whose forward pass takes an explicit parameter dict.
+
+Both policies are ``nn.Module`` s holding the meta-parameters ``theta``; ``forward(obs, params)``
+evaluates the policy at *any* parameter dict with the same keys (an adapted ``phi`` is a plain
+dict of tensors that may still be in the autograd graph of ``theta``). Observations are float
+vectors ``(..., D)`` (the sampler one-hot encodes ``Discrete`` observations).
+
+Initialisation draws from an explicit ``torch.Generator``: no global RNG.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Categorical
+
+from mandril.functional import Params
+
+__all__ = ["CategoricalMLPPolicy", "TabularSoftmaxPolicy", "Policy", "make_policy", "param_dict"]
+
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def param_dict(module: nn.Module) -> Params:
+    """The module's own parameters as a ``{name: tensor}`` dict (the tensors are the ``nn.Parameter`` s)."""
+    return dict(module.named_parameters())
+
+
+class _CategoricalPolicy(nn.Module):
+    """Shared part: ``forward`` builds a ``Categorical`` from :meth:`logits`."""
+
+    obs_dim: int
+    n_actions: int
+
+    def logits(self, obs: Tensor, params: Optional[Mapping[str, Tensor]] = None) -> Tensor:  # pragma: no cover
+        """``(..., D) -> (..., A)`` unnormalised log-probabilities."""
+        raise NotImplementedError
+
+    def forward(self, obs: Tensor, params: Optional[Mapping[str, Tensor]] = None) -> Categorical:
+        """The action distribution at ``obs`` ``(..., D)`` under ``params`` (default: ``theta``); batch shape ``(...)``."""
+        return Categorical(logits=self.logits(obs, params))
+
+    def params(self) -> Params:
+        """``theta`` as a dict."""
+        return param_dict(self)
+
+    def _check_obs(self, obs: Tensor) -> None:
+        if obs.shape[-1] != self.obs_dim:
+            raise ValueError(f"obs must have last dimension {self.obs_dim}, got shape {tuple(obs.shape)}")
+
+
+class CategoricalMLPPolicy(_CategoricalPolicy):
+    """``pi(a | o) = softmax(MLP(o))``.
+
+    Parameters ``w0, b0, ..., wL, bL``; ``w_i`` is ``(out, in)``. Hidden layers are Xavier-uniform
+    with zero biases; the output layer is scaled by ``0.01`` so the initial policy is near uniform.
+
+    Args:
+        obs_dim: ``D``.
+        n_actions: ``A``.
+        hidden_sizes: hidden widths (may be empty: a linear softmax policy).
+        activation: ``"tanh"`` or ``"relu"``.
+        generator: draws the initial weights.
+        dtype: parameter dtype.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        n_actions: int,
+        hidden_sizes: Sequence[int] = (32, 32),
+        activation: str = "tanh",
+        *,
+        generator: torch.Generator,
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        super().__init__()
+        if obs_dim < 1 or n_actions < 1:
+            raise ValueError(f"obs_dim and n_actions must be >= 1, got obs_dim={obs_dim}, n_actions={n_actions}")
+        if activation not in ("tanh", "relu"):
+            raise ValueError(f"activation must be 'tanh' or 'relu', got {activation!r}")
+        self.obs_dim, self.n_actions = int(obs_dim), int(n_actions)
+        self.activation = activation
+        sizes = [self.obs_dim, *map(int, hidden_sizes), self.n_actions]
+        self.n_layers = len(sizes) - 1
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            bound = math.sqrt(6.0 / (fan_in + fan_out))
+            weight = (torch.rand((fan_out, fan_in), generator=generator, dtype=dtype) * 2 - 1) * bound
+            if i == self.n_layers - 1:
+                weight = weight * 0.01
+            self.register_parameter(f"w{i}", nn.Parameter(weight))
+            self.register_parameter(f"b{i}", nn.Parameter(torch.zeros(fan_out, dtype=dtype)))
+
+    def logits(self, obs: Tensor, params: Optional[Mapping[str, Tensor]] = None) -> Tensor:
+        """``(..., D) -> (..., A)``."""
+        self._check_obs(obs)
+        p = self.params() if params is None else params
+        act = torch.tanh if self.activation == "tanh" else torch.relu
+        x = obs
+        for i in range(self.n_layers):
+            x = x @ p[f"w{i}"].T + p[f"b{i}"]
+            if i < self.n_layers - 1:
+                x = act(x)
+        return x
+
+
+class TabularSoftmaxPolicy(_CategoricalPolicy):
+    """``pi(a | o) = softmax(o @ logits)``: a logit table when observations are one-hot.
+
+    Parameter ``logits`` ``(D, A)``, initialised to zero (the uniform policy). With a one-hot
+    state observation the REINFORCE step moves each visited state's logits independently.
+    """
+
+    def __init__(self, obs_dim: int, n_actions: int, *, dtype: torch.dtype = torch.float64) -> None:
+        super().__init__()
+        if obs_dim < 1 or n_actions < 1:
+            raise ValueError(f"obs_dim and n_actions must be >= 1, got obs_dim={obs_dim}, n_actions={n_actions}")
+        self.obs_dim, self.n_actions = int(obs_dim), int(n_actions)
+        self.logits_table = nn.Parameter(torch.zeros((self.obs_dim, self.n_actions), dtype=dtype))
+
+    def logits(self, obs: Tensor, params: Optional[Mapping[str, Tensor]] = None) -> Tensor:
+        """``(..., D) -> (..., A)``."""
+        self._check_obs(obs)
+        p = self.params() if params is None else params
+        return obs @ p["logits_table"]
+
+
+Policy = _CategoricalPolicy
+
+
+def make_policy(kind: str, obs_dim: int, n_actions: int, *, hidden_sizes: Sequence[int] = (32, 32),
+                activation: str = "tanh", dtype: str = "float64", generator: torch.Generator) -> Policy:
+    """Build the policy named by ``kind`` (``"mlp"`` or ``"tabular"``)."""
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    if kind == "mlp":
+        return CategoricalMLPPolicy(obs_dim, n_actions, hidden_sizes, activation, generator=generator, dtype=_DTYPES[dtype])
+    if kind == "tabular":
+        return TabularSoftmaxPolicy(obs_dim, n_actions, dtype=_DTYPES[dtype])
+    raise ValueError(f"policy kind must be 'mlp' or 'tabular', got {kind!r}")

@@ -1,0 +1,95 @@
+"""Config loading and refusal of bad input (library and CLI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mandril.cli import main
+from mandril.maml_rl.config import Config, config_from_dict, config_to_dict, load_config
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "maml"
+
+
+def test_every_benchmark_config_loads_and_round_trips():
+    paths = sorted(BENCH.glob("*.toml"))
+    names = {p.stem for p in paths}
+    expected = {f"bandit-k{k}-n{n}" for k in (5, 10, 50) for n in (10, 100, 500)} | {"tabular-mdp-n10", "tabular-mdp-n25"}
+    assert expected <= names
+    for path in paths:
+        config = load_config(path)
+        assert config.name == path.stem
+        assert config_from_dict(config_to_dict(config)) == config
+        # the protocol: the adaptation budget n is fast_batch_size episodes
+        n = int(path.stem.rsplit("-n", 1)[1])
+        assert config.maml.fast_batch_size == n
+    for path in sorted((BENCH / "ablations").glob("*.toml")):
+        assert load_config(path).name == path.stem
+
+
+@pytest.mark.parametrize(
+    "data, error, match",
+    [
+        ({"bogus": 1}, ValueError, r"unknown top-level keys \['bogus'\]"),
+        ({"maml": {"fast_lrr": 0.1}}, ValueError, r"unknown keys in \[maml\] \['fast_lrr'\]"),
+        ({"maml": {"fast_lr": 0.0}}, ValueError, r"\[maml\] fast_lr must be > 0, got 0.0"),
+        ({"maml": {"fast_lr": -1}}, ValueError, r"fast_lr must be > 0"),
+        ({"maml": {"meta_batch_size": 0}}, ValueError, r"meta_batch_size must be > 0"),
+        ({"maml": {"fast_batch_size": -5}}, ValueError, r"fast_batch_size must be > 0"),
+        ({"maml": {"num_batches": 0}}, ValueError, r"num_batches must be > 0"),
+        ({"maml": {"num_steps": 0}}, ValueError, r"num_steps must be > 0"),
+        ({"maml": {"meta_batch_size": 2.5}}, TypeError, r"meta_batch_size must be an integer, got float 2.5"),
+        ({"maml": {"first_order": 1}}, TypeError, r"first_order must be true or false"),
+        ({"trpo": {"max_kl": 0}}, ValueError, r"max_kl must be > 0"),
+        ({"trpo": {"cg_iters": 0}}, ValueError, r"cg_iters must be > 0"),
+        ({"trpo": {"hvp": "magic"}}, ValueError, r"hvp must be one of \['finite_difference', 'exact'\], got 'magic'"),
+        ({"trpo": {"ls_backtrack_ratio": 1.0}}, ValueError, r"ls_backtrack_ratio must be in \(0, 1\)"),
+        ({"advantage": {"gamma": 0}}, ValueError, r"gamma must be in \(0, 1\]"),
+        ({"policy": {"hidden_sizes": [32, 0]}}, ValueError, r"hidden_sizes\[1\] must be > 0"),
+        ({"policy": {"kind": "rnn"}}, ValueError, r"kind must be one of \['mlp', 'tabular'\]"),
+        ({"sampler": {"envs_per_task": 0}}, ValueError, r"envs_per_task must be > 0"),
+        ({"test": {"n_tasks": 0}}, ValueError, r"n_tasks must be > 0"),
+        ({"test": {"start": -1}}, ValueError, r"\[test\] start must be >= 0"),
+        ({"validation": {"every": -1}}, ValueError, r"\[validation\] every must be >= 0"),
+        ({"maml": 3}, TypeError, r"\[maml\] must be a table"),
+        ({"seed": -1}, ValueError, r"seed and task_seed must be >= 0"),
+    ],
+)
+def test_bad_configs_are_refused_with_a_clear_message(data, error, match):
+    with pytest.raises(error, match=match):
+        config_from_dict(data)
+
+
+def test_defaults_are_valid():
+    assert isinstance(config_from_dict({}), Config)
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_cli_refuses_bad_config_with_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["maml-rl", "train", "--config", _write(tmp_path, "[maml]\nfast_lr = -0.5\n"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "fast_lr must be > 0" in err and err.startswith("mandril maml-rl: error:")
+    assert main(["maml-rl", "train", "--config", _write(tmp_path, "name = 'x'\nmystery = 1\n")]) == 2
+    assert "unknown top-level keys ['mystery']" in capsys.readouterr().err
+    assert main(["maml-rl", "train", "--config", _write(tmp_path, "name = [\n")]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+    assert main(["maml-rl", "test", "--config", str(tmp_path / "missing.toml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_refuses_envs_without_discrete_actions(tmp_path, capsys):
+    path = _write(tmp_path, "[env]\nid = 'Pendulum-v1'\n")
+    assert main(["maml-rl", "train", "--config", path, "--no-progress", "--output-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "Discrete action space" in err and err.strip().count("\n") == 0
+
+
+def test_benchmark_configs_report_on_test_tasks_disjoint_from_the_tuning_ones():
+    for path in sorted(BENCH.glob("*.toml")) + sorted((BENCH / "ablations").glob("*.toml")):
+        assert load_config(path).test.start >= 60, path.name
