@@ -253,7 +253,10 @@ class MandRIL:
                 row = self.meta_step(source)
                 rows.append(row)
                 bar.update(1)
-                bar.set_postfix(meta_loss=f"{row['outer_loss']:.4f}", inner=f"{row['inner_loss']:.4f}")
+                postfix = {"meta_loss": f"{row['outer_loss']:.4f}"}
+                if math.isfinite(row["inner_loss"]):  # no inner loss when pre-training (inner_steps = 0)
+                    postfix["inner"] = f"{row['inner_loss']:.4f}"
+                bar.set_postfix(postfix)
                 if log_path is not None:
                     _append_csv(log_path / "metrics.csv", row)
                     if writer is not None:
