@@ -18,9 +18,11 @@ import gymnasium as gym
 import numpy as np
 
 from mandril_envs.base import TabularTaskEnv
+from mandril_envs.model import TabularModel
 from mandril_envs.tasks import Task
 
 __all__ = [
+    "switch_model",
     "check_model",
     "check_step_matches_model",
     "check_seeded_determinism",
@@ -30,6 +32,15 @@ __all__ = [
     "check_vector_env",
     "check_all",
 ]
+
+
+def switch_model(horizon: int = 2) -> TabularModel:
+    """A model small enough to work by hand: 2 states, action 0 stays, action 1 switches state;
+    state reward ``r = [0, 1]``; start in state 0. With ``H = 2``: optimal ``V[0] = [1, 2]``, soft
+    ``V[1] = [log 2, 1 + log 2]``, soft first move from state 0 switches with probability ``e / (1 + e)``."""
+    dense = np.zeros((2, 2, 2))
+    dense[0, 0, 0] = dense[1, 0, 1] = dense[0, 1, 1] = dense[1, 1, 0] = 1.0
+    return TabularModel.from_dense(dense, np.array([0.0, 1.0]), np.array([1.0, 0.0]), horizon)
 
 
 def _base(env: gym.Env) -> TabularTaskEnv:

@@ -4,14 +4,12 @@ import numpy as np
 import pytest
 
 from mandril_envs.model import TabularModel, successors_from_dense
+from mandril_envs.testing import switch_model
 
 
 def _two_state_dense():
-    # action 0 stays, action 1 switches
-    dense = np.zeros((2, 2, 2))
-    dense[0, 0, 0] = dense[1, 0, 1] = 1.0
-    dense[0, 1, 1] = dense[1, 1, 0] = 1.0
-    return dense
+    """Action 0 stays, action 1 switches (the dynamics of mandril_envs.testing.switch_model)."""
+    return np.array(switch_model().transition_matrix)
 
 
 def test_from_dense_roundtrip_and_successor_form():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import mandril_envs  # noqa: F401
-from mandril_envs import planning
+from mandril_envs import planning, testing
 from mandril_envs.model import TabularModel
 
 E = math.e
@@ -16,9 +16,7 @@ E = math.e
 @pytest.fixture
 def switch_model():
     """2 states, action 0 stays, action 1 switches; r = [0, 1]; start in state 0; H = 2."""
-    dense = np.zeros((2, 2, 2))
-    dense[0, 0, 0] = dense[1, 0, 1] = dense[0, 1, 1] = dense[1, 1, 0] = 1.0
-    return TabularModel.from_dense(dense, np.array([0.0, 1.0]), np.array([1.0, 0.0]), 2)
+    return testing.switch_model()
 
 
 def test_value_iteration_by_hand(switch_model):

@@ -4,14 +4,13 @@ import numpy as np
 import pytest
 
 from mandril.metrics import expected_value_difference, score, summarize
-from mandril_envs.model import TabularModel
+from mandril_envs import testing
 
 
 @pytest.fixture
 def switch_model():
-    dense = np.zeros((2, 2, 2))
-    dense[0, 0, 0] = dense[1, 0, 1] = dense[0, 1, 1] = dense[1, 1, 0] = 1.0
-    return TabularModel.from_dense(dense, np.array([0.0, 1.0]), np.array([1.0, 0.0]), 2)
+    """2 states, action 0 stays, action 1 switches; r = [0, 1]; start in state 0; H = 2."""
+    return testing.switch_model()
 
 
 def test_scores_by_hand(switch_model):
