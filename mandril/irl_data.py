@@ -17,6 +17,7 @@ state resumes the exact same stream):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Optional, Protocol, Sequence
 
 import gymnasium as gym
@@ -94,6 +95,18 @@ class MetaBatch:
         """The batch's dynamics with ``start (B, S)`` as the initial-state distribution (e.g. the demos' own)."""
         t = self.tasks
         return TaskBatch(t.successor_indices, t.successor_probs, start.to(t.dtype), t.horizon, t.layout)
+
+    @cached_property
+    def train_tasks(self) -> TaskBatch:
+        """The dynamics started from the train demos' first states (built once per batch, reused by every inner step)."""
+        return self.tasks_from(self.train_start)
+
+    @cached_property
+    def test_tasks(self) -> TaskBatch:
+        """The dynamics started from the test demos' first states."""
+        if self.test_start is None:
+            raise ValueError("this batch has no test demos")
+        return self.tasks_from(self.test_start)
 
 
 def make_batch(

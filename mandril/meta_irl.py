@@ -161,8 +161,7 @@ class MandRIL:
         if not torch.isfinite(rewards).all():
             raise NonFiniteLossError(f"the reward model's output is not finite (inner_lr = {self.config.inner_lr} is probably too large)")
         visitation = batch.train_visitation if split == "train" else batch.test_visitation
-        start = batch.train_start if split == "train" else batch.test_start
-        tasks = batch.tasks_from(start) if self.config.condition_on_start else batch.tasks
+        tasks = (batch.train_tasks if split == "train" else batch.test_tasks) if self.config.condition_on_start else batch.tasks
         return maxent_nll(tasks, rewards, visitation, self.config.temperature)
 
     @staticmethod

@@ -54,9 +54,7 @@ def _check_learned(model: TabularModel, learned_reward: np.ndarray) -> np.ndarra
 
 def expected_value_difference(model: TabularModel, learned_reward: np.ndarray) -> float:
     """``V*(p0) - V^{pi}(p0)`` under the true reward, ``pi`` optimal for ``learned_reward``."""
-    learned = _check_learned(model, learned_reward)
-    optimal = float(model.initial_state_dist @ value_iteration(model).values[0])
-    return max(0.0, optimal - expected_return(model, value_iteration(model, learned).policy))
+    return score(model, learned_reward).evd
 
 
 def demo_nll(model: TabularModel, learned_reward: np.ndarray, states: np.ndarray, actions: np.ndarray) -> float:
