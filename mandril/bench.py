@@ -126,6 +126,10 @@ def load_suite(path: str | Path) -> Suite:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path}: not valid TOML: {error}") from None
+    from mandril_envs.registration import check_env_id
+
+    if "env_id" in data:  # before anything reaches gym.make: an id naming a module would import it
+        check_env_id(data["env_id"], f"{path}: env_id")
     top = {k: v for k, v in data.items() if k not in _SECTIONS}
     sections = {k: _build(cls, data[k], k) for k, cls in _SECTIONS.items() if k in data}
     return _build(Suite, {**top, **sections}, "suite")

@@ -152,7 +152,7 @@ def _cmd_train_mandril(args: argparse.Namespace) -> int:
         if not (out / RUN_FILE).is_file() or not (out / "checkpoint.pt").is_file():
             raise FileNotFoundError(f"--resume needs {out / RUN_FILE} and {out / 'checkpoint.pt'} from an earlier run")
         # everything that shapes the run comes from run.json, so the continuation is the same stream
-        saved = json.loads((out / RUN_FILE).read_text())
+        saved = _read_run_file(out / RUN_FILE)
         spec = RewardModelSpec(**{**saved["reward_model"], "hidden": tuple(saved["reward_model"]["hidden"])})
         config = MandRILConfig(**saved["config"])
         args.env, args.env_kwargs, args.input = saved["env_id"], saved["env_kwargs"], saved["input_kind"]
@@ -178,6 +178,26 @@ def _cmd_train_mandril(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_run_file(path: Path) -> dict:
+    """A run's ``run.json``, checked before anything in it reaches ``gym.make`` (its env id must be a
+    registered ``mandril_envs/`` id: an id naming a module would import it)."""
+    from mandril_envs.registration import check_env_id
+
+    try:
+        run = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON: {error}") from None
+    if not isinstance(run, dict):
+        raise ValueError(f"{path}: must hold a JSON object, got {type(run).__name__}")
+    missing = [key for key in ("env_id", "env_kwargs", "input_kind", "reward_model", "config", "source") if key not in run]
+    if missing:
+        raise ValueError(f"{path}: missing keys {missing}: is it a run of 'mandril train mandril'?")
+    check_env_id(run["env_id"], f"{path}: env_id")
+    if not isinstance(run["env_kwargs"], dict):
+        raise ValueError(f"{path}: env_kwargs must be a JSON object, got {type(run['env_kwargs']).__name__}")
+    return run
+
+
 def load_run(run_dir: str | Path) -> tuple[Any, dict]:
     """Rebuild the trainer of a run directory from its run.json and checkpoint."""
     import gymnasium as gym
@@ -189,7 +209,7 @@ def load_run(run_dir: str | Path) -> tuple[Any, dict]:
     run_dir = Path(run_dir)
     if not (run_dir / RUN_FILE).is_file():
         raise FileNotFoundError(f"no {RUN_FILE} in {run_dir}: is it a run directory of 'mandril train mandril'?")
-    run = json.loads((run_dir / RUN_FILE).read_text())
+    run = _read_run_file(run_dir / RUN_FILE)
     env = gym.make(run["env_id"], **run["env_kwargs"])
     spec = RewardModelSpec(**{**run["reward_model"], "hidden": tuple(run["reward_model"]["hidden"])})
     config = MandRILConfig(**run["config"])

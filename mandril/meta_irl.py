@@ -35,19 +35,18 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from mandril.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mandril.functional import NonFiniteLossError, Params, adapt
 from mandril.irl_data import MetaBatch, TaskSource, make_batch
 from mandril.planning import TaskBatch, maxent_nll
-from mandril_envs.atomic import atomic_write
 from mandril_envs.model import TabularModel
 
 __all__ = ["MandRILConfig", "MandRIL", "CheckpointError", "batched_rewards"]
 
 PathLike = Union[str, os.PathLike]
 
-
-class CheckpointError(ValueError):
-    """A checkpoint file is corrupt or does not fit this trainer; the message names the problem."""
+#: The kind of MandRIL checkpoints in the one checkpoint format (:mod:`mandril.core.checkpoint`).
+CHECKPOINT_KIND = "mandril.MandRIL"
 
 
 @dataclass
@@ -309,8 +308,6 @@ class MandRIL:
     def state_dict(self) -> dict:
         """Everything needed to continue bit for bit: theta, inner lr, optimizer, RNG, iteration, history."""
         return {
-            "format": "mandril.MandRIL",
-            "version": 1,
             "config": asdict(self.config),
             "iteration": self.iteration,
             "model": {k: v.detach().clone() for k, v in self.reward_model.state_dict().items()},
@@ -321,26 +318,19 @@ class MandRIL:
         }
 
     def save_checkpoint(self, path: PathLike) -> Path:
-        """Write :meth:`state_dict` atomically."""
-        state = self.state_dict()
-        return atomic_write(path, lambda stream: torch.save(state, stream))
+        """Write :meth:`state_dict` atomically in the one checkpoint format (:mod:`mandril.core.checkpoint`)."""
+        return save_checkpoint(path, CHECKPOINT_KIND, self.state_dict())
 
     def load_checkpoint(self, path: PathLike) -> None:
         """Restore a checkpoint written by :meth:`save_checkpoint` into this trainer (same model architecture).
 
         Raises:
             FileNotFoundError: no such file.
-            CheckpointError: the file is corrupt, of another format, or does not fit the reward model.
+            CheckpointError: the file is damaged (checksum), unsafe (needs pickle code), of another kind, or
+                does not fit the reward model.
         """
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no checkpoint at {str(path)!r}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as error:  # torch raises many kinds for a damaged file
-            raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
-        if not isinstance(state, dict) or state.get("format") != "mandril.MandRIL":
-            raise CheckpointError(f"{path}: not a MandRIL checkpoint")
+        state = load_checkpoint(path, CHECKPOINT_KIND)
         missing = [k for k in ("config", "iteration", "model", "inner_lr", "optimizer", "rng", "history") if k not in state]
         if missing:
             raise CheckpointError(f"{path}: checkpoint is missing {missing}")

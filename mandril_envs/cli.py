@@ -116,16 +116,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_command(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> int:
-    """Parse ``argv`` and run the chosen command's ``func(args)``; bad input (ValueError, TypeError,
-    FileNotFoundError, KeyError) prints one line and returns 2, no command prints the help and returns 2."""
+    """Parse ``argv`` and run the chosen command's ``func(args)``.
+
+    Bad input (``ValueError``, ``TypeError``, ``KeyError``) and files that cannot be read or written
+    (``OSError``: missing, a directory, a path under a file, no permission) print one line and
+    return 2; no command prints the help and returns 2.
+    """
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+    except (ValueError, TypeError, KeyError, OSError) as error:
+        if isinstance(error, KeyError) and error.args:
+            message = error.args[0]
+        elif isinstance(error, OSError) and error.filename is not None:
+            message = f"{error.strerror or error}: {error.filename!r}"
+        else:
+            message = error
         print(f"{parser.prog} {args.command}: error: {message}", file=sys.stderr)
         return 2
 

@@ -41,6 +41,7 @@ import numpy as np
 from mandril_envs.atomic import atomic_write
 from mandril_envs.base import TabularTaskEnv
 from mandril_envs.demos import ExpertSettings, Trajectory, expert_policy, rollout
+from mandril_envs.registration import check_env_id
 from mandril_envs.tasks import SPLIT_CODES, Task
 from mandril_envs.validation import check_int
 
@@ -242,6 +243,10 @@ class DemoDataset:
         missing = [key for key in required if key not in meta]
         if missing:
             raise DatasetError(f"{path}: meta is missing {missing}")
+        try:  # before anything reaches gym.make: an id of the form 'module:Env' would import that module
+            check_env_id(meta["env_id"], f"{path}: env_id", allow=() if env_id is None else (env_id,))
+        except (TypeError, ValueError) as error:
+            raise DatasetError(str(error)) from None
         for name, expected in (("env_id", env_id), ("family", family), ("split", split)):
             if expected is not None and meta[name] != expected:
                 raise DatasetError(f"{path}: {name} is {meta[name]!r}, expected {expected!r}")

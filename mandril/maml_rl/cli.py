@@ -63,7 +63,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _test(args: argparse.Namespace) -> int:
     from mandril.maml_rl.evaluation import evaluate, format_table
-    from mandril.maml_rl.io import atomic_write_text, write_json
+    from mandril.core.io import atomic_write_text, write_json
     from mandril.maml_rl.trainer import load_checkpoint
 
     config = _setup(args)

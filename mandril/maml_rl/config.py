@@ -20,13 +20,11 @@ Example (``benchmarks/maml/bandit-k5-n100.toml``)::
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import tomllib
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Union
+
+from mandril.core.config import build_dataclass, dataclass_to_dict, load_toml
 
 __all__ = [
     "EnvConfig",
@@ -303,76 +301,23 @@ class Config:
 
 
 
-def _coerce(where: str, value: Any, hint: Any) -> Any:
-    """Check ``value`` against the type hint ``hint``; return it in the dataclass's type."""
-    origin = typing.get_origin(hint)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise TypeError(f"{where} must be true or false, got {type(value).__name__} {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{where} must be an integer, got {type(value).__name__} {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{where} must be a number, got {type(value).__name__} {value!r}")
-        if not math.isfinite(value):
-            raise ValueError(f"{where} must be finite, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise TypeError(f"{where} must be a string, got {type(value).__name__} {value!r}")
-        return value
-    if hint is dict:
-        if not isinstance(value, Mapping):
-            raise TypeError(f"{where} must be a table, got {type(value).__name__} {value!r}")
-        return dict(value)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise TypeError(f"{where} must be a list, got {type(value).__name__} {value!r}")
-        (item_hint, _) = typing.get_args(hint)
-        return tuple(_coerce(f"{where}[{i}]", item, item_hint) for i, item in enumerate(value))
-    raise TypeError(f"{where}: unsupported type hint {hint!r}")  # pragma: no cover
-
-
-def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
-    if not isinstance(data, Mapping):
-        raise TypeError(f"{where} must be a table, got {type(data).__name__} {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        label = "top-level keys" if where == "config" else f"keys in {where}"
-        raise ValueError(f"unknown {label} {unknown}; allowed: {sorted(fields)}")
-    kwargs = {}
-    for name, value in data.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value, f"[{name}]")
-        else:
-            key = name if where == "config" else f"{where} {name}"
-            kwargs[name] = _coerce(key, value, hint)
-    return cls(**kwargs)
-
-
 def config_from_dict(data: Mapping[str, Any]) -> Config:
-    """Build and validate a :class:`Config` from plain data (a parsed TOML document)."""
-    return _build(Config, data, "config")
+    """Build and validate a :class:`Config` from plain data (a parsed TOML document or a checkpoint's copy).
+
+    The env id must be a registered ``mandril_envs/`` id: gymnasium imports the module named by an id
+    of the form ``module:Env``, and this data comes from files.
+    """
+    from mandril_envs.registration import check_env_id
+
+    env = data.get("env") if isinstance(data, Mapping) else None
+    if isinstance(env, Mapping) and "id" in env:
+        check_env_id(env["id"], "[env] id")
+    return build_dataclass(Config, data)
 
 
 def config_to_dict(config: Config) -> dict:
     """The config as plain data (round-trips through :func:`config_from_dict`)."""
-    data = dataclasses.asdict(config)
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, tuple):
-            return [plain(v) for v in value]
-        return value
-
-    return plain(data)
+    return dataclass_to_dict(config)
 
 
 def load_config(path: Union[str, Path]) -> Config:
@@ -383,11 +328,4 @@ def load_config(path: Union[str, Path]) -> Config:
         ValueError: if the TOML is malformed or a value is out of range / a key unknown.
         TypeError: if a value has the wrong type.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"config file {str(path)!r} is not valid TOML: {error}") from None
-    return config_from_dict(data)
+    return config_from_dict(load_toml(path))

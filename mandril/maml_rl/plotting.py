@@ -8,7 +8,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from mandril.maml_rl.io import atomic_write_bytes, read_csv
+from mandril.core.io import atomic_write_bytes, read_csv
 
 __all__ = ["plot_curve", "moving_average"]
 

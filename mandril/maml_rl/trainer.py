@@ -31,11 +31,13 @@ import torch
 from mandril.maml_rl.builders import build_policy, build_sampler
 from mandril.maml_rl.config import VALIDATION_START, Config, config_from_dict, config_to_dict
 from mandril.maml_rl.evaluation import exact_returns
-from mandril.maml_rl.io import read_csv, save_torch, write_csv, write_json
+from mandril.core.checkpoint import CheckpointError, load_checkpoint as load_checkpoint_file, save_checkpoint as save_checkpoint_file
+from mandril.core.io import read_csv, write_csv, write_json
 from mandril.maml_rl.metalearner import MAMLTRPO
 
 __all__ = ["Trainer", "METRIC_FIELDS", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
+#: The kind of every MAML-RL checkpoint (:mod:`mandril.core.checkpoint`).
 CHECKPOINT_FORMAT = "mandril.maml_rl.checkpoint/1"
 
 #: Columns of ``metrics.csv``. ``pre_return``/``post_return``: mean undiscounted episode return of the
@@ -55,13 +57,16 @@ _RESUMABLE_CHANGES = {("maml", "num_batches"), ("checkpoint_every",), ("output_d
 
 
 def load_checkpoint(path: Union[str, Path]) -> dict:
-    """Read a checkpoint written by :class:`Trainer` (refuses other files)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{str(path)!r} is not a MAML-RL checkpoint (format {CHECKPOINT_FORMAT!r})")
+    """Read a checkpoint written by :class:`Trainer` (``weights_only`` loading, checksum checked; other files refused).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: damaged, unsafe, foreign or incomplete; the message names the file.
+    """
+    state = load_checkpoint_file(path, CHECKPOINT_FORMAT)
+    missing = [key for key in ("config", "iteration", "policy") if key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: the MAML-RL checkpoint is missing {missing}")
     return state
 
 
@@ -126,7 +131,6 @@ class Trainer:
     def state_dict(self) -> dict:
         """Everything needed to continue the run."""
         return {
-            "format": CHECKPOINT_FORMAT,
             "config": config_to_dict(self.config),
             "iteration": self.iteration,
             "env_steps": self.env_steps,
@@ -141,8 +145,7 @@ class Trainer:
     def save_checkpoint(self, path: Optional[Path] = None) -> Path:
         """Write ``checkpoint.pt`` (or ``path``) atomically."""
         path = self.checkpoint_path if path is None else path
-        save_torch(path, self.state_dict())
-        return path
+        return save_checkpoint_file(path, CHECKPOINT_FORMAT, self.state_dict())
 
     def _resume(self) -> None:
         state = load_checkpoint(self.checkpoint_path)

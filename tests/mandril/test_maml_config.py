@@ -31,8 +31,8 @@ def test_every_benchmark_config_loads_and_round_trips():
 @pytest.mark.parametrize(
     "data, error, match",
     [
-        ({"bogus": 1}, ValueError, r"unknown top-level keys \['bogus'\]"),
-        ({"maml": {"fast_lrr": 0.1}}, ValueError, r"unknown keys in \[maml\] \['fast_lrr'\]"),
+        ({"bogus": 1}, ValueError, r"top level: unknown key \['bogus'\]"),
+        ({"maml": {"fast_lrr": 0.1}}, ValueError, r"\[maml\]: unknown key \['fast_lrr'\]"),
         ({"maml": {"fast_lr": 0.0}}, ValueError, r"\[maml\] fast_lr must be > 0, got 0.0"),
         ({"maml": {"fast_lr": -1}}, ValueError, r"fast_lr must be > 0"),
         ({"maml": {"meta_batch_size": 0}}, ValueError, r"meta_batch_size must be > 0"),
@@ -76,18 +76,34 @@ def test_cli_refuses_bad_config_with_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "fast_lr must be > 0" in err and err.startswith("mandril maml-rl: error:")
     assert main(["maml-rl", "train", "--config", _write(tmp_path, "name = 'x'\nmystery = 1\n")]) == 2
-    assert "unknown top-level keys ['mystery']" in capsys.readouterr().err
+    assert "top level: unknown key ['mystery']" in capsys.readouterr().err
     assert main(["maml-rl", "train", "--config", _write(tmp_path, "name = [\n")]) == 2
     assert "not valid TOML" in capsys.readouterr().err
     assert main(["maml-rl", "test", "--config", str(tmp_path / "missing.toml")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert "no such file" in capsys.readouterr().err
 
 
-def test_cli_refuses_envs_without_discrete_actions(tmp_path, capsys):
+def test_cli_refuses_env_ids_that_are_not_registered_suite_ids(tmp_path, capsys):
     path = _write(tmp_path, "[env]\nid = 'Pendulum-v1'\n")
     assert main(["maml-rl", "train", "--config", path, "--no-progress", "--output-dir", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
-    assert "Discrete action space" in err and err.strip().count("\n") == 0
+    assert "[env] id 'Pendulum-v1' is not a registered mandril_envs/ id" in err and err.strip().count("\n") == 0
+
+
+def test_an_env_id_naming_a_module_is_refused_before_it_is_imported(tmp_path, capsys):
+    path = _write(tmp_path, "[env]\nid = 'this:Zen-v0'\n")
+    assert main(["maml-rl", "train", "--config", path, "--no-progress", "--output-dir", str(tmp_path / "run")]) == 2
+    captured = capsys.readouterr()
+    assert "names a module to import" in captured.err and "Beautiful is better" not in captured.out + captured.err
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_sampler_refuses_envs_without_discrete_actions():
+    from mandril.maml_rl.builders import build_sampler
+    from mandril.maml_rl.config import Config, EnvConfig
+
+    with pytest.raises((TypeError, ValueError), match="Discrete action space"):
+        build_sampler(Config(env=EnvConfig(id="Pendulum-v1")))
 
 
 def test_benchmark_configs_report_on_test_tasks_disjoint_from_the_tuning_ones():

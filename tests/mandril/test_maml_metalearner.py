@@ -15,7 +15,7 @@ from mandril.maml_rl.metalearner import MAMLTRPO
 from mandril.maml_rl.policies import TabularSoftmaxPolicy, make_policy
 from mandril.maml_rl.reference import bandit_reference_returns, mdp_reference_returns
 from mandril.maml_rl.sampler import MultiTaskSampler
-from mandril.maml_rl.trainer import METRIC_FIELDS, Trainer
+from mandril.maml_rl.trainer import METRIC_FIELDS, Trainer, load_checkpoint
 from mandril_envs.planning import value_iteration
 
 
@@ -145,7 +145,7 @@ def test_validation_changes_no_training_number_and_keeps_the_best_parameters(tmp
     assert all(0 <= v <= 1 for v in values)
     best = int(np.argmax(values))
     assert validated.best_iteration == best + 1 and validated.best_validation == values[best]
-    state = torch.load(validated.best_path, weights_only=False)
+    state = load_checkpoint(validated.best_path)
     assert state["iteration"] == best + 1
     # best.pt holds the parameters validated at that iteration: re-validating them gives the same number
     validated.policy.load_state_dict(state["policy"])

@@ -147,12 +147,12 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path):
     path = trainer.save_checkpoint(tmp_path / "c.pt")
     data = path.read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 3])
-    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match="not a readable mandril checkpoint"):
         MandRIL(Linear(3)).load_checkpoint(tmp_path / "cut.pt")
     with pytest.raises(CheckpointError, match="do not fit this reward model"):
         MandRIL(Linear(4)).load_checkpoint(path)
     torch.save({"something": 1}, tmp_path / "other.pt")
-    with pytest.raises(CheckpointError, match="not a MandRIL checkpoint"):
+    with pytest.raises(CheckpointError, match="not a mandril checkpoint"):
         MandRIL(Linear(3)).load_checkpoint(tmp_path / "other.pt")
     with pytest.raises(FileNotFoundError):
         MandRIL(Linear(3)).load_checkpoint(tmp_path / "nope.pt")

@@ -1,0 +1,57 @@
+"""Run outputs written atomically (nothing is ever left half written): text, JSON, CSV.
+
+Every writer goes through the project's one primitive, :func:`mandril_envs.atomic.atomic_write`
+(temporary file in the same folder, then rename); torch checkpoints go through
+:mod:`mandril.core.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence, Union
+
+from mandril_envs.atomic import atomic_write
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "write_csv", "read_csv"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return atomic_write(path, lambda stream: stream.write(data))
+
+
+def atomic_write_text(path: PathLike, text: str) -> Path:
+    """:func:`atomic_write_bytes` for UTF-8 text."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: PathLike, data: Any) -> Path:
+    """Atomically write ``data`` as indented JSON (NaN and infinities are refused: they are not JSON)."""
+    return atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def write_csv(path: PathLike, rows: Sequence[dict], fieldnames: Sequence[str] | None = None) -> Path:
+    """Atomically write ``rows`` (dicts) as CSV; the columns default to every key, in first-seen order."""
+    if fieldnames is None:
+        names: list[str] = []
+        for row in rows:
+            names += [key for key in row if key not in names]
+        fieldnames = names
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(fieldnames), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+    return atomic_write_text(path, buffer.getvalue())
+
+
+def read_csv(path: PathLike, convert: Callable[[str], Any] = float) -> list[dict]:
+    """Read a CSV written by :func:`write_csv`; values are passed through ``convert``."""
+    with open(path, newline="") as handle:
+        return [{k: convert(v) for k, v in row.items()} for row in csv.DictReader(handle)]
