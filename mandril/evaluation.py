@@ -92,7 +92,7 @@ def evaluate(methods: dict[str, IRLMethod], config: EvaluationConfig, progress: 
         for task in base.sample_tasks(config.n_tasks, split, seed=config.task_seed):
             base.set_task(task)
             model, inputs = base.model, task_inputs(env, config.input_kind)
-            goal = _goal_state(task)
+            goal = base.goal_state
             for seed in config.seeds:
                 demo_seed = int(np.random.SeedSequence([seed, SPLIT_CODES[split], task.index, 0xE7A1]).generate_state(1)[0])
                 trajectories = rollout(env, expert_policy(env, config.expert), most, seed=demo_seed)
@@ -113,14 +113,6 @@ def evaluate(methods: dict[str, IRLMethod], config: EvaluationConfig, progress: 
                         bar.update(1)
     bar.close()
     return records
-
-
-def _goal_state(task: Any) -> Optional[int]:
-    params, config = task.params, task.config
-    if "goal" in params and "size" in config:
-        row, col = params["goal"]["cell"]
-        return int(row * config["size"] + col)
-    return None
 
 
 def summarize_records(records: Sequence[dict], metric: str = "evd", seed: int = 0) -> list[dict]:

@@ -26,7 +26,6 @@ import torch
 from torch import Tensor
 
 from mandril.planning import TaskBatch, empirical_visitation
-from mandril.rewards import image_to_tensor
 from mandril_envs.base import TabularTaskEnv
 from mandril_envs.dataset import DemoDataset
 from mandril_envs.demos import ExpertSettings, Trajectory, expert_policy, rollout
@@ -40,19 +39,15 @@ INPUT_KINDS = ("features", "map", "rgb")
 
 
 def task_inputs(env: gym.Env, kind: str) -> np.ndarray:
-    """The reward-model input of the env's current task (see :data:`INPUT_KINDS`)."""
+    """The reward-model input of the env's current task (``env.unwrapped.reward_input(kind)``; see :data:`INPUT_KINDS`)."""
     base = env.unwrapped
     if not isinstance(base, TabularTaskEnv):
         raise TypeError(f"env must be a mandril_envs env, got {type(base).__name__}")
-    if kind == "features":
-        return np.array(base.feature_matrix, np.float64)
-    if kind in ("map", "rgb"):
-        if not hasattr(base, "map_features"):
-            raise ValueError(f"input kind {kind!r} needs a GridWorld env (a map), got family {base.family!r}: use 'features'")
-        if kind == "map":
-            return np.array(base.map_features(), np.float64)
-        return image_to_tensor(base.map_image()).numpy()
-    raise ValueError(f"input kind must be one of {list(INPUT_KINDS)}, got {kind!r}")
+    if kind not in INPUT_KINDS:
+        raise ValueError(f"input kind must be one of {list(INPUT_KINDS)}, got {kind!r}")
+    if kind not in base.reward_input_kinds:
+        raise ValueError(f"input kind {kind!r} is not offered by family {base.family!r}: it offers {list(base.reward_input_kinds)}")
+    return base.reward_input(kind)
 
 
 def demo_visitation(model: TabularModel, states: np.ndarray, actions: np.ndarray, state_action: bool = False) -> np.ndarray:

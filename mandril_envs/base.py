@@ -36,6 +36,8 @@ class TabularTaskEnv(gym.Env, ABC):
     family: ClassVar[str] = ""
     splits: ClassVar[tuple[str, ...]] = ("train", "test")
     obs_types: ClassVar[tuple[str, ...]] = ("index", "onehot", "features")
+    #: What a reward model can read of a task (:meth:`reward_input`); ``"features"`` everywhere.
+    reward_input_kinds: ClassVar[tuple[str, ...]] = ("features",)
     metadata: dict[str, Any] = {"render_modes": ["ansi"], "render_fps": 4}
 
     def __init__(self, config: dict, task: Optional[TaskLike], obs_type: str, render_mode: Optional[str]) -> None:
@@ -152,6 +154,24 @@ class TabularTaskEnv(gym.Env, ABC):
     def state(self) -> int:
         """The current state index."""
         return self._state
+
+    # --- what a reward model reads, and what scoring needs to know ---------------------------
+    def reward_input(self, kind: str = "features") -> np.ndarray:
+        """The current task as a reward model reads it (a copy, float64).
+
+        ``"features"``: the feature matrix ``(S, F)``. Families add more (:attr:`reward_input_kinds`;
+        GridWorld: ``"map"``, ``(F, N, N)``, and ``"rgb"``, ``(3, 5N, 5N)`` in ``[0, 1]``).
+        """
+        check_choice("kind", kind, self.reward_input_kinds)
+        if kind != "features":  # a subclass declared a kind without implementing it
+            raise NotImplementedError(f"{type(self).__name__} declares reward input {kind!r} but does not implement it")
+        return np.array(self.model.feature_matrix, dtype=np.float64)
+
+    @property
+    def goal_state(self) -> Optional[int]:
+        """The state the task's intent is to reach and stay in, when the family has one (GridWorld's
+        goal cell), else ``None``; scoring reports the probability of ending there (``success``)."""
+        return None
 
     # --- observations ------------------------------------------------------------------------
     def _observation_space(self) -> spaces.Space:

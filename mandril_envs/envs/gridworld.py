@@ -99,6 +99,7 @@ class GridWorldEnv(TabularTaskEnv):
     family = "GridWorld"
     splits = ("train", "test", "test_unseen")
     obs_types = ("index", "onehot", "features", "rgb")
+    reward_input_kinds = ("features", "map", "rgb")
     metadata: dict[str, Any] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 4}
 
     def __init__(
@@ -305,6 +306,21 @@ class GridWorldEnv(TabularTaskEnv):
             block[[0, -1], :] = 255
             block[:, [0, -1]] = 255
         return image
+
+    def reward_input(self, kind: str = "features") -> np.ndarray:
+        """``"features"`` ``(S, F)``; ``"map"``: :meth:`map_features` ``(F, size, size)``; ``"rgb"``: the
+        map image without the agent, channels first, ``(3, 5 size, 5 size)`` floats in ``[0, 1]``."""
+        if kind == "map":
+            return np.array(self.map_features(), dtype=np.float64)
+        if kind == "rgb":
+            return np.ascontiguousarray(self.map_image().transpose(2, 0, 1), dtype=np.float64) / 255.0
+        return super().reward_input(kind)
+
+    @property
+    def goal_state(self) -> Optional[int]:
+        """The goal sprite's cell ``row * size + col``."""
+        row, col = self.task.params["goal"]["cell"]
+        return int(row * self.config["size"] + col)
 
     def _observation_space(self) -> spaces.Space:
         if self.obs_type == "rgb":
