@@ -20,7 +20,7 @@ from mandril_envs.base import TabularTaskEnv
 from mandril_envs.planning import soft_value_iteration, value_iteration
 from mandril_envs.validation import check_choice, check_float, check_int, check_probability
 
-__all__ = ["Trajectory", "ExpertSettings", "expert_policy", "generate", "rollout"]
+__all__ = ["Trajectory", "ExpertSettings", "expert_policy", "generate", "rollout", "task_demo_seed", "task_demos"]
 
 EXPERT_POLICIES = ("soft", "optimal", "epsilon")
 
@@ -165,6 +165,40 @@ def generate(
     """
     settings = ExpertSettings(policy, temperature, epsilon)
     return rollout(env, expert_policy(env, settings), n_episodes, seed)
+
+
+def task_demo_seed(seed: int, task: Any) -> int:
+    """The rollout seed of a task's demos in the demo stream ``seed``.
+
+    ``SeedSequence([seed, split code, task index, task seed])``: a function of the task's identity,
+    not of where it sits in a list, so a task's demos are the same whichever subset of tasks is
+    drawn. Datasets, the benchmark and ``mandril adapt`` all draw demos through it.
+    """
+    from mandril_envs.tasks import SPLIT_CODES
+
+    seed = check_int("seed", seed, 0)
+    return int(np.random.SeedSequence([seed, SPLIT_CODES[task.split], int(task.index), int(task.seed)]).generate_state(1)[0])
+
+
+def task_demos(env: gym.Env, n_episodes: int, seed: int, expert: ExpertSettings = ExpertSettings()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n_episodes`` expert demos of the env's current task from the demo stream ``seed``.
+
+    Episode ``k`` does not depend on how many are drawn after it, so the first ``n`` demos of a
+    longer draw are the demos of a draw of ``n``.
+
+    Returns:
+        ``states (n, H+1)``, ``actions (n, H)``, ``rewards (n, H)``.
+    """
+    base = _unwrapped(env)
+    trajectories = rollout(env, expert_policy(env, expert), n_episodes, task_demo_seed(seed, base.task))
+    horizon = base.model.horizon
+    if not trajectories:
+        return np.empty((0, horizon + 1), np.int64), np.empty((0, horizon), np.int64), np.empty((0, horizon))
+    return (
+        np.stack([t.states for t in trajectories]),
+        np.stack([t.actions for t in trajectories]),
+        np.stack([t.rewards for t in trajectories]),
+    )
 
 
 def main(argv: Optional[list[str]] = None) -> int:
