@@ -39,6 +39,7 @@ from mandril.methods.base import (
 )
 from mandril.methods.demo_conditioned import DemoConditioned
 from mandril.methods.fitting import FitSettings, fit_rewards
+from mandril.methods.imitation import AIRL, BC, GAIL
 from mandril.methods.mandril import MandRILMethod
 from mandril.methods.maxent import MaxEnt, MaxEntIRL, MaxEntLinear, MaxEntTabular
 from mandril.methods.meta_trainer import MandRIL, MandRILConfig
@@ -71,6 +72,9 @@ _CLASSES: tuple[type[Method], ...] = (
     MaxEnt,
     MaxEntLinear,
     MaxEntTabular,
+    AIRL,
+    GAIL,
+    BC,
     Expert,
     ZeroReward,
     UniformPolicy,

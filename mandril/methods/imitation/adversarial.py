@@ -1,0 +1,187 @@
+"""What AIRL and GAIL share: the generator / discriminator settings and one fit loop.
+
+A fit builds a :class:`~.adapters.TabularModelEnv` from the task's model (its reward hidden: the
+env pays 0, the generator is paid by the discriminator's reward), turns the demos into imitation
+trajectories, builds imitation's trainer (``AIRL`` or ``GAIL``) with an SB3 PPO generator, and runs
+``total_timesteps // (n_envs * n_steps)`` rounds of (one PPO rollout and update, then
+``disc_updates_per_round`` discriminator steps). The loop is imitation's ``AdversarialTrainer.train``
+without its progress bar, with a divergence check after every round.
+
+Determinism: SB3 seeds the global ``random``/``numpy``/``torch`` generators, and imitation's data
+loader and replay buffer draw from them. A fit seeds them from its ``seed`` and restores their
+states when it ends (:func:`~.common.seeded_global_rngs`): two fits with the same seed give
+identical tables, and the caller's RNGs are left as they were. Single-threaded torch is assumed
+for bit-identical results (the project's CLIs and tests set one thread).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mandril.methods.base import DivergenceError, FitProblem, Method, MethodOutput
+from mandril.methods.imitation.adapters import TIME_FEATURES
+
+__all__ = ["AdversarialConfig", "AdversarialMethod"]
+
+_REWARD_INPUTS = ("auto", "state", "state_action")
+
+
+def _positive_int(name: str, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def _positive_float(name: str, value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def _hidden(name: str, value: tuple[int, ...]) -> None:
+    if any(width < 1 for width in value):
+        raise ValueError(f"{name} widths must be >= 1, got {list(value)}")
+
+
+@dataclass(frozen=True)
+class AdversarialConfig:
+    """Settings of an adversarial fit (AIRL, GAIL).
+
+    Attributes:
+        total_timesteps: generator environment steps over the whole fit; rounded down to whole
+            rounds of ``n_envs * n_steps`` steps (at least one round).
+        n_envs: copies of the env the generator steps in parallel (one process).
+        n_steps: PPO rollout length per env and round.
+        batch_size: PPO minibatch size (2 .. ``n_envs * n_steps``).
+        n_epochs: PPO passes over each rollout.
+        gen_lr: PPO learning rate (Adam).
+        ent_coef: PPO entropy bonus.
+        gamma: PPO discount (also the discount of AIRL's shaping term).
+        gae_lambda: PPO GAE lambda.
+        policy_hidden: hidden layer widths of PPO's policy and value MLPs.
+        time_feature: what the generator's observations add to the one-hot state: ``"none"``,
+            ``"onehot"`` (of the step ``t``) or ``"fraction"`` (``t / H``); reward nets never read it.
+        reward_hidden: hidden layer widths of the reward / discriminator MLP (``[]``: linear in the
+            one-hot input, i.e. a free value per state or state-action).
+        demo_batch_size: expert transitions per discriminator step (as many generator ones); clipped
+            to the number of demo transitions ``n * H`` when there are fewer (``info`` records the
+            value used).
+        disc_updates_per_round: discriminator steps after each generator round.
+        disc_lr: discriminator learning rate (Adam).
+        max_abs_reward: a learned reward of larger magnitude counts as a divergence.
+    """
+
+    total_timesteps: int = 32768
+    n_envs: int = 8
+    n_steps: int = 128
+    batch_size: int = 256
+    n_epochs: int = 5
+    gen_lr: float = 1e-3
+    ent_coef: float = 0.0
+    gamma: float = 0.95
+    gae_lambda: float = 0.95
+    policy_hidden: tuple[int, ...] = (64, 64)
+    time_feature: str = "none"
+    reward_hidden: tuple[int, ...] = (32,)
+    demo_batch_size: int = 64
+    disc_updates_per_round: int = 4
+    disc_lr: float = 1e-3
+    max_abs_reward: float = 1e4
+
+    def __post_init__(self) -> None:
+        for name in ("total_timesteps", "n_envs", "n_steps", "n_epochs", "demo_batch_size", "disc_updates_per_round"):
+            _positive_int(name, getattr(self, name))
+        rollout = self.n_envs * self.n_steps
+        if not 2 <= self.batch_size <= rollout:
+            raise ValueError(f"batch_size must be in [2, n_envs * n_steps = {rollout}], got {self.batch_size}")
+        if self.total_timesteps < rollout:
+            raise ValueError(f"total_timesteps must be >= n_envs * n_steps = {rollout} (one round), got {self.total_timesteps}")
+        for name in ("gen_lr", "disc_lr", "max_abs_reward"):
+            _positive_float(name, getattr(self, name))
+        if not (math.isfinite(self.ent_coef) and self.ent_coef >= 0):
+            raise ValueError(f"ent_coef must be a finite number >= 0, got {self.ent_coef!r}")
+        for name in ("gamma", "gae_lambda"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)!r}")
+        _hidden("policy_hidden", self.policy_hidden)
+        _hidden("reward_hidden", self.reward_hidden)
+        if self.time_feature not in TIME_FEATURES:
+            raise ValueError(f"time_feature must be one of {list(TIME_FEATURES)}, got {self.time_feature!r}")
+
+    @property
+    def rounds(self) -> int:
+        """Generator rounds: ``total_timesteps // (n_envs * n_steps)``."""
+        return self.total_timesteps // (self.n_envs * self.n_steps)
+
+    def rates(self) -> str:
+        """The learning rates, as divergence errors name them."""
+        return f"gen_lr={self.gen_lr:g}, disc_lr={self.disc_lr:g}"
+
+
+def reward_uses_action(setting: str, problem: FitProblem) -> bool:
+    """Whether the reward net reads the action: ``"auto"`` follows the task's reward shape (the
+    hidden model keeps it: ``(S, A)`` -> yes), else ``setting == "state_action"``."""
+    if setting not in _REWARD_INPUTS:
+        raise ValueError(f"reward input must be one of {list(_REWARD_INPUTS)}, got {setting!r}")
+    return problem.model.state_action_reward if setting == "auto" else setting == "state_action"
+
+
+class AdversarialMethod(Method):
+    """The shared fit of :class:`~.airl.AIRL` and :class:`~.gail.GAIL` (subclasses build the trainer
+    and read its result)."""
+
+    kind: ClassVar[str] = "imitation"
+
+    def _build_trainer(self, problem: FitProblem, observations: Any, venv: Any, ppo: Any, demos: list, demo_batch_size: int, logger: Any) -> tuple[Any, dict]:
+        """``(trainer, parts)``: imitation's trainer and whatever :meth:`_read_result` needs."""
+        raise NotImplementedError  # pragma: no cover
+
+    def _read_result(self, problem: FitProblem, observations: Any, trainer: Any, parts: dict) -> MethodOutput:
+        raise NotImplementedError  # pragma: no cover
+
+    def _fit_one(self, problem: FitProblem) -> MethodOutput:
+        from imitation.util import networks
+
+        from mandril.methods.imitation.adapters import Observations, demos_to_trajectories, make_venv
+        from mandril.methods.imitation.common import QuietLogger, build_ppo, check_finite, derive_seed, seeded_global_rngs
+
+        c = self.config
+        model = problem.model
+        observations = Observations(model.state_dim, model.horizon, c.time_feature)
+        n_transitions = problem.states.shape[0] * model.horizon
+        demo_batch_size = min(c.demo_batch_size, n_transitions)
+        seed = derive_seed(problem.seed, 0)
+        check = dict(method=self.name, label=problem.label, rates=c.rates())
+        disc_losses: list[float] = []
+        with seeded_global_rngs(seed):
+            venv = make_venv(model, c.time_feature, c.n_envs)
+            ppo = build_ppo(venv, c, seed)
+            demos = demos_to_trajectories(problem.states, problem.actions, observations)
+            trainer, parts = self._build_trainer(problem, observations, venv, ppo, demos, demo_batch_size, QuietLogger())
+            try:
+                for round_ in range(c.rounds):
+                    trainer.train_gen(trainer.gen_train_timesteps)
+                    for _ in range(c.disc_updates_per_round):
+                        with networks.training(trainer.reward_train):
+                            stats = trainer.train_disc()
+                    check_finite(stats["disc_loss"], what=f"the discriminator loss after round {round_ + 1}", **check)
+                    disc_losses.append(float(stats["disc_loss"]))
+            except ValueError as error:  # torch.distributions refuses NaN logits once the policy has diverged
+                if "nan" not in str(error).lower() and "invalid values" not in str(error).lower():
+                    raise
+                raise DivergenceError(f"{self.name}: task {problem.label}: the generator's policy became non-finite ({error}); the fit diverged with {c.rates()}") from None
+            output = self._read_result(problem, observations, trainer, parts)
+            venv.close()
+        if output.reward is not None:
+            check_finite(float(np.abs(output.reward).max()), what="the largest learned reward magnitude", limit=c.max_abs_reward, **check)
+        info = {
+            "rounds": c.rounds,
+            "generator_timesteps": c.rounds * c.n_envs * c.n_steps,
+            "demo_batch_size": demo_batch_size,
+            "final_disc_loss": disc_losses[-1] if disc_losses else None,
+            "mean_disc_loss_last_quarter": float(np.mean(disc_losses[-max(1, len(disc_losses) // 4):])) if disc_losses else None,
+            **output.info,
+        }
+        return MethodOutput(reward=output.reward, policy=output.policy, info=info)

@@ -1,0 +1,84 @@
+"""AIRL (Fu, Luo, Levine 2018) through ``imitation.algorithms.adversarial.airl.AIRL``.
+
+The discriminator is ``D = exp(f) / (exp(f) + pi(a|s))`` with ``f(s, a, s') = g(s[, a]) + gamma h(s')
+- h(s)`` (the shaped, "disentangled" reward net; ``shaped = false`` drops ``h``). The learned
+reward is ``g``, read into a table on every state (and action): ``(S,)`` by default on state-reward
+tasks, ``(S, A)`` on tasks whose reward is state-action (``reward_input = "auto"``). The generator
+is an SB3 PPO policy on a :class:`~.adapters.TabularModelEnv` of the task; its ``(H, S, A)`` table is
+returned too, so the harness scores the reward (headline) and the policy (``policy_evd``).
+
+See :mod:`mandril.methods.imitation.adversarial` for the fit loop, seeding and divergence checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from mandril.methods.base import FitProblem, MethodOutput
+from mandril.methods.imitation.adversarial import _REWARD_INPUTS, AdversarialConfig, AdversarialMethod, _hidden, reward_uses_action
+
+__all__ = ["AIRLConfig", "AIRL"]
+
+
+@dataclass(frozen=True)
+class AIRLConfig(AdversarialConfig):
+    """:class:`AdversarialConfig` plus AIRL's reward net.
+
+    Attributes:
+        reward_input: what ``g`` reads: ``"auto"`` (the action too exactly when the task's reward is
+            state-action), ``"state"`` or ``"state_action"``.
+        shaped: add the potential-based shaping term ``gamma h(s') - h(s)`` during training.
+        potential_hidden: hidden layer widths of the potential ``h``.
+    """
+
+    reward_input: str = "auto"
+    shaped: bool = True
+    potential_hidden: tuple[int, ...] = (32,)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.reward_input not in _REWARD_INPUTS:
+            raise ValueError(f"reward_input must be one of {list(_REWARD_INPUTS)}, got {self.reward_input!r}")
+        _hidden("potential_hidden", self.potential_hidden)
+
+
+class AIRL(AdversarialMethod):
+    """AIRL through imitation: a reward table (and the generator's policy) per task."""
+
+    name: ClassVar[str] = "airl"
+    Config: ClassVar[type] = AIRLConfig
+    output: ClassVar[str] = "reward+policy"
+
+    def _build_trainer(self, problem: FitProblem, observations: Any, venv: Any, ppo: Any, demos: list, demo_batch_size: int, logger: Any) -> tuple[Any, dict]:
+        from imitation.algorithms.adversarial.airl import AIRL as ImitationAIRL
+
+        from mandril.methods.imitation.common import build_state_reward_net
+
+        c = self.config
+        use_action = reward_uses_action(c.reward_input, problem)
+        net, reward = build_state_reward_net(
+            observations, venv.action_space, use_action=use_action, hidden=c.reward_hidden, potential_hidden=c.potential_hidden if c.shaped else None, discount=c.gamma
+        )
+        trainer = ImitationAIRL(
+            demonstrations=demos,
+            demo_batch_size=demo_batch_size,
+            venv=venv,
+            gen_algo=ppo,
+            reward_net=net,
+            n_disc_updates_per_round=c.disc_updates_per_round,
+            disc_opt_kwargs={"lr": c.disc_lr},
+            custom_logger=logger,
+            allow_variable_horizon=False,
+        )
+        return trainer, {"reward": reward, "use_action": use_action}
+
+    def _read_result(self, problem: FitProblem, observations: Any, trainer: Any, parts: dict) -> MethodOutput:
+        import numpy as np
+
+        from mandril.methods.imitation.adapters import policy_table, reward_table
+
+        model = problem.model
+        reward = reward_table(parts["reward"], np.eye(model.state_dim, dtype=np.float32), model.action_dim, state_action=parts["use_action"])
+        policy = policy_table(trainer.policy, observations, model.action_dim)
+        return MethodOutput(reward=reward, policy=policy, info={"reward_input": "state_action" if parts["use_action"] else "state"})

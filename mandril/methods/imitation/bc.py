@@ -1,0 +1,112 @@
+"""Behavioural cloning through ``imitation.algorithms.bc.BC``.
+
+An SB3 ``ActorCriticPolicy`` (an MLP on the one-hot state, plus the time feature) is fitted by
+imitation's BC (negative log-likelihood of the demos' actions, an entropy bonus, optional L2) with
+Adam for a fixed number of minibatch steps, then read into a time-expanded ``(H, S, A)`` policy
+table, which the harness scores as it is. BC needs no environment and no rollouts.
+
+Determinism: imitation's data loader shuffles with the global torch generator and the policy is
+initialised from it; a fit seeds it from its ``seed`` and restores it afterwards
+(:func:`~.common.seeded_global_rngs`), so two fits with the same seed give identical tables.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import ClassVar
+
+from mandril.methods.base import FitProblem, Method, MethodOutput
+from mandril.methods.imitation.adapters import TIME_FEATURES
+from mandril.methods.imitation.adversarial import _hidden
+
+__all__ = ["BCConfig", "BC"]
+
+
+@dataclass(frozen=True)
+class BCConfig:
+    """Settings of behavioural cloning.
+
+    Attributes:
+        n_batches: Adam steps on minibatches of the demos (a budget independent of the number of
+            demos; imitation's ``n_batches``).
+        batch_size: demo transitions per step; clipped to the number of demo transitions ``n * H``
+            when there are fewer (``info`` records the value used).
+        lr: Adam learning rate.
+        ent_weight: weight of the entropy bonus.
+        l2_weight: weight of the L2 penalty on the policy's parameters.
+        hidden: hidden layer widths of the policy MLP.
+        time_feature: what the observations add to the one-hot state: ``"none"`` (a stationary
+            policy), ``"onehot"`` of the step ``t`` or ``"fraction"`` ``t / H``.
+    """
+
+    n_batches: int = 500
+    batch_size: int = 32
+    lr: float = 1e-3
+    ent_weight: float = 1e-3
+    l2_weight: float = 0.0
+    hidden: tuple[int, ...] = (32, 32)
+    time_feature: str = "none"
+
+    def __post_init__(self) -> None:
+        for name in ("n_batches", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        for name in ("ent_weight", "l2_weight"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}")
+        _hidden("hidden", self.hidden)
+        if self.time_feature not in TIME_FEATURES:
+            raise ValueError(f"time_feature must be one of {list(TIME_FEATURES)}, got {self.time_feature!r}")
+
+
+class BC(Method):
+    """Behavioural cloning through imitation: a policy table per task."""
+
+    name: ClassVar[str] = "bc"
+    kind: ClassVar[str] = "imitation"
+    Config: ClassVar[type] = BCConfig
+    output: ClassVar[str] = "policy"
+
+    def _fit_one(self, problem: FitProblem) -> MethodOutput:
+        import numpy as np
+        import torch
+        from gymnasium import spaces
+        from imitation.algorithms.bc import BC as ImitationBC
+        from stable_baselines3.common.policies import ActorCriticPolicy
+
+        from mandril.methods.imitation.adapters import Observations, demos_to_trajectories, policy_table
+        from mandril.methods.imitation.common import QuietLogger, check_finite, derive_seed, seeded_global_rngs
+
+        c = self.config
+        model = problem.model
+        observations = Observations(model.state_dim, model.horizon, c.time_feature)
+        batch_size = min(c.batch_size, problem.states.shape[0] * model.horizon)
+        with seeded_global_rngs(derive_seed(problem.seed, 0)):
+            action_space = spaces.Discrete(model.action_dim)
+            policy = ActorCriticPolicy(observations.space(), action_space, lr_schedule=lambda _: c.lr, net_arch=list(c.hidden))
+            trainer = ImitationBC(
+                observation_space=observations.space(),
+                action_space=action_space,
+                rng=np.random.default_rng(derive_seed(problem.seed, 1)),
+                policy=policy,
+                demonstrations=demos_to_trajectories(problem.states, problem.actions, observations),
+                batch_size=batch_size,
+                optimizer_kwargs={"lr": c.lr},
+                ent_weight=c.ent_weight,
+                l2_weight=c.l2_weight,
+                device="cpu",
+                custom_logger=QuietLogger(),
+            )
+            with warnings.catch_warnings():  # imitation's BC logger calls float() on a tensor that requires grad
+                warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar", category=UserWarning)
+                trainer.train(n_batches=c.n_batches, progress_bar=False)
+            if not all(bool(torch.isfinite(p).all()) for p in trainer.policy.parameters()):
+                check_finite(math.nan, method=self.name, label=problem.label, what="a policy parameter", rates=f"lr={c.lr:g}")
+            table = policy_table(trainer.policy, observations, model.action_dim)
+        steps = np.arange(model.horizon)
+        nll = float(-np.log(np.maximum(table[steps[None, :], problem.states[:, :-1], problem.actions], 1e-300)).mean())
+        return MethodOutput(policy=table, info={"n_batches": c.n_batches, "batch_size": batch_size, "train_nll": nll})
