@@ -270,11 +270,19 @@ def test_the_demo_batch_is_clipped_to_the_demo_transitions(grid):
 
 def test_absurd_rewards_are_a_divergence_naming_the_method_task_and_rates(grid):
     _, model, demos = grid
-    method = methods.make("airl", **TINY["airl"], max_abs_reward=1e-9)
-    with pytest.raises(DivergenceError, match=r"airl: task test/3: the largest learned reward magnitude .* gen_lr=0\.001, disc_lr=0\.001"):
+    method = methods.make("airl", **TINY["airl"], max_abs_reward=1e-9, gen_lr=0.01, disc_lr=0.02)
+    with pytest.raises(DivergenceError, match=r"airl: task test/3: the largest learned reward magnitude .* \(limit 1e-09\): the fit diverged with gen_lr=0\.01, disc_lr=0\.02"):
         method.fit(hide_reward(model), None, demos.states, demos.actions, label="test/3")
     failed = method.fit_batch([methods.FitProblem(hide_reward(model), None, demos.states, demos.actions, label="test/3")])
     assert isinstance(failed[0], DivergenceError)
+
+
+@pytest.mark.parametrize("name, settings, rates", [("airl", {"gen_lr": 1e30, "disc_lr": 0.01}, r"gen_lr=1e\+30, disc_lr=0\.01"), ("gail", {"gen_lr": 0.01, "disc_lr": 1e30}, r"gen_lr=0\.01, disc_lr=1e\+30"), ("bc", {"lr": 1e30}, r"lr=1e\+30")])
+def test_an_exploding_optimisation_is_a_divergence_naming_the_method_task_and_rates(grid, name, settings, rates):
+    _, model, demos = grid
+    method = methods.make(name, **{**TINY[name], **settings, **({"n_batches": 20} if name == "bc" else {})})
+    with pytest.raises(DivergenceError, match=rf"{name}: task test/3: .* diverged with {rates}"):
+        method.fit(hide_reward(model), None, demos.states, demos.actions, label="test/3")
 
 
 def test_fits_print_nothing_and_write_no_files(grid, tmp_path, monkeypatch, capfd):

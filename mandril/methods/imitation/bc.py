@@ -23,6 +23,9 @@ from mandril.methods.imitation.adversarial import _hidden
 
 __all__ = ["BCConfig", "BC"]
 
+#: A BC fit whose demo NLL per step ends above this many times a uniform policy's (``log A``), plus 1, diverged.
+_DIVERGED_NLL_FACTOR = 10.0
+
 
 @dataclass(frozen=True)
 class BCConfig:
@@ -109,4 +112,6 @@ class BC(Method):
             table = policy_table(trainer.policy, observations, model.action_dim)
         steps = np.arange(model.horizon)
         nll = float(-np.log(np.maximum(table[steps[None, :], problem.states[:, :-1], problem.actions], 1e-300)).mean())
+        # a fit that ends far worse on its own demos than acting uniformly (log A per step) has diverged
+        check_finite(nll, method=self.name, label=problem.label, what="the demos' negative log-likelihood per step", rates=f"lr={c.lr:g}", limit=_DIVERGED_NLL_FACTOR * math.log(model.action_dim) + 1.0)
         return MethodOutput(policy=table, info={"n_batches": c.n_batches, "batch_size": batch_size, "train_nll": nll})
