@@ -49,10 +49,13 @@ def _hidden(name: str, value: tuple[int, ...]) -> None:
 class AdversarialConfig:
     """Settings of an adversarial fit (AIRL, GAIL).
 
-    The defaults are GAIL's, chosen on train tasks of 8x8 GridWorld (the package's ``sweep``
-    module): 32 rounds of 1024 generator steps and 4 discriminator steps each, PPO at ``3e-3``; the
-    generator's normalized EVD reaches its plateau (about 0.05) after 24-32 rounds, in one to two
-    minutes of one loaded CPU core. :class:`~.airl.AIRLConfig` changes three of them.
+    The defaults are GAIL's, chosen on 3 train tasks of 8x8 GridWorld (the package's ``sweep``
+    module): 32 rounds of 1024 generator steps and 4 discriminator steps each. The generator's
+    normalized EVD at 4 demos, scored every 4 rounds, reached 0.08 after 24 rounds and 0.06 after
+    32 with PPO at ``1e-3`` (0.08 / 0.05 at 1 / 16 demos after 32), and 0.06 after 24, 0.04 after
+    32 at ``3e-3`` (the default); a one-hot time feature was slower (0.08 after 32 rounds), so the
+    default is none. About one to two minutes per fit on one loaded CPU core.
+    :class:`~.airl.AIRLConfig` changes three of them.
 
     Attributes:
         total_timesteps: generator environment steps over the whole fit; rounded down to whole

@@ -31,6 +31,15 @@ _DIVERGED_NLL_FACTOR = 10.0
 class BCConfig:
     """Settings of behavioural cloning.
 
+    Defaults chosen on 3 train tasks of 8x8 GridWorld at 1, 4 and 16 demos (the package's
+    ``sweep`` module; normalized EVD at n = 1 / 4 / 16): 500 steps of 32 gave 0.74 / 0.52 / 0.41,
+    1000 of 64 0.76 / 0.47 / 0.26, 2000 of 32 0.78 / 0.51 / 0.26, wider layers (64, 64) at
+    ``lr = 3e-3`` 0.82 / 0.51 / 0.21. Time feature (measured at 500 steps of 32): ``"onehot"`` gave
+    0.67 / 0.45 / 0.35 on GridWorld but 0.79 / 0.53 / 0.44 on TabularMDP-v0 (``"none"``: 0.61 /
+    0.48 / 0.45), and a worse held-out demo NLL on both (it overfits: 4.4 against 2.3 nats per step
+    at one GridWorld demo); ``"fraction"`` changed little. The default is ``"none"``: a stationary
+    policy.
+
     Attributes:
         n_batches: Adam steps on minibatches of the demos (a budget independent of the number of
             demos; imitation's ``n_batches``).
@@ -44,8 +53,8 @@ class BCConfig:
             policy), ``"onehot"`` of the step ``t`` or ``"fraction"`` ``t / H``.
     """
 
-    n_batches: int = 500
-    batch_size: int = 32
+    n_batches: int = 1000
+    batch_size: int = 64
     lr: float = 1e-3
     ent_weight: float = 1e-3
     l2_weight: float = 0.0
