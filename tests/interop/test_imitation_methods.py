@@ -218,10 +218,10 @@ def test_a_fit_is_deterministic_for_a_seed_and_leaves_the_global_rngs_alone(name
     expected_torch, expected_numpy = torch.rand(3), np.random.rand(3)
     torch.manual_seed(123)
     np.random.seed(123)
-    a = method.fit(hide_reward(model), None, demos.states, demos.actions, seed=4)
+    a = method.fit(hide_reward(model), model.feature_matrix, demos.states, demos.actions, seed=4)
     assert torch.equal(torch.rand(3), expected_torch) and np.array_equal(np.random.rand(3), expected_numpy)
-    b = method.fit(hide_reward(model), None, demos.states, demos.actions, seed=4)
-    c = method.fit(hide_reward(model), None, demos.states, demos.actions, seed=5)
+    b = method.fit(hide_reward(model), model.feature_matrix, demos.states, demos.actions, seed=4)
+    c = method.fit(hide_reward(model), model.feature_matrix, demos.states, demos.actions, seed=5)
     for field in ("reward", "policy"):
         if getattr(a, field) is not None:
             np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
@@ -242,7 +242,7 @@ def test_a_fit_is_deterministic_for_a_seed_and_leaves_the_global_rngs_alone(name
 )
 def test_the_methods_run_on_every_kind_of_family(env_id, name, reward_shape):
     env, model, demos = _task(env_id)
-    output = methods.make(name, **TINY[name]).fit(hide_reward(model), None, demos.states, demos.actions, seed=0, label="test/0")
+    output = methods.make(name, **TINY[name]).fit(hide_reward(model), model.feature_matrix, demos.states, demos.actions, seed=0, label="test/0")
     assert output.policy.shape == (model.horizon, model.state_dim, model.action_dim)
     if reward_shape is None:
         assert output.reward is None
@@ -256,15 +256,15 @@ def test_gail_can_also_return_its_discriminators_reward(grid):
     _, model, demos = grid
     method = methods.make("gail", **TINY["gail"], discriminator_reward=True, discriminator_input="state")
     assert method.output == "reward+policy" and methods.make("gail").output == "policy"
-    output = method.fit(hide_reward(model), None, demos.states, demos.actions)
+    output = method.fit(hide_reward(model), model.feature_matrix, demos.states, demos.actions)
     assert output.reward.shape == (model.state_dim,) and (output.reward >= 0).all()  # -log(1 - D) >= 0
 
 
 def test_the_demo_batch_is_clipped_to_the_demo_transitions(grid):
     _, model, demos = grid
-    one = methods.make("airl", **{**TINY["airl"], "demo_batch_size": 1000}).fit(hide_reward(model), None, demos.states[:1], demos.actions[:1])
+    one = methods.make("airl", **{**TINY["airl"], "demo_batch_size": 1000}).fit(hide_reward(model), model.feature_matrix, demos.states[:1], demos.actions[:1])
     assert one.info["demo_batch_size"] == model.horizon
-    bc = methods.make("bc", **{**TINY["bc"], "batch_size": 1000}).fit(hide_reward(model), None, demos.states, demos.actions)
+    bc = methods.make("bc", **{**TINY["bc"], "batch_size": 1000}).fit(hide_reward(model), model.feature_matrix, demos.states, demos.actions)
     assert bc.info["batch_size"] == 2 * model.horizon
 
 
@@ -272,8 +272,8 @@ def test_absurd_rewards_are_a_divergence_naming_the_method_task_and_rates(grid):
     _, model, demos = grid
     method = methods.make("airl", **TINY["airl"], max_abs_reward=1e-9, gen_lr=0.01, disc_lr=0.02)
     with pytest.raises(DivergenceError, match=r"airl: task test/3: the largest learned reward magnitude .* \(limit 1e-09\): the fit diverged with gen_lr=0\.01, disc_lr=0\.02"):
-        method.fit(hide_reward(model), None, demos.states, demos.actions, label="test/3")
-    failed = method.fit_batch([methods.FitProblem(hide_reward(model), None, demos.states, demos.actions, label="test/3")])
+        method.fit(hide_reward(model), model.feature_matrix, demos.states, demos.actions, label="test/3")
+    failed = method.fit_batch([methods.FitProblem(hide_reward(model), model.feature_matrix, demos.states, demos.actions, label="test/3")])
     assert isinstance(failed[0], DivergenceError)
 
 
@@ -282,7 +282,7 @@ def test_an_exploding_optimisation_is_a_divergence_naming_the_method_task_and_ra
     _, model, demos = grid
     method = methods.make(name, **{**TINY[name], **settings, **({"n_batches": 20} if name == "bc" else {})})
     with pytest.raises(DivergenceError, match=rf"{name}: task test/3: .* diverged with {rates}"):
-        method.fit(hide_reward(model), None, demos.states, demos.actions, label="test/3")
+        method.fit(hide_reward(model), model.feature_matrix, demos.states, demos.actions, label="test/3")
 
 
 def test_fits_print_nothing_and_write_no_files(grid, tmp_path, monkeypatch, capfd):
@@ -293,7 +293,7 @@ def test_fits_print_nothing_and_write_no_files(grid, tmp_path, monkeypatch, capf
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a warning would be printed outside pytest
         for name in sorted(TINY):
-            methods.make(name, **TINY[name]).fit(hide_reward(model), None, demos.states, demos.actions)
+            methods.make(name, **TINY[name]).fit(hide_reward(model), model.feature_matrix, demos.states, demos.actions)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]
     # torch itself makes its compile cache folder (torchinductor_<user>) in the temporary directory on first use
     assert [p.name for p in (tmp_path / "tmp").iterdir() if not p.name.startswith("torchinductor_")] == []
@@ -351,5 +351,5 @@ def test_importing_mandril_does_not_import_imitation():
 def test_each_method_learns_on_a_small_grid(name, settings, bound):
     # measured on this task: bc 0.45, airl 0.011, gail 0.02 (uniform 1, the zero reward about 1)
     env, model, demos = _task("mandril_envs/GridWorld-v0", n=8, size=5)
-    output = methods.make(name, **settings).fit(hide_reward(model), None, demos.states, demos.actions, seed=0)
+    output = methods.make(name, **settings).fit(hide_reward(model), model.feature_matrix, demos.states, demos.actions, seed=0)
     assert score(model, output).normalized_evd < bound
