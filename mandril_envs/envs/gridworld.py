@@ -138,6 +138,16 @@ class GridWorldEnv(TabularTaskEnv):
     training. Layouts (terrain, positions) are drawn per task; the goal is never inside an
     obstacle's penalty zone. The first state is uniform over cells without a sprite.
 
+    ## Information
+    What demos reveal (``benchmarks/information_curve.py``, 24 held-out ``"test"`` tasks of the
+    8x8 grid; mean normalized EVD for n = 1, 2, 4, 8, 16, 32 soft-expert demos): converged MaxEnt
+    with a tabular reward 0.056, 0.049, 0.039, 0.012, 0.007, 0.005; linear on the features
+    0.056, 0.046, 0.018, 0.005, 0.003, 0.002. An estimator that knows the family (the goal is one
+    of the visible sprites) is exact from one demo: the posterior mode and the rule "the goal is
+    the sprite nearest the first demo's end" both score EVD 0 on every task. The intent is a
+    choice among three sprites; for tasks where further demos keep paying, see
+    ``GridWorld-Intent-v0`` (:class:`~mandril_envs.envs.gridworld_intent.GridWorldIntentEnv`).
+
     ## Versions
     v0: first release. Registered: ``GridWorld-v0`` (8x8), ``GridWorld-16x16-v0``, ``GridWorld-32x32-v0``.
     """
@@ -289,7 +299,7 @@ class GridWorldEnv(TabularTaskEnv):
         obstacles = params["obstacles"]
         if not isinstance(obstacles, list) or len(obstacles) != c["n_obstacles"]:
             raise ValueError(f"params['obstacles'] must be a list of {c['n_obstacles']} sprites, got {obstacles!r:.80}")
-        self._check_sprites([("goal", params["goal"])] + [(f"obstacles[{i}]", o) for i, o in enumerate(obstacles)], ())
+        self._check_sprites([("goal", params["goal"], ())] + [(f"obstacles[{i}]", o, ()) for i, o in enumerate(obstacles)])
 
     def _check_terrain(self, terrain: Any) -> None:
         """``params["terrain"]`` must be ``size x size`` ints in ``[0, n_terrain)``."""
@@ -300,15 +310,15 @@ class GridWorldEnv(TabularTaskEnv):
         if terrain.min() < 0 or terrain.max() >= n_terrain:
             raise ValueError(f"params['terrain'] values must lie in [0, {n_terrain}), got [{terrain.min()}, {terrain.max()}]")
 
-    def _check_sprites(self, sprites: list[tuple[str, Any]], numbers: tuple[str, ...]) -> None:
-        """Each ``(where, sprite)`` must be ``{"type", "cell", *numbers}`` with a valid type, a cell
-        on the grid not taken by another sprite, and finite numbers under the keys ``numbers``."""
+    def _check_sprites(self, sprites: list[tuple[str, Any, tuple[str, ...]]]) -> None:
+        """Each ``(where, sprite, numbers)`` must be ``{"type", "cell", *numbers}`` with a valid type, a
+        cell on the grid not taken by another sprite, and finite numbers under the keys ``numbers``."""
         c = self.config
         size = c["size"]
-        keys = {"type", "cell", *numbers}
-        shape = ", ".join(["'type': int", "'cell': [row, col]"] + [f"{key!r}: float" for key in numbers])
         seen_cells = set()
-        for where, sprite in sprites:
+        for where, sprite, numbers in sprites:
+            keys = {"type", "cell", *numbers}
+            shape = ", ".join(["'type': int", "'cell': [row, col]"] + [f"{key!r}: float" for key in numbers])
             if not isinstance(sprite, dict) or set(sprite) != keys:
                 raise ValueError(f"params[{where!r}] must be {{{shape}}}, got {sprite!r:.80}")
             check_int(f"params[{where!r}]['type']", sprite["type"], 0, c["n_sprite_types"] - 1)

@@ -140,3 +140,45 @@ def test_sample_tasks_arguments():
     no_test = gym.make("mandril_envs/GridWorld-v0", test_combination_fraction=0.0).unwrapped
     with pytest.raises(ValueError, match="could not draw a 'test' sprite combination"):
         no_test.sample_tasks(1, "test")
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"n_goals": 0}, ValueError, "n_goals must be >= 1, got 0"),
+        ({"goal_spread": -1.0}, ValueError, r"goal_spread must be >= 0.0, got -1.0"),
+        ({"terrain_spread": float("inf")}, ValueError, "terrain_spread must be finite"),
+        ({"appearance_slope": "steep"}, TypeError, "appearance_slope must be a number"),
+        ({"sprite_feature_dim": 1}, ValueError, "sprite_feature_dim must be >= 2"),
+        ({"n_sprite_types": 6}, ValueError, "leaves 3 training sprite types of kind 'goal', fewer than the 4 goal sprites"),
+        ({"size": 2}, ValueError, "6 sprites do not fit on a 2x2 grid"),
+    ],
+)
+def test_gridworld_intent_bad_kwargs(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        gym.make("mandril_envs/GridWorld-Intent-v0", **kwargs)
+
+
+def test_gridworld_intent_bad_task_params():
+    from mandril_envs.envs.gridworld_intent import sprite_kind_is_goal
+
+    env = gym.make("mandril_envs/GridWorld-Intent-v0").unwrapped
+    params = env.task.params
+    goals, obstacles = params["goals"], params["obstacles"]
+    with pytest.raises(ValueError, match=r"must have keys \['goals', 'obstacles', 'terrain', 'terrain_weights'\]"):
+        env.set_task(_task_with(env, goal=goals[0]))
+    with pytest.raises(ValueError, match=r"params\['terrain_weights'\] must be a list of 4 numbers"):
+        env.set_task(_task_with(env, terrain_weights=[0.0]))
+    with pytest.raises(ValueError, match=r"params\['terrain_weights'\]\[1\] must be finite"):
+        env.set_task(_task_with(env, terrain_weights=[0.0, float("nan"), 0.0, 0.0]))
+    with pytest.raises(ValueError, match=r"params\['goals'\] must be a list of 4 sprites"):
+        env.set_task(_task_with(env, goals=goals[:3]))
+    with pytest.raises(ValueError, match=r"params\['goals\[0\]'\] must be \{'type': int, 'cell': \[row, col\], 'value': float\}"):
+        env.set_task(_task_with(env, goals=[{"type": goals[0]["type"], "cell": goals[0]["cell"]}] + goals[1:]))
+    with pytest.raises(TypeError, match=r"params\['obstacles\[1\]'\]\['penalty'\] must be a number"):
+        env.set_task(_task_with(env, obstacles=[obstacles[0], {**obstacles[1], "penalty": "high"}]))
+    with pytest.raises(ValueError, match="already taken"):
+        env.set_task(_task_with(env, obstacles=[obstacles[0], {**obstacles[1], "cell": goals[2]["cell"]}]))
+    obstacle_type = next(t for t in env.training_types if not sprite_kind_is_goal(t, 8))
+    with pytest.raises(ValueError, match=rf"params\['goals\[1\]'\]\['type'\] {obstacle_type} is an obstacle sprite type"):
+        env.set_task(_task_with(env, goals=[goals[0], {**goals[1], "type": obstacle_type}] + goals[2:]))

@@ -163,3 +163,65 @@ def test_task_kwarg_and_reset_option_install_a_task():
     env.reset(seed=0, options={"task": task.to_json()})
     assert env.unwrapped.task == task
     json.dumps(made.spec.kwargs)  # kwargs stay JSON-serialisable
+
+
+def test_gridworld_intent_reward_is_linear_in_its_intent_and_in_the_features():
+    from mandril_envs.envs.gridworld_intent import GridWorldIntentEnv, sprite_kind_is_goal
+
+    env = GridWorldIntentEnv()
+    for task in env.sample_tasks(4, "test", seed=2):
+        env.set_task(task)
+        intent = env.linear_intent()
+        np.testing.assert_allclose(intent.true_reward, env.reward_matrix, atol=1e-12)
+        # the docstring's claim: a linear reward on the features represents the task exactly
+        features = env.feature_matrix
+        weights = np.linalg.lstsq(features, env.reward_matrix, rcond=None)[0]
+        np.testing.assert_allclose(features @ weights, env.reward_matrix, atol=1e-8)
+        params = task.params
+        assert all(sprite_kind_is_goal(g["type"], 8) for g in params["goals"])
+        assert not any(sprite_kind_is_goal(o["type"], 8) for o in params["obstacles"])
+    assert env.goal_state is None and env.horizon == 10
+
+
+def test_gridworld_intent_spreads_around_the_shared_mean():
+    from mandril_envs.envs.gridworld_intent import GridWorldIntentEnv
+
+    env = GridWorldIntentEnv(terrain_spread=0.7, goal_spread=1.3, obstacle_spread=0.4)
+    deviations = []
+    for task in env.sample_tasks(150, "train", seed=0):
+        env.set_task(task)
+        intent = env.linear_intent()
+        deviations.append((intent.true - intent.mean) / intent.std)
+    z = np.concatenate(deviations)
+    assert abs(z.mean()) < 0.1 and abs(z.std() - 1.0) < 0.1
+    fixed = GridWorldIntentEnv(terrain_spread=0.0, goal_spread=0.0, obstacle_spread=0.0)
+    for task in fixed.sample_tasks(3, "test", seed=0):
+        fixed.set_task(task)
+        np.testing.assert_array_equal(fixed.linear_intent().true, fixed.linear_intent().mean)
+
+
+def test_gridworld_intent_splits_and_views():
+    from mandril_envs.envs.gridworld_intent import GridWorldIntentEnv
+
+    env = GridWorldIntentEnv(render_mode="ansi")
+    unseen = set(env.unseen_types)
+    for split in ("train", "test"):
+        for task in env.sample_tasks(20, split, seed=1):
+            goals = [g["type"] for g in task.params["goals"]]
+            obstacles = [o["type"] for o in task.params["obstacles"]]
+            assert not set(goals + obstacles) & unseen
+            assert _combination_is_test(goals, obstacles, 0.2) == (split == "test")
+    for task in env.sample_tasks(10, "test_unseen", seed=1):
+        assert {s["type"] for s in task.params["goals"] + task.params["obstacles"]} <= unseen
+    env.reset(seed=0)
+    picture = env.render().split("\n", 1)[1]
+    assert (picture.count("G"), picture.count("X"), picture.count("@")) == (4, 2, 1)
+    image = env.map_image()
+    p = CELL_PIXELS
+    for goal in env.task.params["goals"]:
+        r, c = goal["cell"]
+        np.testing.assert_array_equal(image[r * p, c * p], [235, 195, 40])  # goals ringed in gold
+    for obstacle in env.task.params["obstacles"]:
+        r, c = obstacle["cell"]
+        np.testing.assert_array_equal(image[r * p, c * p], [25, 25, 25])
+
