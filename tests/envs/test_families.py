@@ -134,8 +134,10 @@ def test_tabular_mdp_linear_rewards_share_a_weight_mean():
     env = gym.make("mandril_envs/TabularMDP-Linear-v0").unwrapped
     tasks = env.sample_tasks(400, "train", seed=0)
     weights = np.array([t.params["weights"] for t in tasks])
-    np.testing.assert_allclose(weights.mean(axis=0), env.shared_weight_mean, atol=4 * 0.5 / np.sqrt(400))
-    assert abs(weights.std(axis=0).mean() - 0.5) < 0.06
+    std = env.config["weight_std"]
+    assert std == 1.0
+    np.testing.assert_allclose(weights.mean(axis=0), env.shared_weight_mean, atol=4 * std / np.sqrt(400))
+    assert abs(weights.std(axis=0).mean() - std) < 0.12
     env.set_task(tasks[0])
     np.testing.assert_allclose(env.reward_matrix, np.asarray(tasks[0].params["features"]) @ np.asarray(tasks[0].params["weights"]))
     assert env.shared_weight_mean.tolist() != gym.make("mandril_envs/TabularMDP-Linear-v0", family_seed=1).unwrapped.shared_weight_mean.tolist()
@@ -225,3 +227,11 @@ def test_gridworld_intent_splits_and_views():
         r, c = obstacle["cell"]
         np.testing.assert_array_equal(image[r * p, c * p], [25, 25, 25])
 
+
+def test_tabular_mdp_linear_intent():
+    env = gym.make("mandril_envs/TabularMDP-Linear-v0").unwrapped
+    intent = env.linear_intent()
+    np.testing.assert_allclose(intent.true_reward, env.reward_matrix, atol=1e-12)
+    np.testing.assert_array_equal(intent.mean, env.shared_weight_mean)
+    with pytest.raises(ValueError, match="linear_intent needs reward_type='linear'"):
+        gym.make("mandril_envs/TabularMDP-v0").unwrapped.linear_intent()

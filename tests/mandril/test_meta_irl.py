@@ -12,7 +12,7 @@ from mandril.meta_irl import CheckpointError, MandRIL, MandRILConfig
 from mandril_envs.dataset import collect
 
 ENV = "mandril_envs/TabularMDP-Linear-v0"
-SMALL = {"n_states": 5, "n_actions": 3, "horizon": 4, "n_features": 3}
+SMALL = {"n_states": 5, "n_actions": 3, "horizon": 4, "n_features": 3, "weight_std": 0.5}  # the spread these checks were tuned on
 
 
 class Linear(nn.Module):
