@@ -85,8 +85,9 @@ class GridWorldIntentEnv(GridWorldEnv):
     Each further demo is worth something even to an estimator that knows the family's prior
     (on ``GridWorld-v0`` that estimator is exact from one demo), and the prior is worth about
     two demos to one that does not. The defaults (``n_goals=4``, horizon ``5 size / 4``, the
-    spreads) were chosen for this; with ``2 size`` steps an expert reaches every goal and sits on
-    the best one, and one demo shows nearly all that matters.
+    spreads) were chosen for both (sweep in ``benchmarks/README.md``): with horizon ``2 size`` or
+    3 goals, one demo of MaxEnt already beats the prior mean; with narrower spreads the first
+    demos add little to the prior; with wider ones the prior is worth less than one demo.
 
     ## Versions
     v0: first release. Registered: ``GridWorld-Intent-v0`` (8x8).
