@@ -167,6 +167,9 @@ class Method(ABC):
     #: Only reference points (the expert) may read the task's true reward; the harness hands every
     #: other method the model with its reward zeroed (:func:`hide_reward`).
     reads_true_reward: ClassVar[bool] = False
+    #: Whether the method's reward model is the family's neural model (a suite's family
+    #: ``reward_model``/``input_kind`` apply to it): MandRIL, pre-train + fine-tune, demo-conditioned, maxent.
+    family_reward_model: ClassVar[bool] = False
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         if config is not None and not isinstance(config, self.Config):

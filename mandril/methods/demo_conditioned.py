@@ -131,6 +131,7 @@ class DemoConditionedConfig:
 class DemoConditioned(TrainedRewardMethod):
     """A network from (task, demos) to reward, trained on the training tasks."""
 
+    family_reward_model: ClassVar[bool] = True
     name: ClassVar[str] = "demo_conditioned"
     kind: ClassVar[str] = "meta-irl"
     Config: ClassVar[type] = DemoConditionedConfig

@@ -80,6 +80,7 @@ class MandRILMethodConfig(MandRILConfig):
 class MandRILMethod(TrainedRewardMethod):
     """MandRIL: a meta-learned reward prior, adapted to each new task by gradient steps."""
 
+    family_reward_model: ClassVar[bool] = True
     name: ClassVar[str] = "mandril"
     kind: ClassVar[str] = "meta-irl"
     Config: ClassVar[type] = MandRILMethodConfig

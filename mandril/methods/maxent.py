@@ -93,6 +93,7 @@ class MaxEnt(Method):
     kind: ClassVar[str] = "irl"
     Config: ClassVar[type] = MaxEntConfig
     batched: ClassVar[bool] = True
+    family_reward_model: ClassVar[bool] = True
 
     def initial_models(self, problems: Sequence[FitProblem]) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         """The architecture and every task's starting parameters ``(B, ...)`` (fresh, seeded per task)."""
@@ -152,6 +153,7 @@ class MaxEntLinear(MaxEnt):
 
     name: ClassVar[str] = "maxent_linear"
     Config: ClassVar[type] = MaxEntLinearConfig
+    family_reward_model: ClassVar[bool] = False
 
 
 class MaxEntTabular(MaxEnt):
@@ -159,6 +161,7 @@ class MaxEntTabular(MaxEnt):
 
     name: ClassVar[str] = "maxent_tabular"
     Config: ClassVar[type] = MaxEntTabularConfig
+    family_reward_model: ClassVar[bool] = False
 
 
 class MaxEntIRL:

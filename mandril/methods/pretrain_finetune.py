@@ -74,6 +74,7 @@ class PretrainFinetuneConfig(FitSettings):
 class PretrainFinetune(TrainedRewardMethod):
     """One reward model pre-trained on all training tasks' demos, fine-tuned per new task."""
 
+    family_reward_model: ClassVar[bool] = True
     name: ClassVar[str] = "pretrain_finetune"
     kind: ClassVar[str] = "meta-irl"
     Config: ClassVar[type] = PretrainFinetuneConfig
