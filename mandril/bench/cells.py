@@ -23,17 +23,18 @@ __all__ = ["Unit", "Preparation", "units_of", "preparations_of", "cell_seed"]
 
 @dataclass(frozen=True)
 class Preparation:
-    """One (method, family, seed) preparation."""
+    """One (method, family, seed) preparation; ``preparation_hash`` covers what it depends on
+    (:meth:`~mandril.bench.suite.Suite.preparation_hash`), so suites that share it share the file."""
 
     method: str
     family: str
     seed: int
-    config_hash: str
+    preparation_hash: str
 
     @property
     def id(self) -> str:
         """``method--family--s<seed>--<hash>`` (the prepared state's file name)."""
-        return f"{self.method}--{self.family}--s{self.seed}--{self.config_hash}"
+        return f"{self.method}--{self.family}--s{self.seed}--{self.preparation_hash}"
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Unit:
     n_demos: int
     n_tasks: int
     needs_preparation: bool
+    preparation_hash: str = ""
 
     @property
     def id(self) -> str:
@@ -57,7 +59,7 @@ class Unit:
     @property
     def preparation(self) -> Preparation:
         """The preparation this unit needs (only meaningful when :attr:`needs_preparation`)."""
-        return Preparation(self.method, self.family, self.seed, self.config_hash)
+        return Preparation(self.method, self.family, self.seed, self.preparation_hash)
 
 
 def cell_seed(unit: Unit, task_index: int) -> int:
@@ -71,6 +73,7 @@ def units_of(suite: Suite) -> list[Unit]:
     from mandril.methods import METHODS
 
     hashes = {(m, f): suite.config_hash(m, f) for f in suite.families for m in suite.methods}
+    prepared = {(m, f): suite.preparation_hash(m, f) for f in suite.families for m in suite.methods if METHODS[m].needs_preparation}
     units = []
     for family, spec in suite.families.items():
         for split in spec.splits:
@@ -81,7 +84,7 @@ def units_of(suite: Suite) -> list[Unit]:
                         if limits is not None and not _allowed(limits, family, split, n, seed):
                             continue
                         n_tasks = spec.n_tasks if limits is None or not limits.n_tasks else min(limits.n_tasks, spec.n_tasks)
-                        units.append(Unit(family, split, method, hashes[method, family], seed, n, n_tasks, METHODS[method].needs_preparation))
+                        units.append(Unit(family, split, method, hashes[method, family], seed, n, n_tasks, METHODS[method].needs_preparation, prepared.get((method, family), "")))
     return units
 
 

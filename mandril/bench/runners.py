@@ -116,6 +116,7 @@ def run_suite(
     backend: str = "local",
     ray_address: Optional[str] = None,
     progress: bool = True,
+    prepared_dir: Any = None,
 ) -> RunSummary:
     """Run every cell of ``suite`` not yet done in ``out`` (see the module docstring).
 
@@ -127,6 +128,7 @@ def run_suite(
         backend: ``"local"`` or ``"ray"``.
         ray_address: a Ray cluster to join (default: start a local Ray instance).
         progress: show a progress bar over cells, with the method and an ETA.
+        prepared_dir: where prepared methods are kept (default ``out/prepared``; a tuning sweep shares one).
 
     Returns:
         A :class:`RunSummary`; failed cells are recorded, not raised.
@@ -135,7 +137,7 @@ def run_suite(
 
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 1024:
         raise ValueError(f"workers must be an int between 1 and 1024, got {workers!r}")
-    store = RunStore(out)
+    store = RunStore(out, prepared_dir)
     units = units_of(suite)
     preparations = preparations_of(units)
     store.open(suite, resume)

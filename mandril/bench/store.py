@@ -1,7 +1,9 @@
 """A suite's output directory: what is done, written so that a run killed at any moment resumes exactly.
 
     DIR/suite.json                    the suite (plain data) and its digest; a directory holds one suite
-    DIR/prepared/<id>.pt              a prepared method (one checkpoint format: weights_only, checksum)
+    DIR/prepared/<id>.pt              a prepared method (one checkpoint format: weights_only, checksum);
+                                      ``<id>`` hashes what the preparation depends on, so a tuning sweep
+                                      shares one prepared folder between its suites
     DIR/prepared/<id>.training.pt     its training checkpoint while it trains (a killed run continues it)
     DIR/prepared/<id>.json            how long the preparation took, or why it failed
     DIR/records/<unit id>.jsonl       one record per cell of a finished unit, written atomically
@@ -31,8 +33,9 @@ _PREPARED_KIND = "mandril.bench.prepared"
 class RunStore:
     """The output directory of one suite (see the module docstring)."""
 
-    def __init__(self, root: Union[str, Path]) -> None:
+    def __init__(self, root: Union[str, Path], prepared_dir: Optional[Union[str, Path]] = None) -> None:
         self.root = Path(root)
+        self.prepared_dir = Path(prepared_dir) if prepared_dir is not None else self.root / "prepared"
 
     # --- the suite ------------------------------------------------------------------------------
     def open(self, suite: Suite, resume: bool) -> None:
@@ -76,13 +79,13 @@ class RunStore:
 
     # --- preparations -----------------------------------------------------------------------------
     def prepared_path(self, preparation: Preparation) -> Path:
-        return self.root / "prepared" / f"{preparation.id}.pt"
+        return self.prepared_dir / f"{preparation.id}.pt"
 
     def training_checkpoint(self, preparation: Preparation) -> Path:
-        return self.root / "prepared" / f"{preparation.id}.training.pt"
+        return self.prepared_dir / f"{preparation.id}.training.pt"
 
     def _prepared_info(self, preparation: Preparation) -> Path:
-        return self.root / "prepared" / f"{preparation.id}.json"
+        return self.prepared_dir / f"{preparation.id}.json"
 
     def preparation_done(self, preparation: Preparation) -> bool:
         """Whether the preparation finished (its state or its failure is recorded)."""
@@ -104,7 +107,7 @@ class RunStore:
 
     def preparation_seconds(self) -> dict[str, float]:
         """``{preparation id: seconds}`` of every finished preparation."""
-        folder = self.root / "prepared"
+        folder = self.prepared_dir
         if not folder.is_dir():
             return {}
         out = {}

@@ -250,6 +250,19 @@ class Suite:
         settings.pop("seed", None)
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
+    def preparation_hash(self, method: str, family: str) -> str:
+        """A short hash of what a preparation depends on: the method's settings that shape it (not the
+        seed, not those that only change fits of new tasks), the family and its training pool."""
+        from mandril.methods import METHODS
+
+        settings = dataclass_to_dict(self.make_method(method, family, 0).config)
+        for name in ("seed", *METHODS[method].fit_only_settings):
+            settings.pop(name, None)
+        spec = self.families[family]
+        shaped = {"method": method, "settings": settings, "env_id": spec.env_id, "env_kwargs": spec.env_kwargs,
+                  "train": dataclass_to_dict(spec.train), "expert": dataclass_to_dict(spec.expert)}
+        return hashlib.sha256(json.dumps(shaped, sort_keys=True).encode()).hexdigest()[:10]
+
     def to_dict(self) -> dict:
         """The suite as plain data (round-trips through :func:`suite_from_dict`)."""
         return dataclass_to_dict(self)
@@ -338,7 +351,39 @@ def _suite_from_dict(data: Mapping[str, Any], where: str) -> Suite:
     return suite
 
 
+def tuned_settings(path: Path) -> dict:
+    """The ``{family: {method: settings}}`` of a tuning sweep's ``selected.toml``."""
+    data = load_toml(path)
+    families = data.get("families", {})
+    if set(data) - {"families"} or not isinstance(families, dict):
+        raise ValueError(f"{path}: a tuned-settings file holds only [families.F.methods.M] tables")
+    out: dict = {}
+    for family, table in families.items():
+        if not isinstance(table, dict) or set(table) - {"methods"} or not isinstance(table.get("methods", {}), dict):
+            raise ValueError(f"{path}: [families.{family}] may only hold methods.M tables")
+        out[family] = table.get("methods", {})
+    return out
+
+
 def load_suite(path: Union[str, Path]) -> Suite:
-    """Read and check a suite TOML file (see the module docstring); errors name the file and the key."""
+    """Read and check a suite TOML file (see the module docstring); errors name the file and the key.
+
+    A top-level ``tuned = "FILE"`` (relative to the suite file) includes a tuning sweep's selected
+    settings as per-family method settings; the suite's own ``[families.F.methods.M]`` entries win.
+    """
     path = Path(path)
-    return suite_from_dict(load_toml(path), str(path))
+    data = load_toml(path)
+    tuned = data.pop("tuned", None)
+    if tuned is not None:
+        if not isinstance(tuned, str):
+            raise TypeError(f"{path}: tuned must be a file name (relative to the suite), got {type(tuned).__name__}")
+        selected = tuned_settings(path.parent / tuned)
+        families = data.get("families", {})
+        for family, methods in selected.items():
+            if not isinstance(families, dict) or family not in families or not isinstance(families[family], dict):
+                raise ValueError(f"{path}: {tuned} tunes family {family!r}, which the suite does not have")
+            own = families[family].setdefault("methods", {})
+            for method, settings in methods.items():
+                if method in data.get("methods", []):
+                    own[method] = {**settings, **own.get(method, {})}
+    return suite_from_dict(data, str(path))

@@ -17,7 +17,7 @@ from mandril_envs.cli import run_command
 __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 
 #: Modules that add sub-commands, in the order they appear in ``--help``.
-COMMAND_MODULES: tuple[str, ...] = ("mandril.cli.bench", "mandril.cli.train", "mandril.cli.adapt", "mandril.maml_rl.cli")
+COMMAND_MODULES: tuple[str, ...] = ("mandril.cli.bench", "mandril.cli.tune", "mandril.cli.train", "mandril.cli.adapt", "mandril.maml_rl.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

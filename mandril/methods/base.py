@@ -170,6 +170,9 @@ class Method(ABC):
     #: Whether the method's reward model is the family's neural model (a suite's family
     #: ``reward_model``/``input_kind`` apply to it): MandRIL, pre-train + fine-tune, demo-conditioned, maxent.
     family_reward_model: ClassVar[bool] = False
+    #: Settings that only change how a prepared method fits a new task, not its preparation (so a
+    #: tuning sweep over them reuses one preparation).
+    fit_only_settings: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         if config is not None and not isinstance(config, self.Config):

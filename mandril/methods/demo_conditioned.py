@@ -137,6 +137,7 @@ class DemoConditioned(TrainedRewardMethod):
     Config: ClassVar[type] = DemoConditionedConfig
     batched: ClassVar[bool] = True
     progress_label: ClassVar[str] = "training"
+    fit_only_settings: ClassVar[tuple[str, ...]] = ("checkpoint_every",)
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)

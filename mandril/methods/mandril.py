@@ -86,6 +86,7 @@ class MandRILMethod(TrainedRewardMethod):
     Config: ClassVar[type] = MandRILMethodConfig
     batched: ClassVar[bool] = True
     progress_label: ClassVar[str] = "meta-training"
+    fit_only_settings: ClassVar[tuple[str, ...]] = ("adapt_steps", "adapt_by_n", "checkpoint_every")
 
     def trainer_config(self) -> MandRILConfig:
         return MandRILConfig(**{f.name: getattr(self.config, f.name) for f in fields(MandRILConfig)})

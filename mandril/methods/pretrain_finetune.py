@@ -80,6 +80,7 @@ class PretrainFinetune(TrainedRewardMethod):
     Config: ClassVar[type] = PretrainFinetuneConfig
     batched: ClassVar[bool] = True
     progress_label: ClassVar[str] = "pre-training"
+    fit_only_settings: ClassVar[tuple[str, ...]] = ("optimizer", "lr", "max_steps", "grad_tol", "l2", "l2_center", "schedule", "history", "checkpoint_every")
 
     def trainer_config(self) -> MandRILConfig:
         c = self.config
