@@ -52,8 +52,12 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
     from mandril.methods import FitError, FitProblem, hide_reward
     from mandril_envs.dataset import DemoDataset
 
-    if args.out is not None and Path(args.out).suffix != ".npz":
-        raise ValueError(f"--out must name a .npz file, got {args.out!r}")
+    from mandril.core.io import check_writable_file
+
+    if args.out is not None:
+        if Path(args.out).suffix != ".npz":
+            raise ValueError(f"--out must name a .npz file, got {args.out!r}")
+        check_writable_file(args.out)
     torch.set_num_threads(args.threads)
     method, run = load_trained(Path(args.run))
     env = gym.make(run["env_id"], **run["env_kwargs"])

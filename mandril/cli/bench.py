@@ -57,7 +57,10 @@ def register(subparsers: Any) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from mandril.bench import load_suite, run_suite, write_report
 
+    from mandril.core.io import check_writable_dir
+
     suite = load_suite(args.suite)  # every setting of every method on every family is checked here
+    check_writable_dir(args.out)
     summary = run_suite(suite, args.out, resume=args.resume, workers=args.workers, backend=args.backend, ray_address=args.ray_address, progress=not args.quiet)
     if not args.no_report and summary.done_before + summary.done_now > 0:
         write_report(args.out)

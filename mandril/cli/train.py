@@ -121,9 +121,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from mandril_envs.dataset import DemoDataset, collect
     from mandril_envs.registration import check_env_id
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file, not a directory")
+    from mandril.core.io import check_writable_dir
+
+    out = check_writable_dir(args.out)
     given = given_config(args)
     length = TRAINABLE[args.method]
     if args.resume:

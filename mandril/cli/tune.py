@@ -34,7 +34,10 @@ def register(subparsers: Any) -> None:
 def _cmd_tune(args: argparse.Namespace) -> int:
     from mandril.bench.tune import load_sweep, run_sweep
 
+    from mandril.core.io import check_writable_dir
+
     sweep, suite = load_sweep(args.sweep)
+    check_writable_dir(args.out)
     result = run_sweep(sweep, suite, args.out, workers=args.workers, progress=not args.quiet)
     print(f"selected settings for {len(result['selected'])} families: {Path(args.out) / 'selected.toml'} (details in tuning.md)")
     return 0

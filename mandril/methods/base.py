@@ -126,6 +126,9 @@ def check_problem(problem: FitProblem, where: str = "problem") -> FitProblem:
     if not isinstance(problem.model, TabularModel):
         raise TypeError(f"{where}.model must be a mandril_envs TabularModel, got {type(problem.model).__name__}")
     states, actions = _check_demos(problem.model, problem.states, problem.actions)
+    inputs = np.asarray(problem.inputs)
+    if not np.issubdtype(inputs.dtype, np.number) or not np.all(np.isfinite(inputs)):
+        raise ValueError(f"{where}.inputs (the task's reward-model input, shape {inputs.shape}) must be finite numbers: it holds NaN or inf")
     return replace(problem, states=states, actions=actions)
 
 
