@@ -97,6 +97,13 @@ class _Ray:
             self.ray.shutdown()
 
 
+def _check_device(device: str) -> None:
+    """Refuse a device torch cannot use here, before any work."""
+    from mandril.methods import make
+
+    make("zero_reward").to(device)
+
+
 def _executor(backend: str, workers: int, threads: int, address: Optional[str]) -> Any:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
@@ -117,6 +124,7 @@ def run_suite(
     ray_address: Optional[str] = None,
     progress: bool = True,
     prepared_dir: Any = None,
+    device: Optional[str] = None,
 ) -> RunSummary:
     """Run every cell of ``suite`` not yet done in ``out`` (see the module docstring).
 
@@ -129,6 +137,9 @@ def run_suite(
         ray_address: a Ray cluster to join (default: start a local Ray instance).
         progress: show a progress bar over cells, with the method and an ETA.
         prepared_dir: where prepared methods are kept (default ``out/prepared``; a tuning sweep shares one).
+        device: where the methods' torch work runs (``"cpu"``, ``"cuda"``; default torch's default, the CPU).
+            Results on a GPU can differ from the CPU's in the last bits; a suite's records say nothing
+            of the device, so keep one device per output directory.
 
     Returns:
         A :class:`RunSummary`; failed cells are recorded, not raised.
@@ -137,6 +148,8 @@ def run_suite(
 
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 1024:
         raise ValueError(f"workers must be an int between 1 and 1024, got {workers!r}")
+    if device is not None:
+        _check_device(device)
     store = RunStore(out, prepared_dir)
     units = units_of(suite)
     preparations = preparations_of(units)
@@ -166,7 +179,7 @@ def run_suite(
                 state_, error_, _ = store.read_preparation(unit.preparation)
                 states[unit.preparation.id] = (state_, error_)
             state, error = states[unit.preparation.id]
-        running[executor.submit(run_unit, suite_data, unit, state, error)] = ("unit", unit)
+        running[executor.submit(run_unit, suite_data, unit, state, error, device)] = ("unit", unit)
 
     def collect(future: Future) -> None:
         kind, job = running.pop(future)
@@ -196,7 +209,7 @@ def run_suite(
             checkpoint = None if ray_address else str(store.training_checkpoint(preparation))
             if inline and progress:
                 bar.write(f"preparing {preparation.method} on {preparation.family} (seed {preparation.seed})...")
-            running[executor.submit(run_preparation, suite_data, preparation, checkpoint)] = ("preparation", preparation)
+            running[executor.submit(run_preparation, suite_data, preparation, checkpoint, False, device)] = ("preparation", preparation)
             if inline:
                 collect(next(iter(running)))
         while ready or running:

@@ -77,7 +77,7 @@ def _error_text(error: BaseException) -> str:
     return text
 
 
-def run_preparation(suite_data: dict, preparation: Preparation, checkpoint: Optional[str] = None, progress: bool = False) -> dict:
+def run_preparation(suite_data: dict, preparation: Preparation, checkpoint: Optional[str] = None, progress: bool = False, device: Optional[str] = None) -> dict:
     """Prepare one method on one family's training pool.
 
     Returns:
@@ -90,13 +90,15 @@ def run_preparation(suite_data: dict, preparation: Preparation, checkpoint: Opti
         suite = suite_of(suite_data)
         torch.set_num_threads(suite.threads)
         method = suite.make_method(preparation.method, preparation.family, preparation.seed)
+        if device is not None:
+            method.to(device)
         method.prepare(training_pool(suite, preparation.family), checkpoint=checkpoint, progress=progress)
         return {"id": preparation.id, "state": method.state_dict(), "seconds": time.perf_counter() - start, "error": None}
     except Exception as error:  # recorded, and the units that need it fail with it; the rest go on
         return {"id": preparation.id, "state": None, "seconds": time.perf_counter() - start, "error": _error_text(error)}
 
 
-def run_unit(suite_data: dict, unit: Unit, state: Optional[dict] = None, preparation_error: Optional[str] = None) -> list[dict]:
+def run_unit(suite_data: dict, unit: Unit, state: Optional[dict] = None, preparation_error: Optional[str] = None, device: Optional[str] = None) -> list[dict]:
     """Score one unit's cells; one record per cell (see :data:`RECORD_KEYS`)."""
     import gymnasium as gym
     import torch
@@ -118,6 +120,8 @@ def run_unit(suite_data: dict, unit: Unit, state: Optional[dict] = None, prepara
     try:
         torch.set_num_threads(suite.threads)
         method = suite.make_method(unit.method, unit.family, unit.seed)
+        if device is not None:
+            method.to(device)
         if unit.needs_preparation:
             method.load_state_dict(state)
         env = gym.make(spec.env_id, **spec.env_kwargs)

@@ -41,6 +41,7 @@ def register(subparsers: Any) -> None:
     run.add_argument("--workers", type=positive_int, default=1, help="worker processes (each with one torch thread); 1 runs in this process")
     run.add_argument("--backend", choices=["local", "ray"], default="local", help="local process pool, or Ray tasks")
     run.add_argument("--ray-address", help="a Ray cluster to join (default with --backend ray: a local Ray instance)")
+    run.add_argument("--device", default="cpu", help="where batched fits and training run: cpu, or cuda (cuda:N) when a GPU is there")
     run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     run.set_defaults(func=_cmd_run)
@@ -61,7 +62,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     suite = load_suite(args.suite)  # every setting of every method on every family is checked here
     check_writable_dir(args.out)
-    summary = run_suite(suite, args.out, resume=args.resume, workers=args.workers, backend=args.backend, ray_address=args.ray_address, progress=not args.quiet)
+    summary = run_suite(suite, args.out, resume=args.resume, workers=args.workers, backend=args.backend, ray_address=args.ray_address,
+                        progress=not args.quiet, device=None if args.device == "cpu" else args.device)
     if not args.no_report and summary.done_before + summary.done_now > 0:
         write_report(args.out)
     if not args.quiet:

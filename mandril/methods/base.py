@@ -186,9 +186,31 @@ class Method(ABC):
             config = build_dataclass(self.Config, {**dataclass_to_dict(config), **overrides}, f"[{self.name}]")
         self.config = config
         self.prepared = not self.needs_preparation
+        self.device: Any = None  # torch's default (the CPU) until .to(device)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config!r})"
+
+    def to(self, device: Any) -> "Method":
+        """Do this method's torch work on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``); returns the method.
+
+        Raises:
+            ValueError: a CUDA device when torch sees none.
+        """
+        import torch
+
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError) as error:
+            raise ValueError(f"device must be like 'cpu', 'cuda' or 'cuda:1', got {device!r}: {error}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} was asked for, but torch sees no CUDA device (torch.cuda.is_available() is False): use 'cpu'")
+        self.device = device
+        self._moved()
+        return self
+
+    def _moved(self) -> None:
+        """Move what the method already holds to :attr:`device` (prepared models)."""
 
     # --- what the method reads -------------------------------------------------------------------
     @property

@@ -17,10 +17,9 @@ import numpy as np
 from mandril.data.inputs import INPUT_KINDS
 from mandril.functional import NonFiniteLossError
 from mandril.methods.base import DivergenceError, FitError, FitProblem, MethodOutput
-from mandril.methods.maxent import group_by_shape, torch_dtype
+from mandril.methods.maxent import group_by_shape, torch_dtype, train_batch
 from mandril.methods.meta_trainer import MandRILConfig
 from mandril.methods.trained import TrainedRewardMethod
-from mandril.data.batch import make_batch
 from mandril.rewards.spec import RewardModelSpec
 
 __all__ = ["MandRILMethodConfig", "MandRILMethod"]
@@ -111,9 +110,7 @@ class MandRILMethod(TrainedRewardMethod):
         trainer = self.require_trainer()
         steps, scale = self.config.adaptation(n_demos)
         start = time.perf_counter()
-        models = [p.model for p in problems]
-        batch = make_batch(models, [np.asarray(p.inputs) for p in problems], [(p.states, p.actions) for p in problems], None,
-                           self.architecture["n_actions"] is not None, torch_dtype(self.config.dtype))
+        batch = train_batch(problems, torch_dtype(self.config.dtype), self.device, self.architecture["n_actions"] is not None)
         try:
             rewards = trainer.adapt_batch(batch, steps, scale)
         except NonFiniteLossError:

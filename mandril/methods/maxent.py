@@ -34,7 +34,7 @@ from mandril.rewards.batched import stack_params
 from mandril.rewards.spec import RewardModelSpec, build_reward_model
 from mandril_envs.model import TabularModel
 
-__all__ = ["MaxEntConfig", "MaxEnt", "MaxEntLinear", "MaxEntTabular", "MaxEntIRL", "torch_dtype", "group_by_shape"]
+__all__ = ["MaxEntConfig", "MaxEnt", "MaxEntLinear", "MaxEntTabular", "MaxEntIRL", "torch_dtype", "group_by_shape", "train_batch"]
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -120,16 +120,17 @@ class MaxEnt(Method):
         c = self.config
         start = time.perf_counter()
         module, init = self.initial_models(problems)
-        batch = _train_batch(problems, torch_dtype(c.dtype))
+        batch = train_batch(problems, torch_dtype(c.dtype), self.device)
         fits = fit_rewards(module, init, batch, FitSettings.of(c), likelihood=c.likelihood, temperature=c.temperature, labels=[p.label for p in problems], method=self.name)
         seconds = (time.perf_counter() - start) / len(problems)
         return [fit if isinstance(fit, DivergenceError) else MethodOutput(reward=fit.reward, info={**fit.info(), "seconds": seconds}) for fit in fits]
 
 
-def _train_batch(problems: Sequence[FitProblem], dtype: torch.dtype) -> MetaBatch:
+def train_batch(problems: Sequence[FitProblem], dtype: torch.dtype, device: Any = None, state_action: Optional[bool] = None) -> MetaBatch:
+    """The problems' tasks and demos as one :class:`MetaBatch` (state-action visitation when the rewards are)."""
     models = [p.model for p in problems]
-    state_action = models[0].state_action_reward
-    return make_batch(models, [np.asarray(p.inputs) for p in problems], [(p.states, p.actions) for p in problems], None, state_action, dtype)
+    state_action = models[0].state_action_reward if state_action is None else state_action
+    return make_batch(models, [np.asarray(p.inputs) for p in problems], [(p.states, p.actions) for p in problems], None, state_action, dtype, device)
 
 
 @dataclass(frozen=True)

@@ -293,7 +293,7 @@ class MandRIL:
         """
         steps = self.config.adapt_steps if steps is None else steps
         state_action = self._is_state_action(model, inputs)
-        batch = make_batch([model], [inputs], [(states, actions)], None, state_action, self.config.torch_dtype)
+        batch = make_batch([model], [inputs], [(states, actions)], None, state_action, self.config.torch_dtype, self._device)
         return self.adapt_batch(batch, steps, lr_scale)[0]
 
     def adapt_batch(self, batch: MetaBatch, steps: int, lr_scale: float = 1.0) -> np.ndarray:
@@ -305,7 +305,7 @@ class MandRIL:
 
     def _is_state_action(self, model: TabularModel, inputs: np.ndarray) -> bool:
         with torch.no_grad():
-            out = self.reward_model(torch.as_tensor(np.array(inputs)[None], dtype=self.config.torch_dtype))
+            out = self.reward_model(torch.as_tensor(np.array(inputs)[None], dtype=self.config.torch_dtype, device=self._device))
         if tuple(out.shape[1:]) == (model.state_dim,):
             return False
         if tuple(out.shape[1:]) == (model.state_dim, model.action_dim):
@@ -315,8 +315,12 @@ class MandRIL:
     def prior_reward(self, model: TabularModel, inputs: np.ndarray) -> np.ndarray:
         """The reward table of ``theta`` itself (no adaptation)."""
         with torch.no_grad():
-            out = self.reward_model(torch.as_tensor(np.array(inputs)[None], dtype=self.config.torch_dtype))[0]
-        return out.to(torch.float64).numpy()
+            out = self.reward_model(torch.as_tensor(np.array(inputs)[None], dtype=self.config.torch_dtype, device=self._device))[0]
+        return out.to(torch.float64).cpu().numpy()
+
+    @property
+    def _device(self) -> torch.device:
+        return next(iter(self.theta.values())).device
 
     # --- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict:

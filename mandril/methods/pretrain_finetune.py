@@ -16,11 +16,11 @@ from typing import ClassVar, Sequence, Union
 
 import numpy as np
 
-from mandril.data.batch import check_likelihood, make_batch
+from mandril.data.batch import check_likelihood
 from mandril.data.inputs import INPUT_KINDS
 from mandril.methods.base import DivergenceError, FitError, FitProblem, MethodOutput
 from mandril.methods.fitting import FitSettings, fit_rewards
-from mandril.methods.maxent import group_by_shape, torch_dtype
+from mandril.methods.maxent import group_by_shape, torch_dtype, train_batch
 from mandril.methods.meta_trainer import MandRILConfig
 from mandril.methods.trained import TrainedRewardMethod
 from mandril.rewards.batched import expand_params
@@ -101,8 +101,7 @@ class PretrainFinetune(TrainedRewardMethod):
         for group in group_by_shape(problems):
             chosen = [problems[i] for i in group]
             start = time.perf_counter()
-            batch = make_batch([p.model for p in chosen], [np.asarray(p.inputs) for p in chosen], [(p.states, p.actions) for p in chosen], None,
-                               self.architecture["n_actions"] is not None, torch_dtype(c.dtype))
+            batch = train_batch(chosen, torch_dtype(c.dtype), self.device, self.architecture["n_actions"] is not None)
             init = expand_params({k: v.detach() for k, v in trainer.theta.items()}, len(chosen))
             fits = fit_rewards(trainer.reward_model, init, batch, FitSettings.of(c), likelihood=c.likelihood, temperature=c.temperature,
                                labels=[p.label for p in chosen], method=self.name)
