@@ -16,6 +16,7 @@ import numpy as np
 from gymnasium import spaces
 
 from mandril_envs.model import TabularModel
+from mandril_envs.sizes import ModelShape, check_fits
 from mandril_envs.tasks import Task, TaskLike, coerce_task, task_rng, to_plain
 from mandril_envs.validation import check_choice, check_int
 
@@ -27,6 +28,8 @@ class TabularTaskEnv(gym.Env, ABC):
 
     Subclasses set :attr:`family` and :attr:`splits`, and implement :meth:`_sample_params`,
     :meth:`_build_model` and :meth:`_check_params` (plus, optionally, more observation types).
+    They should also implement :meth:`_model_shape` (with :attr:`size_arguments`), so that an absurd
+    size is refused before anything is allocated (see :mod:`mandril_envs.sizes`).
 
     ``env.model`` is the current task's :class:`TabularModel`; ``transition_matrix``,
     ``reward_matrix``, ``initial_state_dist``, ``horizon``, ``state_dim``, ``action_dim``,
@@ -38,12 +41,15 @@ class TabularTaskEnv(gym.Env, ABC):
     obs_types: ClassVar[tuple[str, ...]] = ("index", "onehot", "features")
     #: What a reward model can read of a task (:meth:`reward_input`); ``"features"`` everywhere.
     reward_input_kinds: ClassVar[tuple[str, ...]] = ("features",)
+    #: The config keys that set the size of a task's model, named when a size is refused.
+    size_arguments: ClassVar[tuple[str, ...]] = ()
     metadata: dict[str, Any] = {"render_modes": ["ansi"], "render_fps": 4}
 
     def __init__(self, config: dict, task: Optional[TaskLike], obs_type: str, render_mode: Optional[str]) -> None:
         check_choice("obs_type", obs_type, self.obs_types)
         if render_mode is not None:
             check_choice("render_mode", render_mode, self.metadata["render_modes"])
+        self._check_size(config, obs_type)
         self.config: dict = to_plain(config)
         self.obs_type = obs_type
         self.render_mode = render_mode
@@ -65,6 +71,29 @@ class TabularTaskEnv(gym.Env, ABC):
     @abstractmethod
     def _check_params(self, params: dict) -> None:
         """Raise a ValueError/TypeError naming the problem if ``params`` is not a valid task of this family."""
+
+    def _model_shape(self, config: dict, obs_type: str) -> Optional[ModelShape]:
+        """What one task of this config keeps in memory (``None``: the family does not say, nothing is checked)."""
+        return None
+
+    def _check_size(self, config: dict, obs_type: str) -> None:
+        """Refuse a config whose task model would not fit in memory, before anything is allocated.
+
+        Families that allocate in their ``__init__`` before calling the base one call it themselves first.
+
+        Raises:
+            ValueError: naming the :attr:`size_arguments` and their values, the estimate and the limit.
+        """
+        shape = self._model_shape(config, obs_type)
+        if shape is not None:
+            arguments = ", ".join(f"{key}={config[key]!r}" for key in self.size_arguments if key in config)
+            check_fits(shape.nbytes, f"{self.family} {arguments}: one task's model and observations ({shape.describe()})")
+
+    @staticmethod
+    def _observation_nbytes(obs_type: str, n_states: int, n_features: int) -> int:
+        """Bytes of the observation space's bounds and one observation of the base observation types."""
+        width = {"index": 0, "onehot": n_states, "features": n_features}.get(obs_type, 0)
+        return 3 * 4 * width  # float32 low, high and one observation
 
     def _sample_reward(self, state: int, action: int, mean: float) -> float:
         """The reward ``step()`` returns, whose expectation is ``mean`` (``mean`` itself by default)."""

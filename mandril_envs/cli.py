@@ -42,12 +42,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from mandril_envs.dataset import collect
+    from mandril_envs.dataset import check_collect_size, collect
     from mandril_envs.demos import ExpertSettings
 
     if args.env not in gym.registry:
         raise ValueError(f"--env {args.env!r} is not registered; known ids: {', '.join(ENV_IDS)}")
     expert = ExpertSettings(args.policy, args.temperature, args.epsilon)
+    check_collect_size(gym.make(args.env, **args.env_kwargs), args.tasks, args.demos, names=("--tasks", "--demos"))
     start = time.perf_counter()
     dataset = collect(
         args.env,

@@ -42,10 +42,11 @@ from mandril_envs.atomic import atomic_write
 from mandril_envs.base import TabularTaskEnv
 from mandril_envs.demos import ExpertSettings, Trajectory, expert_policy, rollout
 from mandril_envs.registration import check_env_id
+from mandril_envs.sizes import check_fits, dataset_nbytes, plan_nbytes
 from mandril_envs.tasks import SPLIT_CODES, Task
 from mandril_envs.validation import check_int
 
-__all__ = ["DemoDataset", "DatasetError", "collect", "FORMAT", "VERSION"]
+__all__ = ["DemoDataset", "DatasetError", "collect", "check_collect_size", "FORMAT", "VERSION"]
 
 FORMAT = "mandril_envs.demos"
 VERSION = 1
@@ -297,6 +298,32 @@ class DemoDataset:
                 )
 
 
+def check_collect_size(env: gym.Env, n_tasks: int, n_demos: int, names: tuple[str, str] = ("n_tasks", "n_demos")) -> int:
+    """Refuse a dataset of ``n_tasks x n_demos`` demos of ``env``'s family that would not fit in memory.
+
+    Counts the dataset arrays, the ``N`` tasks' parameters and the expert's ``(H, S, A)`` plan
+    (:mod:`mandril_envs.sizes`). ``names`` are how to name the two counts (the CLI says ``--tasks``).
+
+    Returns:
+        The estimate in bytes.
+
+    Raises:
+        ValueError: naming both counts, the estimate and the limit.
+    """
+    base = env.unwrapped
+    if not isinstance(base, TabularTaskEnv):
+        raise TypeError(f"env must be a mandril_envs env, got {type(base).__name__}")
+    model = base.model
+    shape = base._model_shape(base.config, base.obs_type)
+    nbytes = dataset_nbytes(n_tasks, n_demos, model.horizon, shape.param_numbers if shape is not None else 0)
+    nbytes += plan_nbytes(model.horizon, model.state_dim, model.action_dim)
+    what = (
+        f"{names[0]}={n_tasks}, {names[1]}={n_demos} of {base.family} (H={model.horizon}, S={model.state_dim}, A={model.action_dim}): "
+        "the dataset arrays, the tasks and the expert's plan"
+    )
+    return check_fits(nbytes, what)
+
+
 def collect(
     env_id: str,
     n_tasks: int,
@@ -326,6 +353,7 @@ def collect(
     base = env.unwrapped
     if not isinstance(base, TabularTaskEnv):
         raise TypeError(f"env_id {env_id!r} is not a mandril_envs env")
+    check_collect_size(env, n_tasks, n_demos)  # before any task is drawn
     tasks = base.sample_tasks(n_tasks, split, seed=task_seed)
     horizon = base.model.horizon
     states = np.empty((n_tasks, n_demos, horizon + 1), np.int64)

@@ -23,6 +23,8 @@ from typing import Optional
 
 import numpy as np
 
+from mandril_envs.sizes import check_fits, dense_nbytes
+
 __all__ = ["TabularModel", "successors_from_dense"]
 
 _ATOL = 1e-10
@@ -172,8 +174,18 @@ class TabularModel:
     # --- dense view --------------------------------------------------------------------------
     @property
     def transition_matrix(self) -> np.ndarray:
-        """``(S, A, S)`` float64 dense transitions, built from the successor form and cached."""
+        """``(S, A, S)`` float64 dense transitions, built from the successor form and cached.
+
+        Raises:
+            ValueError: the dense tensor would not fit in memory (:mod:`mandril_envs.sizes`); plan on
+                the successor form instead.
+        """
         if self._dense is None:
+            n_states, n_actions = self.state_dim, self.action_dim
+            check_fits(
+                dense_nbytes(n_states, n_actions),
+                f"the dense transition_matrix (S, A, S) = ({n_states}, {n_actions}, {n_states}) float64 (the successor form needs no dense tensor)",
+            )
             dense = np.zeros((self.state_dim, self.action_dim, self.state_dim))
             s_idx, a_idx, _ = np.indices(self.successor_indices.shape)
             np.add.at(dense, (s_idx, a_idx, self.successor_indices), self.successor_probs)

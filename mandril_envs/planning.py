@@ -18,6 +18,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from mandril_envs.model import TabularModel
+from mandril_envs.sizes import check_fits, plan_nbytes
 from mandril_envs.validation import check_float
 
 __all__ = [
@@ -74,6 +75,7 @@ def _backup(model: TabularModel, reward: Optional[np.ndarray], state_value: Call
     """``(V (H, S), Q (H, S, A))`` of the finite-horizon backup with ``V[t] = state_value(Q[t])``."""
     r = _reward_table(model, reward)
     horizon, (n_states, n_actions) = model.horizon, r.shape
+    check_fits(plan_nbytes(horizon, n_states, n_actions), f"a plan of horizon={horizon} (H, S, A) = ({horizon}, {n_states}, {n_actions})")
     values = np.empty((horizon, n_states))
     q_values = np.empty((horizon, n_states, n_actions))
     next_values = np.zeros(n_states)

@@ -8,6 +8,7 @@ import numpy as np
 
 from mandril_envs.base import TabularTaskEnv
 from mandril_envs.model import TabularModel
+from mandril_envs.sizes import ModelShape
 from mandril_envs.tasks import TaskLike
 from mandril_envs.validation import check_choice, check_float_sequence, check_int
 
@@ -43,6 +44,7 @@ class BanditEnv(TabularTaskEnv):
     """
 
     family = "Bandit"
+    size_arguments = ("n_arms",)
 
     def __init__(
         self,
@@ -59,6 +61,10 @@ class BanditEnv(TabularTaskEnv):
             "arm_distribution": check_choice("arm_distribution", arm_distribution, ("bernoulli", "gaussian")),
         }
         super().__init__(config, task, obs_type, render_mode)
+
+    def _model_shape(self, config: dict, obs_type: str) -> ModelShape:
+        k = config["n_arms"]
+        return ModelShape(1, k, 1, 1, state_action_reward=True, param_numbers=k, observation_bytes=self._observation_nbytes(obs_type, 1, 1))
 
     def _sample_params(self, rng: np.random.Generator, split: str) -> dict:
         k = self.config["n_arms"]

@@ -10,6 +10,7 @@ from gymnasium import spaces
 
 from mandril_envs.base import TabularTaskEnv
 from mandril_envs.model import TabularModel
+from mandril_envs.sizes import ModelShape
 from mandril_envs.tasks import TaskLike
 from mandril_envs.validation import check_choice, check_float, check_float_sequence, check_int, check_probability
 
@@ -100,6 +101,7 @@ class GridWorldEnv(TabularTaskEnv):
     splits = ("train", "test", "test_unseen")
     obs_types = ("index", "onehot", "features", "rgb")
     reward_input_kinds = ("features", "map", "rgb")
+    size_arguments = ("size", "sprite_feature_dim")
     metadata: dict[str, Any] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 4}
 
     def __init__(
@@ -150,8 +152,23 @@ class GridWorldEnv(TabularTaskEnv):
                 f"n_sprite_types={config['n_sprite_types']} with unseen_fraction={config['unseen_fraction']} leaves "
                 f"{len(self.training_types)} training sprite types, fewer than the {n_sprites} sprites per task"
             )
+        self._check_size(config, obs_type)  # before the (S, A, K) dynamics are allocated
         self._successor_indices, self._successor_probs = self._dynamics(size, config["moves"], config["slip"])
         super().__init__(config, task, obs_type, render_mode)
+
+    def _model_shape(self, config: dict, obs_type: str) -> ModelShape:
+        size, n_actions = config["size"], 9 if config["moves"] == "king" else 5
+        n_states, n_features = size * size, len(config["terrain_rewards"]) + 2 * (config["sprite_feature_dim"] + 1)
+        side = size * CELL_PIXELS
+        observation = 3 * side * side * 3 if obs_type == "rgb" else self._observation_nbytes(obs_type, n_states, n_features)
+        return ModelShape(
+            n_states,
+            n_actions,
+            1 if config["slip"] == 0.0 else n_actions,
+            n_features,
+            param_numbers=n_states + 3 * (1 + config["n_obstacles"]),
+            observation_bytes=observation,
+        )
 
     # --- dynamics ----------------------------------------------------------------------------
     @staticmethod

@@ -8,6 +8,7 @@ import numpy as np
 
 from mandril_envs.base import TabularTaskEnv
 from mandril_envs.model import TabularModel
+from mandril_envs.sizes import ModelShape
 from mandril_envs.tasks import TaskLike
 from mandril_envs.validation import check_choice, check_float, check_int
 
@@ -48,6 +49,7 @@ class TabularMDPEnv(TabularTaskEnv):
     """
 
     family = "TabularMDP"
+    size_arguments = ("n_states", "n_actions", "n_features")
 
     def __init__(
         self,
@@ -80,6 +82,12 @@ class TabularMDPEnv(TabularTaskEnv):
             "family_seed": check_int("family_seed", family_seed, 0),
         }
         super().__init__(config, task, obs_type, render_mode)
+
+    def _model_shape(self, config: dict, obs_type: str) -> ModelShape:
+        s, a, linear = config["n_states"], config["n_actions"], config["reward_type"] == "linear"
+        f = config["n_features"] if linear else s
+        params = s * a * s + (s * f + f if linear else s * a)  # the transitions are the task's parameters: dense
+        return ModelShape(s, a, s, f, state_action_reward=not linear, dense=True, param_numbers=params, observation_bytes=self._observation_nbytes(obs_type, s, f))
 
     @property
     def shared_weight_mean(self) -> np.ndarray:
