@@ -55,7 +55,9 @@ class TabularTaskEnv(gym.Env, ABC):
         self.render_mode = render_mode
         self._state = 0
         self._t = 0
-        self._needs_reset = True
+        self._started = False  # reset() has been called
+        self._past_horizon = False  # the episode was truncated; step() now stays put and pays 0
+        self._warned_past_horizon = False
         self.task: Task = self.sample_tasks(1, "train", seed=0)[0] if task is None else coerce_task(task)
         self.set_task(self.task)
 
@@ -131,7 +133,7 @@ class TabularTaskEnv(gym.Env, ABC):
         self.model: TabularModel = self._build_model(task.params)
         self.action_space = spaces.Discrete(self.model.action_dim)
         self.observation_space = self._observation_space()
-        self._needs_reset = True
+        self._started = False
 
     # --- seals / imitation names -------------------------------------------------------------
     @property
@@ -236,15 +238,23 @@ class TabularTaskEnv(gym.Env, ABC):
         p0 = self.model.initial_state_dist
         self._state = int(self.np_random.choice(p0.shape[0], p=p0))
         self._t = 0
-        self._needs_reset = False
+        self._started = True
+        self._past_horizon = False
+        self._warned_past_horizon = False
         return self.observation(self._state), {"state": self._state, "t": 0}
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict]:
-        """Pay ``r(s_t[, a_t])`` (sampled around that mean by some families), move by the model, truncate at the horizon."""
-        if self._needs_reset:
-            raise RuntimeError(
-                "step() called after the episode was truncated at the horizon (or before reset()): call reset() first"
-            )
+        """Pay ``r(s_t[, a_t])`` (sampled around that mean by some families), move by the model, truncate at the horizon.
+
+        After the step that truncates the episode (``t = H``), the episode is over: further steps are
+        answered gracefully, as seals' env checks ask, and change nothing: they stay in ``s_H``, pay
+        ``0.0`` (nothing is paid after the horizon), return ``terminated=False, truncated=True`` and
+        ``info = {"state": s_H, "t": H}``, and warn once per episode. ``reset()`` starts the next
+        episode. ``step()`` before the first ``reset()`` (or after a new task is installed) raises
+        ``RuntimeError``.
+        """
+        if not self._started:
+            raise RuntimeError("step() called before reset() (a new task needs a reset too): call reset() first")
         if isinstance(action, np.ndarray) and action.shape == ():
             action = action.item()
         if isinstance(action, bool) or not isinstance(action, (int, np.integer)):
@@ -252,6 +262,14 @@ class TabularTaskEnv(gym.Env, ABC):
         if not 0 <= int(action) < self.model.action_dim:
             raise ValueError(f"action must be in [0, {self.model.action_dim}), got {action}")
         action = int(action)
+        if self._past_horizon:
+            if not self._warned_past_horizon:
+                self._warned_past_horizon = True
+                gym.logger.warn(
+                    f"step() called after the episode was truncated at the horizon H={self.model.horizon}: the episode is over, "
+                    "so this step stays in s_H and pays 0; call reset() to start the next episode"
+                )
+            return self.observation(self._state), 0.0, False, True, {"state": self._state, "t": self._t}
         state = self._state
         reward_table = self.model.reward_matrix
         mean = reward_table[state, action] if reward_table.ndim == 2 else reward_table[state]
@@ -259,7 +277,7 @@ class TabularTaskEnv(gym.Env, ABC):
         self._state = self.model.sample_next_state(state, action, self.np_random)
         self._t += 1
         truncated = self._t >= self.model.horizon
-        self._needs_reset = truncated
+        self._past_horizon = truncated
         info = {"state": self._state, "t": self._t}
         return self.observation(self._state), reward, False, truncated, info
 

@@ -167,6 +167,12 @@ class TabularModel:
         return int(self.successor_indices.shape[2])
 
     @property
+    def is_deterministic(self) -> bool:
+        """True when one start state and deterministic transitions make the states visited a function
+        of the actions alone (whatever the seed): e.g. a bandit, whose one state never changes."""
+        return bool(np.count_nonzero(self.initial_state_dist) == 1 and np.all((self.successor_probs == 0) | (self.successor_probs == 1)))
+
+    @property
     def state_action_reward(self) -> bool:
         """True when ``reward_matrix`` is ``(S, A)``."""
         return self.reward_matrix.ndim == 2

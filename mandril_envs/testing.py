@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import math
 import pickle
-from typing import Any, Callable, Optional
+import re
+import warnings
+from typing import Any, Callable, Iterable, Optional
 
 import gymnasium as gym
 import numpy as np
@@ -30,6 +32,8 @@ __all__ = [
     "check_pickle",
     "check_spec_roundtrip",
     "check_vector_env",
+    "check_step_after_truncation",
+    "deterministic_observation_ids",
     "check_all",
 ]
 
@@ -207,6 +211,42 @@ def check_vector_env(env_id: str, n_envs: int = 3, seed: int = 0) -> None:
         saw_truncation |= bool(truncated.all())
     assert saw_truncation, "vector env never reported truncation at the horizon"
     vector.close()
+
+
+def check_step_after_truncation(env: gym.Env, extra_steps: int = 3, seed: int = 0) -> None:
+    """Steps after the truncating step are answered gracefully (seals' ``test_rollout_schema`` asks
+    for it): they stay in ``s_H``, pay ``0.0``, say ``truncated=True``, warn once; ``reset()`` starts over."""
+    base = _base(env)
+    env.reset(seed=seed)
+    for t in range(base.horizon):
+        obs, _, terminated, truncated, info = env.step(env.action_space.sample())
+        assert not terminated and truncated == (t == base.horizon - 1), f"step {t}: terminated={terminated}, truncated={truncated}"
+    last_obs, last_info = obs, info
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(extra_steps):
+            obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+            assert env.observation_space.contains(obs), f"observation {obs!r} after the horizon is not in the observation space"
+            assert reward == 0.0 and isinstance(reward, float), f"a step after the horizon paid {reward!r}"
+            assert not terminated and truncated, "a step after the horizon must say truncated=True, terminated=False"
+            assert info == last_info and np.array_equal(np.asarray(obs), np.asarray(last_obs)), "a step after the horizon moved"
+    messages = [str(w.message) for w in caught if "after the episode was truncated" in str(w.message)]
+    assert len(messages) == 1, f"expected one warning for the steps after the horizon, got {len(messages)}"
+    _, info = env.reset()
+    assert info["t"] == 0
+    _, _, _, truncated, info = env.step(env.action_space.sample())
+    assert info["t"] == 1 and truncated == (base.horizon == 1), "reset() after the horizon did not start a new episode"
+
+
+def deterministic_observation_ids(env_ids: Iterable[str], **make_kwargs: Any) -> list[str]:
+    """The ids (as exact regular expressions) whose observations do not depend on the seed.
+
+    seals' ``test_seed(env, env_name, deterministic_envs)`` wants those listed: an env whose
+    observations are a function of the actions alone (one start state, deterministic transitions:
+    :attr:`TabularModel.is_deterministic`, e.g. every bandit, whose one state never changes) looks the
+    same under every seed, and seals counts that as deterministic.
+    """
+    return [re.escape(env_id) + "$" for env_id in env_ids if _base(gym.make(env_id, **make_kwargs)).model.is_deterministic]
 
 
 def check_all(env_id: str, **make_kwargs: Any) -> None:

@@ -50,15 +50,15 @@ def test_bad_actions(env_id):
 
 
 @pytest.mark.parametrize("env_id", mandril_envs.ENV_IDS)
-def test_step_after_truncation(env_id):
+def test_step_before_reset_raises(env_id):
     env = gym.make(env_id).unwrapped
+    with pytest.raises(RuntimeError, match=r"step\(\) called before reset\(\)"):
+        env.step(0)
     env.reset(seed=0)
-    for _ in range(env.horizon):
+    env.step(0)
+    env.set_task(env.sample_tasks(1, "test", seed=1)[0])
+    with pytest.raises(RuntimeError, match="a new task needs a reset too"):
         env.step(0)
-    with pytest.raises(RuntimeError, match="after the episode was truncated"):
-        env.step(0)
-    env.reset()
-    env.step(0)  # fine again
 
 
 def test_task_from_another_family():
