@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import sys
 import zipfile
 from dataclasses import dataclass
@@ -38,6 +40,7 @@ from typing import Any, Iterable, Optional, Union
 import gymnasium as gym
 import numpy as np
 
+from mandril_envs import __version__
 from mandril_envs.atomic import atomic_write
 from mandril_envs.base import TabularTaskEnv
 from mandril_envs.demos import ExpertSettings, Trajectory, expert_policy, rollout
@@ -46,11 +49,37 @@ from mandril_envs.sizes import check_fits, dataset_nbytes, plan_nbytes
 from mandril_envs.tasks import SPLIT_CODES, Task
 from mandril_envs.validation import check_int
 
-__all__ = ["DemoDataset", "DatasetError", "collect", "check_collect_size", "FORMAT", "VERSION"]
+__all__ = ["DemoDataset", "DatasetError", "collect", "check_collect_size", "check_minari_dataset_id", "FORMAT", "VERSION"]
 
 FORMAT = "mandril_envs.demos"
 VERSION = 1
 PathLike = Union[str, os.PathLike]
+
+#: Minari metadata of exported datasets, by default. The project has no public address, so its
+#: name and version stand for both the author and the code.
+MINARI_AUTHOR = "the mandril project (mandril_envs)"
+MINARI_AUTHOR_EMAIL = "none given (a mandril_envs export)"
+MINARI_CODE_PERMALINK = f"mandril {__version__}: mandril_envs.dataset.DemoDataset.to_minari"
+# Minari's naming rule, (env_name-)(dataset_name)(-v(version)), with the parts it needs to list a
+# local store (Minari 0.4 parses every folder's name and fails on all of them if one has no version).
+_MINARI_ID = re.compile(r"[A-Za-z0-9_]+-[A-Za-z0-9_.-]+?-v[0-9]+")
+
+
+def check_minari_dataset_id(dataset_id: object) -> str:
+    """``dataset_id`` if it follows Minari's naming rule ``env-dataset-vN``, else raise.
+
+    ``env`` is letters, digits and ``_``; ``dataset`` is letters, digits, ``_``, ``.`` and ``-``; ``N``
+    is a version number. Minari itself accepts more (no version) at write time, then cannot list or
+    show any dataset of the store: a malformed id is refused here before anything is written.
+    """
+    if not isinstance(dataset_id, str):
+        raise TypeError(f"dataset_id must be a string, got {type(dataset_id).__name__} {dataset_id!r:.80}")
+    if not _MINARI_ID.fullmatch(dataset_id):
+        raise ValueError(
+            f"dataset_id must follow Minari's naming rule 'env-dataset-vN' (env: letters, digits, '_'; dataset: letters, "
+            f"digits, '_', '.', '-'; N: a version number), e.g. 'gridworld-expert-v0', got {dataset_id!r:.120}"
+        )
+    return dataset_id
 
 
 class DatasetError(ValueError):
@@ -159,23 +188,67 @@ class DemoDataset:
             )
         return buffers
 
-    def to_minari(self, dataset_id: str, index: int, obs_type: str = "index") -> Any:
-        """Task ``index``'s demos as a Minari dataset (needs the ``minari`` extra).
+    def to_minari(
+        self,
+        dataset_id: str,
+        index: int,
+        obs_type: str = "index",
+        *,
+        author: str = MINARI_AUTHOR,
+        author_email: str = MINARI_AUTHOR_EMAIL,
+        code_permalink: str = MINARI_CODE_PERMALINK,
+    ) -> Any:
+        """Task ``index``'s demos as a Minari dataset in the local Minari store (needs the ``minari`` extra).
 
         The env spec stored with it carries the task (its kwargs), so
-        ``minari_dataset.recover_environment()`` rebuilds the exact true model.
+        ``minari_dataset.recover_environment()`` rebuilds the exact true model; the same env is the
+        evaluation env. Every metadata field Minari asks for is filled (no warnings, and
+        ``minari show`` can describe it): ``author``, ``author_email`` and ``code_permalink`` default to
+        the project's name and version (it has no public address; pass your own when you publish),
+        ``minari_version`` to the installed Minari's ``~=X.Y``. The store is ``MINARI_DATASETS_PATH``
+        (default ``~/.minari/datasets``); a dataset whose writing fails is removed, not left half written.
+
+        Args:
+            dataset_id: ``env-dataset-vN`` (:func:`check_minari_dataset_id`), not already in the store.
+            index: the task.
+            obs_type: the observations stored (any of the env's observation types).
+            author, author_email, code_permalink: Minari metadata.
+
+        Raises:
+            ValueError: a malformed or taken ``dataset_id`` (before anything is written), a bad index.
+            ImportError: Minari is not installed.
         """
+        dataset_id = check_minari_dataset_id(dataset_id)
+        index = check_int("index", index, 0, self.n_tasks - 1)
+        for name, value in (("author", author), ("author_email", author_email), ("code_permalink", code_permalink)):
+            if not isinstance(value, str) or not value.strip():
+                raise TypeError(f"{name} must be a non-empty string, got {value!r}")
         try:
             import minari
+            from minari.storage import get_dataset_path
         except ImportError:
             raise ImportError("to_minari needs Minari: pip install 'mandril[minari]'") from None
+        root = Path(get_dataset_path(dataset_id))
+        if root.exists():
+            raise ValueError(f"dataset_id {dataset_id!r} is taken: a Minari dataset already exists at {str(root)!r}")
         env = self.make_env(index, obs_type=obs_type)
-        return minari.create_dataset_from_buffers(
-            dataset_id,
-            buffer=self.episode_buffers(index, obs_type),
-            env=env,
-            algorithm_name=f"mandril_envs {self.expert.policy} expert (temperature {self.expert.temperature}, epsilon {self.expert.epsilon})",
-        )
+        buffers = self.episode_buffers(index, obs_type)
+        release = minari.__version__.split(".")[:2]
+        try:
+            return minari.create_dataset_from_buffers(
+                dataset_id,
+                buffer=buffers,
+                env=env,
+                eval_env=env,
+                algorithm_name=f"mandril_envs {self.expert.policy} expert (temperature {self.expert.temperature}, epsilon {self.expert.epsilon})",
+                author=author,
+                author_email=author_email,
+                code_permalink=code_permalink,
+                minari_version=f"~={'.'.join(release)}",
+            )
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
 
     # --- file I/O --------------------------------------------------------------------------
     def _meta(self) -> dict:
