@@ -74,6 +74,14 @@ class TabularTaskEnv(gym.Env, ABC):
     def _check_params(self, params: dict) -> None:
         """Raise a ValueError/TypeError naming the problem if ``params`` is not a valid task of this family."""
 
+    def _check_split(self, params: dict, split: str) -> None:
+        """Raise a ValueError if valid ``params`` could not have been drawn for ``split`` (the split would leak).
+
+        The default accepts every split: right for families whose splits differ only by their seed
+        streams (any valid parameters are possible in either split). Families whose held-out splits
+        keep something for themselves (GridWorld: sprite types, sprite combinations) must override it.
+        """
+
     def _model_shape(self, config: dict, obs_type: str) -> Optional[ModelShape]:
         """What one task of this config keeps in memory (``None``: the family does not say, nothing is checked)."""
         return None
@@ -118,8 +126,16 @@ class TabularTaskEnv(gym.Env, ABC):
             tasks.append(Task(self.family, self.config, split, index, seed, params))
         return tasks
 
-    def set_task(self, task: TaskLike) -> None:
-        """Install ``task`` (a :class:`Task`, its dict or its JSON); the next ``reset()`` starts in it."""
+    def check_task(self, task: TaskLike) -> Task:
+        """``task`` as a :class:`Task` if this env can install it, else raise (nothing is built).
+
+        Checks the family, the config, the split, the parameters (:meth:`_check_params`) and that the
+        parameters are possible in the task's split (:meth:`_check_split`): a ``"train"`` task that
+        uses what the held-out splits keep for themselves would leak them into training.
+
+        Raises:
+            ValueError / TypeError: naming the first problem.
+        """
         task = coerce_task(task)
         if task.family != self.family:
             raise ValueError(f"task is from family {task.family!r}, but this env is {self.family!r}")
@@ -129,6 +145,13 @@ class TabularTaskEnv(gym.Env, ABC):
         if task.split not in self.splits:
             raise ValueError(f"task split must be one of {list(self.splits)}, got {task.split!r}")
         self._check_params(task.params)
+        self._check_split(task.params, task.split)
+        return task
+
+    def set_task(self, task: TaskLike) -> None:
+        """Install ``task`` (a :class:`Task`, its dict or its JSON, checked by :meth:`check_task`); the
+        next ``reset()`` starts in it."""
+        task = self.check_task(task)
         self.task = task
         self.model: TabularModel = self._build_model(task.params)
         self.action_space = spaces.Discrete(self.model.action_dim)

@@ -331,6 +331,7 @@ class DemoDataset:
             raise DatasetError(f"{path}: bad task or expert entry: {error}") from None
         if any(task.family != meta["family"] or task.split != meta["split"] for task in tasks):
             raise DatasetError(f"{path}: tasks disagree with family {meta['family']!r} / split {meta['split']!r}")
+        _check_tasks(path, meta["env_id"], tasks)
         states, actions, rewards = arrays["states"], arrays["actions"], arrays["rewards"]
         n, horizon = len(tasks), meta["horizon"]
         if states.ndim != 3 or actions.ndim != 3 or rewards.ndim != 3:
@@ -369,6 +370,23 @@ class DemoDataset:
                     f"{path}: task {index} has a transition its model cannot produce: "
                     f"s={s[bad]}, a={a[bad]} -> s'={s_next[bad]} (demo {bad // self.horizon}, step {bad % self.horizon})"
                 )
+
+
+def _check_tasks(path: Path, env_id: str, tasks: tuple[Task, ...]) -> None:
+    """Every task must be one the env installs: its config, parameters, and a split that can hold it."""
+    if not tasks:
+        raise DatasetError(f"{path}: the file holds no tasks")
+    try:
+        base = gym.make(env_id, **tasks[0].config).unwrapped
+    except (gym.error.Error, TypeError, ValueError) as error:
+        raise DatasetError(f"{path}: task 0's config does not make env {env_id!r}: {error}") from None
+    if not isinstance(base, TabularTaskEnv):
+        raise DatasetError(f"{path}: env {env_id!r} is not a mandril_envs env")
+    for index, task in enumerate(tasks):
+        try:
+            base.check_task(task)
+        except (TypeError, ValueError) as error:
+            raise DatasetError(f"{path}: task {index} ({task.split} split) is refused: {error}") from None
 
 
 def check_collect_size(env: gym.Env, n_tasks: int, n_demos: int, names: tuple[str, str] = ("n_tasks", "n_demos")) -> int:

@@ -49,6 +49,10 @@ def _combination_is_test(goal: int, obstacles: list[int], fraction: float) -> bo
     return ((h * 0x9E3779B97F4A7C15) % (1 << 64)) / float(1 << 64) < fraction
 
 
+def _span(types: tuple[int, ...]) -> str:
+    return f"{types[0]}..{types[-1]}" if types else "(none)"
+
+
 def _smooth(field: np.ndarray) -> np.ndarray:
     padded = np.pad(field, 1, mode="edge")
     n = field.shape[0]
@@ -260,6 +264,34 @@ class GridWorldEnv(TabularTaskEnv):
             if tuple(cell) in seen_cells:
                 raise ValueError(f"params[{where!r}]['cell'] {cell} is already taken by another sprite")
             seen_cells.add(tuple(cell))
+        goal = params["goal"]["cell"]
+        for i, obstacle in enumerate(obstacles):
+            if max(abs(goal[0] - obstacle["cell"][0]), abs(goal[1] - obstacle["cell"][1])) <= c["obstacle_radius"]:
+                raise ValueError(
+                    f"params['goal'] cell {goal} lies within obstacle_radius={c['obstacle_radius']} of obstacles[{i}] at "
+                    f"{obstacle['cell']}: no task places the goal in an obstacle's penalty zone"
+                )
+
+    def _check_split(self, params: dict, split: str) -> None:
+        """The sprite types must be distinct and of the split: training types in a training combination
+        (``"train"``), training types in a held-out combination (``"test"``), unseen types (``"test_unseen"``)."""
+        types = [params["goal"]["type"]] + [o["type"] for o in params["obstacles"]]
+        roles = ["goal"] + [f"obstacles[{i}]" for i in range(len(types) - 1)]
+        if len(set(types)) != len(types):
+            raise ValueError(f"a task's sprite types must be distinct (no split draws a type twice), got {types}")
+        leak = f"task split {split!r} cannot hold this task (the split would leak)"
+        if split == "test_unseen":
+            for role, kind in zip(roles, types):
+                if kind not in self.unseen_types:
+                    raise ValueError(f"{leak}: {role} sprite type {kind} is a training type; 'test_unseen' uses only the unseen types {_span(self.unseen_types)}")
+            return
+        for role, kind in zip(roles, types):
+            if kind in self.unseen_types:
+                raise ValueError(f"{leak}: {role} sprite type {kind} is one of the unseen types {_span(self.unseen_types)}, kept for 'test_unseen'")
+        held_out = _combination_is_test(types[0], types[1:], self.config["test_combination_fraction"])
+        if held_out != (split == "test"):
+            kind = "a held-out (test) combination" if held_out else "a training combination"
+            raise ValueError(f"{leak}: the sprite combination goal {types[0]} with obstacles {sorted(types[1:])} is {kind}")
 
     def _build_model(self, params: dict) -> TabularModel:
         c = self.config

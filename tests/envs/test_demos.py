@@ -196,3 +196,12 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, message):
 def test_module_entry_point_help():
     result = subprocess.run([sys.executable, "-m", "mandril_envs.demos", "generate", "--help"], capture_output=True, text=True, check=True)
     assert "--temperature" in result.stdout and "atomically" in result.stdout
+
+
+def test_a_dataset_whose_train_tasks_leak_held_out_sprites_is_refused(tmp_path):
+    dataset = collect("mandril_envs/GridWorld-v0", 2, 1, split="test_unseen")
+    path = dataset.save(tmp_path / "d.npz")
+    _rewrite(path, split="train", tasks=[{**t.to_dict(), "split": "train"} for t in dataset.tasks])
+    for verify in (True, False):
+        with pytest.raises(DatasetError, match=r"d.npz: task 0 \(train split\) is refused: task split 'train' cannot hold this task \(the split would leak\): goal sprite type \d+ is one of the unseen types"):
+            DemoDataset.load(path, verify_transitions=verify)
