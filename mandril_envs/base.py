@@ -16,6 +16,7 @@ import numpy as np
 from gymnasium import spaces
 
 from mandril_envs.model import TabularModel
+from mandril_envs.reward_noise import RewardNoise
 from mandril_envs.sizes import ModelShape, check_fits
 from mandril_envs.tasks import Task, TaskLike, coerce_task, task_rng, to_plain
 from mandril_envs.validation import check_choice, check_int
@@ -105,9 +106,14 @@ class TabularTaskEnv(gym.Env, ABC):
         width = {"index": 0, "onehot": n_states, "features": n_features}.get(obs_type, 0)
         return 3 * 4 * width  # float32 low, high and one observation
 
+    def reward_noise(self) -> RewardNoise:
+        """How ``step()`` draws a reward around its mean (noiseless by default). The same object judges
+        the rewards recorded in a dataset (:mod:`mandril_envs.reward_noise`)."""
+        return RewardNoise("none")
+
     def _sample_reward(self, state: int, action: int, mean: float) -> float:
-        """The reward ``step()`` returns, whose expectation is ``mean`` (``mean`` itself by default)."""
-        return mean
+        """The reward ``step()`` returns, whose expectation is ``mean``: drawn by :meth:`reward_noise`."""
+        return self.reward_noise().sample(self.np_random, mean)
 
     # --- tasks -------------------------------------------------------------------------------
     def sample_tasks(self, n: int, split: str = "train", seed: int = 0, start: int = 0) -> list[Task]:

@@ -281,14 +281,14 @@ class DemoDataset:
         env_id: Optional[str] = None,
         family: Optional[str] = None,
         split: Optional[str] = None,
-        verify_transitions: bool = True,
+        verify: bool = True,
     ) -> "DemoDataset":
         """Read and check a dataset file.
 
         Checks the format and version, the meta data, array shapes and dtypes, state and action
-        ranges, finiteness of rewards, that the tasks rebuild, and (``verify_transitions``) that every
-        recorded transition has non-zero probability under its task's model. ``env_id``, ``family``
-        and ``split``, when given, must match the file.
+        ranges, finiteness of rewards, that the tasks rebuild (and are possible in their split), and
+        (``verify``) that every recorded transition and reward could have happened in its task
+        (:meth:`verify`). ``env_id``, ``family`` and ``split``, when given, must match the file.
 
         Raises:
             FileNotFoundError: no such file.
@@ -349,27 +349,57 @@ class DemoDataset:
         if actions.size and (actions.min() < 0 or actions.max() >= meta["action_dim"]):
             raise DatasetError(f"{path}: actions must lie in [0, {meta['action_dim']}), got [{actions.min()}, {actions.max()}]")
         dataset = cls(meta["env_id"], tasks, expert, meta["task_seed"], meta["demo_seed"], states.astype(np.int64), actions.astype(np.int64), rewards.astype(np.float64))
-        if verify_transitions:
-            dataset._verify_transitions(path, meta)
+        if verify:
+            dataset.verify(str(path))
         return dataset
 
-    def _verify_transitions(self, path: Path, meta: dict) -> None:
-        for index in range(self.n_tasks):
+    def verify(self, where: Optional[str] = None) -> list[str]:
+        """Check every demo against its task's rebuilt true model; return what was verified, in words.
+
+        Transitions: each recorded ``s -> s'`` under ``a`` has non-zero probability. Rewards: each
+        recorded reward is one the family's ``step()`` could have returned there, judged by the
+        family's :class:`~mandril_envs.reward_noise.RewardNoise` (exact for noiseless families such as
+        GridWorld; 0/1 with the right support and a plausible count of ones for Bernoulli bandits;
+        within 10 noise standard deviations, and not shifted, for Gaussian noise).
+
+        Args:
+            where: how to name the dataset in errors (its file, by default ``"dataset"``).
+
+        Raises:
+            DatasetError: naming the task, demo and step of the first demo that could not have happened.
+        """
+        where = where or "dataset"
+        base = self.make_env(0).unwrapped
+        assert isinstance(base, TabularTaskEnv)
+        noise = base.reward_noise()
+        for index, task in enumerate(self.tasks):
             try:
-                env = self.make_env(index).unwrapped
-            except (gym.error.Error, TypeError, ValueError) as error:
-                raise DatasetError(f"{path}: task {index} does not rebuild with env {self.env_id!r}: {error}") from None
-            model = env.model
-            if (model.state_dim, model.action_dim, model.horizon) != (meta["state_dim"], meta["action_dim"], meta["horizon"]):
-                raise DatasetError(f"{path}: task {index}'s model has (S, A, H) = {(model.state_dim, model.action_dim, model.horizon)}, the file says {(meta['state_dim'], meta['action_dim'], meta['horizon'])}")
+                base.set_task(task)
+            except (TypeError, ValueError) as error:
+                raise DatasetError(f"{where}: task {index} does not rebuild with env {self.env_id!r}: {error}") from None
+            model = base.model
+            if model.horizon != self.horizon:
+                raise DatasetError(f"{where}: task {index}'s model has horizon {model.horizon}, the demos have {self.horizon} steps")
+            for name, array, size in (("states", self.states[index], model.state_dim), ("actions", self.actions[index], model.action_dim)):
+                if array.min() < 0 or array.max() >= size:
+                    raise DatasetError(f"{where}: task {index}'s {name} must lie in [0, {size}) (its model's size), got [{array.min()}, {array.max()}]")
             s, a, s_next = self.states[index, :, :-1].ravel(), self.actions[index].ravel(), self.states[index, :, 1:].ravel()
             possible = ((model.successor_indices[s, a] == s_next[:, None]) & (model.successor_probs[s, a] > 0)).any(axis=1)
             if not possible.all():
                 bad = int(np.flatnonzero(~possible)[0])
                 raise DatasetError(
-                    f"{path}: task {index} has a transition its model cannot produce: "
+                    f"{where}: task {index} has a transition its model cannot produce: "
                     f"s={s[bad]}, a={a[bad]} -> s'={s_next[bad]} (demo {bad // self.horizon}, step {bad % self.horizon})"
                 )
+            found = noise.find_implausible(model.state_action_rewards()[s, a], self.rewards[index].ravel())
+            if found is not None:
+                bad, reason = found
+                at = f"demo {bad // self.horizon}, step {bad % self.horizon} (s={s[bad]}, a={a[bad]})" if bad is not None else "its demos"
+                raise DatasetError(f"{where}: task {index}, {at}: {reason}")
+        return [
+            f"transitions: every recorded s -> s' has non-zero probability under its task's rebuilt model ({self.n_tasks * self.n_demos * self.horizon} steps)",
+            f"rewards: {noise.describe()}",
+        ]
 
 
 def _check_tasks(path: Path, env_id: str, tasks: tuple[Task, ...]) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 
 from mandril_envs.base import TabularTaskEnv
 from mandril_envs.model import TabularModel
+from mandril_envs.reward_noise import RewardNoise
 from mandril_envs.sizes import ModelShape
 from mandril_envs.tasks import TaskLike
 from mandril_envs.validation import check_choice, check_float_sequence, check_int
@@ -95,10 +96,9 @@ class BanditEnv(TabularTaskEnv):
         """``(K,)`` the current task's arm means."""
         return self.model.reward_matrix[0]
 
-    def _sample_reward(self, state: int, action: int, mean: float) -> float:
-        if self.config["arm_distribution"] == "bernoulli":
-            return float(self.np_random.random() < mean)
-        return mean + float(self.np_random.normal())
+    def reward_noise(self) -> RewardNoise:
+        """Bernoulli arms pay 0/1; Gaussian arms pay ``N(mean, 1)``."""
+        return RewardNoise("bernoulli") if self.config["arm_distribution"] == "bernoulli" else RewardNoise("gaussian", 1.0)
 
     def _render_ansi(self) -> str:
         means = " ".join(f"{m:.2f}" for m in self.arm_means)

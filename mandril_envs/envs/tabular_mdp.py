@@ -8,6 +8,7 @@ import numpy as np
 
 from mandril_envs.base import TabularTaskEnv
 from mandril_envs.model import TabularModel
+from mandril_envs.reward_noise import RewardNoise
 from mandril_envs.sizes import ModelShape
 from mandril_envs.tasks import TaskLike
 from mandril_envs.validation import check_choice, check_float, check_int
@@ -137,6 +138,7 @@ class TabularMDPEnv(TabularTaskEnv):
         p0 = np.full(c["n_states"], 1.0 / c["n_states"])
         return TabularModel.from_dense(transitions, reward, p0, c["horizon"], features)
 
-    def _sample_reward(self, state: int, action: int, mean: float) -> float:
+    def reward_noise(self) -> RewardNoise:
+        """``N(0, reward_noise^2)`` around the mean (none when ``reward_noise=0``)."""
         sigma = self.config["reward_noise"]
-        return mean + float(self.np_random.normal(0.0, sigma)) if sigma > 0 else mean
+        return RewardNoise("gaussian", sigma) if sigma > 0 else RewardNoise("none")

@@ -204,4 +204,4 @@ def test_a_dataset_whose_train_tasks_leak_held_out_sprites_is_refused(tmp_path):
     _rewrite(path, split="train", tasks=[{**t.to_dict(), "split": "train"} for t in dataset.tasks])
     for verify in (True, False):
         with pytest.raises(DatasetError, match=r"d.npz: task 0 \(train split\) is refused: task split 'train' cannot hold this task \(the split would leak\): goal sprite type \d+ is one of the unseen types"):
-            DemoDataset.load(path, verify_transitions=verify)
+            DemoDataset.load(path, verify=verify)
