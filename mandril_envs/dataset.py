@@ -33,6 +33,7 @@ import re
 import shutil
 import sys
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
@@ -44,6 +45,7 @@ from mandril_envs import __version__
 from mandril_envs.atomic import atomic_write
 from mandril_envs.base import TabularTaskEnv
 from mandril_envs.demos import ExpertSettings, Trajectory, expert_policy, rollout
+from mandril_envs.model import TabularModel
 from mandril_envs.registration import check_env_id
 from mandril_envs.sizes import check_fits, dataset_nbytes, plan_nbytes
 from mandril_envs.tasks import SPLIT_CODES, Task
@@ -285,38 +287,22 @@ class DemoDataset:
     ) -> "DemoDataset":
         """Read and check a dataset file.
 
-        Checks the format and version, the meta data, array shapes and dtypes, state and action
-        ranges, finiteness of rewards, that the tasks rebuild (and are possible in their split), and
+        Checks, in order and before anything large is allocated: that the file is a zip (``.npz``)
+        archive of exactly the four arrays, their dtypes and that their declared sizes fit in memory;
+        the meta data (format, version, every field's type); the env id (a registered
+        ``mandril_envs/`` id, before anything reaches ``gym.make``); that every task rebuilds with one
+        family config and is possible in its split; array shapes and ranges; finite rewards; and
         (``verify``) that every recorded transition and reward could have happened in its task
         (:meth:`verify`). ``env_id``, ``family`` and ``split``, when given, must match the file.
 
         Raises:
-            FileNotFoundError: no such file.
-            DatasetError: naming the first problem found.
+            OSError: the file cannot be read: ``FileNotFoundError`` (no such file),
+                ``IsADirectoryError``, ``PermissionError``.
+            DatasetError: naming the file and the first problem found, in one line.
         """
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no dataset file at {str(path)!r}")
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                arrays = {key: archive[key] for key in archive.files}
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
-            raise DatasetError(f"{path}: not a readable dataset file ({type(error).__name__}: {error})") from None
-        for key in ("meta", "states", "actions", "rewards"):
-            if key not in arrays:
-                raise DatasetError(f"{path}: missing array {key!r} (found {sorted(arrays)})")
-        try:
-            meta = json.loads(str(arrays["meta"]))
-        except json.JSONDecodeError as error:
-            raise DatasetError(f"{path}: meta is not valid JSON: {error}") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise DatasetError(f"{path}: not a {FORMAT} file (format={meta.get('format') if isinstance(meta, dict) else meta!r})")
-        if meta.get("version") != VERSION:
-            raise DatasetError(f"{path}: format version {meta.get('version')!r} is not supported (this reader knows {VERSION})")
-        required = ("env_id", "family", "split", "task_seed", "demo_seed", "expert", "horizon", "state_dim", "action_dim", "tasks")
-        missing = [key for key in required if key not in meta]
-        if missing:
-            raise DatasetError(f"{path}: meta is missing {missing}")
+        arrays = _read_arrays(path)
+        meta = _read_meta(path, arrays["meta"])
         try:  # before anything reaches gym.make: an id of the form 'module:Env' would import that module
             check_env_id(meta["env_id"], f"{path}: env_id", allow=() if env_id is None else (env_id,))
         except (TypeError, ValueError) as error:
@@ -324,31 +310,14 @@ class DemoDataset:
         for name, expected in (("env_id", env_id), ("family", family), ("split", split)):
             if expected is not None and meta[name] != expected:
                 raise DatasetError(f"{path}: {name} is {meta[name]!r}, expected {expected!r}")
+        tasks = _read_tasks(path, meta)
         try:
-            tasks = tuple(Task.from_dict(task) for task in meta["tasks"])
             expert = ExpertSettings(**meta["expert"])
         except (TypeError, ValueError) as error:
-            raise DatasetError(f"{path}: bad task or expert entry: {error}") from None
-        if any(task.family != meta["family"] or task.split != meta["split"] for task in tasks):
-            raise DatasetError(f"{path}: tasks disagree with family {meta['family']!r} / split {meta['split']!r}")
-        _check_tasks(path, meta["env_id"], tasks)
-        states, actions, rewards = arrays["states"], arrays["actions"], arrays["rewards"]
-        n, horizon = len(tasks), meta["horizon"]
-        if states.ndim != 3 or actions.ndim != 3 or rewards.ndim != 3:
-            raise DatasetError(f"{path}: states/actions/rewards must be 3-D, got {states.shape}, {actions.shape}, {rewards.shape}")
-        m = states.shape[1]
-        for name, array, shape in (("states", states, (n, m, horizon + 1)), ("actions", actions, (n, m, horizon)), ("rewards", rewards, (n, m, horizon))):
-            if array.shape != shape:
-                raise DatasetError(f"{path}: {name} has shape {array.shape}, expected {shape} (N tasks, M demos, H={horizon})")
-        if not np.issubdtype(states.dtype, np.integer) or not np.issubdtype(actions.dtype, np.integer):
-            raise DatasetError(f"{path}: states and actions must be integers, got {states.dtype} and {actions.dtype}")
-        if not np.issubdtype(rewards.dtype, np.floating) or not np.all(np.isfinite(rewards)):
-            raise DatasetError(f"{path}: rewards must be finite floats")
-        if states.size and (states.min() < 0 or states.max() >= meta["state_dim"]):
-            raise DatasetError(f"{path}: states must lie in [0, {meta['state_dim']}), got [{states.min()}, {states.max()}]")
-        if actions.size and (actions.min() < 0 or actions.max() >= meta["action_dim"]):
-            raise DatasetError(f"{path}: actions must lie in [0, {meta['action_dim']}), got [{actions.min()}, {actions.max()}]")
-        dataset = cls(meta["env_id"], tasks, expert, meta["task_seed"], meta["demo_seed"], states.astype(np.int64), actions.astype(np.int64), rewards.astype(np.float64))
+            raise DatasetError(f"{path}: meta['expert'] is refused: {error}") from None
+        model = _rebuild_tasks(path, meta, tasks)
+        states, actions, rewards = _check_arrays(path, arrays, len(tasks), model)
+        dataset = cls(meta["env_id"], tasks, expert, meta["task_seed"], meta["demo_seed"], states, actions, rewards)
         if verify:
             dataset.verify(str(path))
         return dataset
@@ -402,21 +371,181 @@ class DemoDataset:
         ]
 
 
-def _check_tasks(path: Path, env_id: str, tasks: tuple[Task, ...]) -> None:
-    """Every task must be one the env installs: its config, parameters, and a split that can hold it."""
-    if not tasks:
-        raise DatasetError(f"{path}: the file holds no tasks")
+# --- reading a dataset file: each step names the file and the problem in one line ------------
+_ARRAYS: dict[str, tuple[str, str]] = {  # name -> (dtype kinds allowed, what they are)
+    "meta": ("U", "a unicode string"),
+    "states": ("iu", "integers"),
+    "actions": ("iu", "integers"),
+    "rewards": ("f", "floats"),
+}
+# What reading a damaged archive or .npy member can raise (zlib: a damaged deflate stream;
+# NotImplementedError: an unknown compression method; RuntimeError: a member flagged as encrypted).
+_ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError, OverflowError)
+_META_TYPES: dict[str, tuple[type, str]] = {
+    "format": (str, "a string"),
+    "version": (int, "an int"),
+    "env_id": (str, "a string"),
+    "family": (str, "a string"),
+    "split": (str, "a string"),
+    "task_seed": (int, "an int >= 0"),
+    "demo_seed": (int, "an int >= 0"),
+    "expert": (dict, "an object with keys ['epsilon', 'policy', 'temperature']"),
+    "horizon": (int, "an int >= 1"),
+    "state_dim": (int, "an int >= 1"),
+    "action_dim": (int, "an int >= 1"),
+    "tasks": (list, "a non-empty list of tasks"),
+}
+_META_MINIMUM = {"task_seed": 0, "demo_seed": 0, "horizon": 1, "state_dim": 1, "action_dim": 1}
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The four arrays of a dataset file, each checked (dtype, declared size) before it is read."""
+    with open(path, "rb") as stream:  # OSError: missing, a directory, no permission
+        head = stream.read(12)
+        if head[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
+            start = f"it starts with {head!r}" if head else "it is empty"
+            raise DatasetError(f"{path}: not a dataset file: not a zip (.npz) archive ({start})")
+        stream.seek(0)
+        try:
+            with zipfile.ZipFile(stream) as archive:
+                infos = archive.infolist()
+                members = {info.filename: info for info in infos}
+                names = sorted(name[:-4] if name.endswith(".npy") else name for name in members)
+                twice = sorted({info.filename for info in infos if [i.filename for i in infos].count(info.filename) > 1})
+                if twice:
+                    raise DatasetError(f"{path}: the archive holds {twice} more than once (a dataset file holds each array once)")
+                for key in _ARRAYS:
+                    if f"{key}.npy" not in members:
+                        raise DatasetError(f"{path}: missing array {key!r} (found {names})")
+                unexpected = sorted(set(names) - set(_ARRAYS))
+                if unexpected or len(members) != len(_ARRAYS):
+                    raise DatasetError(f"{path}: unexpected arrays {unexpected or names} (a dataset file holds exactly {sorted(_ARRAYS)})")
+                return {key: _read_member(path, archive, members[f"{key}.npy"], key) for key in _ARRAYS}
+        except DatasetError:
+            raise
+        except _ARCHIVE_ERRORS as error:
+            raise DatasetError(f"{path}: not a readable dataset file: the zip archive is damaged or truncated ({type(error).__name__}: {error})") from None
+
+
+def _read_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str) -> np.ndarray:
+    kinds, what = _ARRAYS[key]
     try:
-        base = gym.make(env_id, **tasks[0].config).unwrapped
+        with archive.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            else:
+                raise ValueError(f".npy format version {version} is not one numpy writes for a dataset")
+            header_bytes = member.tell()
+    except _ARCHIVE_ERRORS as error:
+        raise DatasetError(f"{path}: array {key!r} is not a readable .npy array ({type(error).__name__}: {error})") from None
+    if dtype.hasobject:
+        raise DatasetError(f"{path}: array {key!r} holds Python objects (pickled data), which a dataset never does; it must hold {what}")
+    if dtype.kind not in kinds or (key == "meta" and shape != ()):
+        raise DatasetError(f"{path}: array {key!r} must hold {what}{' (0-d)' if key == 'meta' else ''}, got dtype {dtype} shape {shape}")
+    if any(n < 0 for n in shape):
+        raise DatasetError(f"{path}: array {key!r} declares a negative shape {shape}")
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if nbytes > info.file_size - header_bytes:
+        raise DatasetError(f"{path}: array {key!r} declares shape {shape} ({nbytes} bytes) but holds {info.file_size - header_bytes} bytes")
+    try:
+        check_fits(nbytes, f"{path}: array {key!r} of shape {shape} {dtype}")
+        with archive.open(info) as member:
+            return np.lib.format.read_array(member, allow_pickle=False)
+    except _ARCHIVE_ERRORS as error:
+        raise DatasetError(f"{path}: array {key!r} is damaged ({type(error).__name__}: {error})") from None
+
+
+def _read_meta(path: Path, array: np.ndarray) -> dict:
+    """The meta JSON, with every field of the right type."""
+    try:
+        meta = json.loads(str(array[()]))
+    except json.JSONDecodeError as error:
+        raise DatasetError(f"{path}: meta is not valid JSON: {error}") from None
+    except RecursionError:
+        raise DatasetError(f"{path}: meta is not valid JSON: nested too deeply") from None
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{path}: meta must be a JSON object, got {type(meta).__name__}")
+    if meta.get("format") != FORMAT:
+        raise DatasetError(f"{path}: not a {FORMAT} file (meta['format'] is {meta.get('format')!r:.80})")
+    if meta.get("version") != VERSION or isinstance(meta.get("version"), bool):
+        raise DatasetError(f"{path}: format version {meta.get('version')!r:.80} is not supported (this reader knows {VERSION})")
+    missing = [key for key in _META_TYPES if key not in meta]
+    if missing:
+        raise DatasetError(f"{path}: meta is missing {missing}")
+    unknown = sorted(set(meta) - set(_META_TYPES))
+    if unknown:
+        raise DatasetError(f"{path}: meta has unknown keys {unknown} (allowed: {sorted(_META_TYPES)})")
+    for key, (kind, what) in _META_TYPES.items():
+        value = meta[key]
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < _META_MINIMUM.get(key, value)):
+            raise DatasetError(f"{path}: meta[{key!r}] must be {what}, got {type(value).__name__} {value!r:.80}")
+    if not meta["tasks"]:
+        raise DatasetError(f"{path}: meta['tasks'] is empty: a dataset holds at least one task")
+    if set(meta["expert"]) != {"epsilon", "policy", "temperature"}:
+        raise DatasetError(f"{path}: meta['expert'] must have exactly the keys ['epsilon', 'policy', 'temperature'], got {sorted(meta['expert'])}")
+    return meta
+
+
+def _read_tasks(path: Path, meta: dict) -> tuple[Task, ...]:
+    tasks = []
+    for index, data in enumerate(meta["tasks"]):
+        try:
+            task = Task.from_dict(data)
+        except (TypeError, ValueError) as error:
+            raise DatasetError(f"{path}: meta['tasks'][{index}] is not a task: {error}") from None
+        if task.family != meta["family"] or task.split != meta["split"]:
+            raise DatasetError(
+                f"{path}: task {index} is a {task.family!r} task of split {task.split!r}, but meta says family {meta['family']!r}, split {meta['split']!r}"
+            )
+        if task.config != meta["tasks"][0].get("config"):
+            diff = sorted(k for k in set(task.config) | set(meta["tasks"][0]["config"]) if task.config.get(k) != meta["tasks"][0]["config"].get(k))
+            raise DatasetError(f"{path}: task {index}'s config differs from task 0's in {diff}: a dataset holds tasks of one family config")
+        tasks.append(task)
+    return tuple(tasks)
+
+
+def _rebuild_tasks(path: Path, meta: dict, tasks: tuple[Task, ...]) -> TabularModel:
+    """Make the env of the tasks' config; every task must be one it installs (its split can hold it).
+    Returns task 0's model; the file's (S, A, H) must be the model's."""
+    try:
+        base = gym.make(meta["env_id"], **tasks[0].config, task=tasks[0].to_dict()).unwrapped
     except (gym.error.Error, TypeError, ValueError) as error:
-        raise DatasetError(f"{path}: task 0's config does not make env {env_id!r}: {error}") from None
+        raise DatasetError(f"{path}: task 0 ({tasks[0].split} split) is refused: {error}") from None
     if not isinstance(base, TabularTaskEnv):
-        raise DatasetError(f"{path}: env {env_id!r} is not a mandril_envs env")
+        raise DatasetError(f"{path}: env {meta['env_id']!r} is not a mandril_envs env")
     for index, task in enumerate(tasks):
         try:
             base.check_task(task)
         except (TypeError, ValueError) as error:
             raise DatasetError(f"{path}: task {index} ({task.split} split) is refused: {error}") from None
+    model = base.model
+    declared = (meta["state_dim"], meta["action_dim"], meta["horizon"])
+    if (model.state_dim, model.action_dim, model.horizon) != declared:
+        raise DatasetError(f"{path}: meta says (S, A, H) = {declared}, but its tasks' model has {(model.state_dim, model.action_dim, model.horizon)}")
+    return model
+
+
+def _check_arrays(path: Path, arrays: dict[str, np.ndarray], n_tasks: int, model: TabularModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shapes ``(N, M, H+1)``, ``(N, M, H)``, ``(N, M, H)`` with ``M >= 1``; ranges; finite rewards."""
+    states, actions, rewards = arrays["states"], arrays["actions"], arrays["rewards"]
+    horizon = model.horizon
+    if states.ndim != 3 or actions.ndim != 3 or rewards.ndim != 3:
+        raise DatasetError(f"{path}: states/actions/rewards must be 3-D, got shapes {states.shape}, {actions.shape}, {rewards.shape}")
+    m = states.shape[1]
+    for name, array, shape in (("states", states, (n_tasks, m, horizon + 1)), ("actions", actions, (n_tasks, m, horizon)), ("rewards", rewards, (n_tasks, m, horizon))):
+        if array.shape != shape:
+            raise DatasetError(f"{path}: {name} has shape {array.shape}, expected {shape} (N tasks, M demos, H={horizon})")
+    if m == 0:
+        raise DatasetError(f"{path}: the file holds no demos (M = 0)")
+    for name, array, size in (("states", states, model.state_dim), ("actions", actions, model.action_dim)):
+        if array.min() < 0 or array.max() >= size:
+            raise DatasetError(f"{path}: {name} must lie in [0, {size}), got [{array.min()}, {array.max()}]")
+    if not np.all(np.isfinite(rewards)):
+        raise DatasetError(f"{path}: rewards must be finite, got NaN or inf")
+    return states.astype(np.int64), actions.astype(np.int64), rewards.astype(np.float64)
 
 
 def check_collect_size(env: gym.Env, n_tasks: int, n_demos: int, names: tuple[str, str] = ("n_tasks", "n_demos")) -> int:
