@@ -179,7 +179,7 @@ def test_cli_generate_and_info(tmp_path, capsys):
     "argv, message",
     [
         (["--env", "mandril_envs/Nope-v0"], "is not registered"),
-        (["--tasks", "0"], "n_tasks must be >= 1"),
+        (["--tasks", "0"], "--tasks must be >= 1, got 0"),
         (["--split", "valid"], "split must be one of"),
         (["--env-kwargs", '{"size": -1}'], "size must be >= 2"),
         (["--temperature", "-1"], "temperature must be > 0"),
