@@ -18,7 +18,7 @@ from gymnasium import spaces
 from mandril_envs.model import TabularModel
 from mandril_envs.reward_noise import RewardNoise
 from mandril_envs.sizes import ModelShape, check_fits
-from mandril_envs.tasks import Task, TaskLike, coerce_task, task_rng, to_plain
+from mandril_envs.tasks import Task, TaskLike, coerce_task, plain_differences, task_rng, to_plain
 from mandril_envs.validation import check_choice, check_int
 
 __all__ = ["TabularTaskEnv"]
@@ -52,6 +52,7 @@ class TabularTaskEnv(gym.Env, ABC):
             check_choice("render_mode", render_mode, self.metadata["render_modes"])
         self._check_size(config, obs_type)
         self.config: dict = to_plain(config)
+        self._noise = self.reward_noise()  # a function of the config: made once, used by every step()
         self.obs_type = obs_type
         self.render_mode = render_mode
         self._state = 0
@@ -107,13 +108,13 @@ class TabularTaskEnv(gym.Env, ABC):
         return 3 * 4 * width  # float32 low, high and one observation
 
     def reward_noise(self) -> RewardNoise:
-        """How ``step()`` draws a reward around its mean (noiseless by default). The same object judges
-        the rewards recorded in a dataset (:mod:`mandril_envs.reward_noise`)."""
+        """How ``step()`` draws a reward around its mean (noiseless by default); a function of the config
+        alone. The same object judges the rewards recorded in a dataset (:mod:`mandril_envs.reward_noise`)."""
         return RewardNoise("none")
 
     def _sample_reward(self, state: int, action: int, mean: float) -> float:
         """The reward ``step()`` returns, whose expectation is ``mean``: drawn by :meth:`reward_noise`."""
-        return self.reward_noise().sample(self.np_random, mean)
+        return self._noise.sample(self.np_random, mean)
 
     # --- tasks -------------------------------------------------------------------------------
     def sample_tasks(self, n: int, split: str = "train", seed: int = 0, start: int = 0) -> list[Task]:
@@ -145,8 +146,8 @@ class TabularTaskEnv(gym.Env, ABC):
         task = coerce_task(task)
         if task.family != self.family:
             raise ValueError(f"task is from family {task.family!r}, but this env is {self.family!r}")
-        if task.config != self.config:
-            diff = sorted(k for k in set(task.config) | set(self.config) if task.config.get(k) != self.config.get(k))
+        diff = plain_differences(task.config, self.config)
+        if diff:
             raise ValueError(f"task config differs from this env's config in {diff}: make the env with the task's config")
         if task.split not in self.splits:
             raise ValueError(f"task split must be one of {list(self.splits)}, got {task.split!r}")

@@ -31,7 +31,9 @@ import json
 import os
 import re
 import shutil
+import struct
 import sys
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -48,7 +50,7 @@ from mandril_envs.demos import ExpertSettings, Trajectory, expert_policy, rollou
 from mandril_envs.model import TabularModel
 from mandril_envs.registration import check_env_id
 from mandril_envs.sizes import check_fits, dataset_nbytes, plan_nbytes
-from mandril_envs.tasks import SPLIT_CODES, Task
+from mandril_envs.tasks import SPLIT_CODES, Task, plain_differences
 from mandril_envs.validation import check_int
 
 __all__ = ["DemoDataset", "DatasetError", "collect", "check_collect_size", "check_minari_dataset_id", "FORMAT", "VERSION"]
@@ -379,8 +381,12 @@ _ARRAYS: dict[str, tuple[str, str]] = {  # name -> (dtype kinds allowed, what th
     "rewards": ("f", "floats"),
 }
 # What reading a damaged archive or .npy member can raise (zlib: a damaged deflate stream;
-# NotImplementedError: an unknown compression method; RuntimeError: a member flagged as encrypted).
-_ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError, OverflowError)
+# NotImplementedError: an unknown compression method; RuntimeError: a member flagged as encrypted;
+# TokenError / SyntaxError: numpy parsing a damaged .npy header; struct.error: a short zip record).
+_ARCHIVE_ERRORS = (
+    zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError, OverflowError,
+    tokenize.TokenError, SyntaxError, struct.error,
+)
 _META_TYPES: dict[str, tuple[type, str]] = {
     "format": (str, "a string"),
     "version": (int, "an int"),
@@ -500,8 +506,8 @@ def _read_tasks(path: Path, meta: dict) -> tuple[Task, ...]:
             raise DatasetError(
                 f"{path}: task {index} is a {task.family!r} task of split {task.split!r}, but meta says family {meta['family']!r}, split {meta['split']!r}"
             )
-        if task.config != meta["tasks"][0].get("config"):
-            diff = sorted(k for k in set(task.config) | set(meta["tasks"][0]["config"]) if task.config.get(k) != meta["tasks"][0]["config"].get(k))
+        diff = plain_differences(task.config, tasks[0].config) if tasks else []
+        if diff:
             raise DatasetError(f"{path}: task {index}'s config differs from task 0's in {diff}: a dataset holds tasks of one family config")
         tasks.append(task)
     return tuple(tasks)

@@ -227,6 +227,7 @@ def check_step_after_truncation(env: gym.Env, extra_steps: int = 3, seed: int = 
     for it): they stay in ``s_H``, pay ``0.0``, say ``truncated=True``, warn once; ``reset()`` starts over."""
     base = _base(env)
     env.reset(seed=seed)
+    env.action_space.seed(seed)
     for t in range(base.horizon):
         obs, _, terminated, truncated, info = env.step(env.action_space.sample())
         assert not terminated and truncated == (t == base.horizon - 1), f"step {t}: terminated={terminated}, truncated={truncated}"

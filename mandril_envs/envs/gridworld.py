@@ -12,7 +12,7 @@ from mandril_envs.base import TabularTaskEnv
 from mandril_envs.model import TabularModel
 from mandril_envs.sizes import ModelShape
 from mandril_envs.tasks import TaskLike
-from mandril_envs.validation import check_choice, check_float, check_float_sequence, check_int, check_probability
+from mandril_envs.validation import check_choice, check_float, check_float_sequence, check_int, check_number_array, check_probability
 
 #: Moves as (d_row, d_col): action 0 stays, 1-4 are N, S, W, E, 5-8 the diagonals NW, NE, SW, SE.
 MOVES: tuple[tuple[int, int], ...] = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
@@ -243,9 +243,10 @@ class GridWorldEnv(TabularTaskEnv):
         size = c["size"]
         if set(params) != {"terrain", "goal", "obstacles"}:
             raise ValueError(f"GridWorld task params must have keys ['goal', 'obstacles', 'terrain'], got {sorted(params)}")
-        terrain = np.asarray(params["terrain"])
-        if terrain.shape != (size, size) or not np.issubdtype(terrain.dtype, np.integer):
-            raise ValueError(f"params['terrain'] must be {size}x{size} ints, got shape {terrain.shape} dtype {terrain.dtype}")
+        try:
+            terrain = check_number_array("params['terrain']", params["terrain"], (size, size), integer=True)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"params['terrain'] must be {size}x{size} ints: {error}") from None
         if terrain.min() < 0 or terrain.max() >= len(c["terrain_rewards"]):
             raise ValueError(f"params['terrain'] values must lie in [0, {len(c['terrain_rewards'])}), got [{terrain.min()}, {terrain.max()}]")
         obstacles = params["obstacles"]

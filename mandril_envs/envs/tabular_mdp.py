@@ -11,7 +11,7 @@ from mandril_envs.model import TabularModel
 from mandril_envs.reward_noise import RewardNoise
 from mandril_envs.sizes import ModelShape
 from mandril_envs.tasks import TaskLike
-from mandril_envs.validation import check_choice, check_float, check_int
+from mandril_envs.validation import check_choice, check_float, check_int, check_number_array
 
 # Seed of the family-level draws (the shared mean of the linear task weights).
 _FAMILY_STREAM = 7_219
@@ -113,16 +113,8 @@ class TabularMDPEnv(TabularTaskEnv):
         if set(params) != keys:
             raise ValueError(f"TabularMDP ({c['reward_type']}) task params must have keys {sorted(keys)}, got {sorted(params)}")
         shapes = {"transitions": (s, a, s), "reward": (s, a), "features": (s, f), "weights": (f,)}
-        for key in keys:
-            try:
-                value = np.asarray(params[key], dtype=np.float64)
-            except (TypeError, ValueError):
-                raise TypeError(f"params[{key!r}] must be numeric nested lists of shape {shapes[key]}") from None
-            if value.shape != shapes[key]:
-                raise ValueError(f"params[{key!r}] must have shape {shapes[key]}, got {value.shape}")
-            if not np.all(np.isfinite(value)):
-                raise ValueError(f"params[{key!r}] must be finite")
-        transitions = np.asarray(params["transitions"], dtype=np.float64)
+        arrays = {key: check_number_array(f"params[{key!r}]", params[key], shapes[key]) for key in sorted(keys)}
+        transitions = arrays["transitions"]
         if transitions.min() < 0 or np.abs(transitions.sum(axis=2) - 1).max() > 1e-8:
             raise ValueError("params['transitions'] rows must be probability distributions (non-negative, summing to 1)")
 
