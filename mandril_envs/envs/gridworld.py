@@ -95,7 +95,9 @@ class GridWorldEnv(TabularTaskEnv):
     Splits: ``"train"``: training types in training combinations; ``"test"``: training types in
     held-out combinations (new layouts and combinations); ``"test_unseen"``: sprites never seen in
     training. Layouts (terrain, positions) are drawn per task; the goal is never inside an
-    obstacle's penalty zone. The first state is uniform over cells without a sprite.
+    obstacle's penalty zone. The first state is uniform over cells without a sprite. ``set_task``
+    refuses a task its split cannot hold (an unseen sprite type outside ``"test_unseen"``, a
+    combination of the other split, a repeated type, a goal in an obstacle's zone): it would leak.
 
     ## Versions
     v0: first release. Registered: ``GridWorld-v0`` (8x8), ``GridWorld-16x16-v0``, ``GridWorld-32x32-v0``.
