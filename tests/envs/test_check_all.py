@@ -54,8 +54,15 @@ def test_check_all_reports_a_failing_check(overpaid_id, capsys):
     assert "mean rewards differ from reward_matrix" in report.failures[0].message
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"{overpaid_id}: 7 of 8 checks passed; FAILED: step_matches_model (mean rewards differ") and "\n" not in line
-    with pytest.raises(AssertionError, match=r"(?s)7 of 8 checks passed.*FAIL step_matches_model"):
-        testing.check_all(overpaid_id, quiet=True, horizon=10)
+
+
+def test_check_all_raises_on_a_failure_unless_told_not_to(monkeypatch):
+    def fails(env, *args, **kwargs):
+        raise AssertionError("unpickled env diverged")
+
+    monkeypatch.setattr(testing, "check_pickle", fails)
+    with pytest.raises(AssertionError, match=r"(?s)^mandril_envs/Bandit-v0: 8 of 9 checks passed; FAILED: pickle \(unpickled env diverged\).*FAIL pickle"):
+        testing.check_all("mandril_envs/Bandit-v0", quiet=True)
 
 
 def _fresh_python(code: str) -> subprocess.CompletedProcess:
