@@ -46,11 +46,11 @@ import numpy as np
 from mandril_envs import __version__
 from mandril_envs.atomic import atomic_write
 from mandril_envs.base import TabularTaskEnv
-from mandril_envs.demos import ExpertSettings, Trajectory, expert_policy, rollout
+from mandril_envs.demos import ExpertSettings, Trajectory, task_demos
 from mandril_envs.model import TabularModel
 from mandril_envs.registration import check_env_id
 from mandril_envs.sizes import check_fits, dataset_nbytes, plan_nbytes
-from mandril_envs.tasks import SPLIT_CODES, Task, plain_differences
+from mandril_envs.tasks import Task, plain_differences
 from mandril_envs.validation import check_int
 
 __all__ = ["DemoDataset", "DatasetError", "collect", "check_collect_size", "check_minari_dataset_id", "FORMAT", "VERSION"]
@@ -598,7 +598,8 @@ def collect(
         n_tasks, n_demos: ``N`` and ``M``.
         split: ``"train"``, ``"test"`` (or ``"test_unseen"`` for GridWorld).
         task_seed: seed of the task stream (``sample_tasks(seed=task_seed)``).
-        demo_seed: seed of the rollouts; task ``n`` uses ``SeedSequence([demo_seed, split, n])``.
+        demo_seed: the demo stream: each task's demos come from :func:`mandril_envs.demos.task_demos`
+            (seeded by the task's identity), the one seeding function of datasets, the benchmark and ``mandril adapt``.
         expert: the expert settings.
         env_kwargs: family config kwargs passed to ``gym.make``.
         progress: show a progress bar.
@@ -617,7 +618,5 @@ def collect(
     rewards = np.empty((n_tasks, n_demos, horizon), np.float64)
     for i in _progress(range(n_tasks), n_tasks, f"demos {env_id} {split}", progress):
         base.set_task(tasks[i])
-        seed = int(np.random.SeedSequence([demo_seed, SPLIT_CODES[split], i]).generate_state(1)[0])
-        for j, trajectory in enumerate(rollout(env, expert_policy(env, expert), n_demos, seed)):
-            states[i, j], actions[i, j], rewards[i, j] = trajectory.states, trajectory.actions, trajectory.rewards
+        states[i], actions[i], rewards[i] = task_demos(env, n_demos, demo_seed, expert)
     return DemoDataset(env_id, tuple(tasks), expert, task_seed, demo_seed, states, actions, rewards)

@@ -21,7 +21,7 @@ import platform
 import subprocess
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -255,7 +255,7 @@ def _markdown(suite: Suite, store: RunStore, records: list[dict], rows: list[dic
     verdicts = [c for c in comparisons]
     if verdicts:
         counts = {v: sum(1 for c in verdicts if c["verdict"] == v) for v in ("win", "tie", "loss")}
-        lines += [f"## Where MandRIL wins, ties and loses", "",
+        lines += ["## Where MandRIL wins, ties and loses", "",
                   f"Against each other method on the same cells, `P(MandRIL better)` on normalized EVD (rliable's probability of improvement) "
                   f"with a 95% interval: {counts['win']} wins (interval above 1/2), {counts['tie']} ties, {counts['loss']} losses "
                   f"(interval below 1/2), over families x splits x n x methods.", ""]

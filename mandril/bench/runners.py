@@ -14,7 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from mandril.bench.cells import Preparation, Unit, preparations_of, units_of
+from mandril.bench.cells import Unit, preparations_of, units_of
 from mandril.bench.store import RunStore
 from mandril.bench.suite import Suite
 from mandril.bench.work import run_preparation, run_unit

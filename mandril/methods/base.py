@@ -24,7 +24,7 @@ checked, unknown keys refused naming the key (:func:`mandril.core.build_dataclas
 from __future__ import annotations
 
 import time
-from abc import ABC, abstractmethod
+from abc import ABC
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Mapping, Optional, Sequence, Union
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Sequence, Union
+from typing import ClassVar, Sequence, Union
 
 import numpy as np
 

@@ -14,8 +14,6 @@ import time
 from dataclasses import dataclass, field
 from typing import ClassVar, Sequence, Union
 
-import numpy as np
-
 from mandril.data.batch import check_likelihood
 from mandril.data.inputs import INPUT_KINDS
 from mandril.methods.base import DivergenceError, FitError, FitProblem, MethodOutput

@@ -5,7 +5,6 @@ import pytest
 import torch
 from torch import nn
 
-from mandril.functional import NonFiniteLossError
 from mandril.core import CheckpointError
 from mandril.data import DatasetSource, GeneratedSource, MetaBatch, task_inputs
 from mandril.methods import DivergenceError
