@@ -18,9 +18,9 @@ import time
 import numpy as np
 import torch
 
-from mandril.irl_data import DatasetSource
-from mandril.meta_irl import MandRIL, MandRILConfig
-from mandril.reward_factory import RewardModelSpec, build_reward_model
+from mandril.data import DatasetSource
+from mandril.methods.meta_trainer import MandRIL, MandRILConfig
+from mandril.rewards import RewardModelSpec, build_reward_model
 from mandril_envs.dataset import collect
 
 

@@ -1,3 +1,31 @@
-"""mandril: meta-inverse RL (MandRIL), MaxEnt IRL and baselines, MAML-TRPO, and a benchmark harness."""
+"""mandril: learning reward functions from few demonstrations.
 
-__version__ = "0.1.0"
+MandRIL (meta-inverse RL), MaxEnt IRL and the other baselines behind one interface
+(:mod:`mandril.methods`), scored the same way against the true model (:func:`score`), MAML-TRPO
+(:mod:`mandril.maml_rl`), and the benchmark harness.
+
+    >>> import mandril
+    >>> method = mandril.make("maxent_linear")            # or "mandril", "airl", "bc", ...
+    >>> output = method.fit(model, inputs, states, actions)
+    >>> mandril.score(true_model, output).normalized_evd   # 0: the expert, 1: a uniform random policy
+"""
+
+from mandril.eval import Scores, score, shown_and_heldout_demos
+from mandril.methods import METHODS, MandRIL, MandRILConfig, MaxEntIRL, Method, MethodOutput, hide_reward, make
+
+__version__ = "0.2.0"
+
+__all__ = [
+    "METHODS",
+    "MandRIL",
+    "MandRILConfig",
+    "MaxEntIRL",
+    "Method",
+    "MethodOutput",
+    "Scores",
+    "hide_reward",
+    "make",
+    "score",
+    "shown_and_heldout_demos",
+    "__version__",
+]

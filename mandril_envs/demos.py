@@ -17,10 +17,10 @@ import gymnasium as gym
 import numpy as np
 
 from mandril_envs.base import TabularTaskEnv
-from mandril_envs.planning import soft_value_iteration, value_iteration
+from mandril_envs.planning import check_policy, soft_value_iteration, value_iteration
 from mandril_envs.validation import check_choice, check_float, check_int, check_probability
 
-__all__ = ["Trajectory", "ExpertSettings", "expert_policy", "generate", "rollout"]
+__all__ = ["Trajectory", "ExpertSettings", "expert_policy", "generate", "rollout", "task_demo_seed", "task_demos"]
 
 EXPERT_POLICIES = ("soft", "optimal", "epsilon")
 
@@ -109,15 +109,16 @@ def expert_policy(env: gym.Env, settings: ExpertSettings = ExpertSettings()) -> 
 def rollout(env: gym.Env, policy: np.ndarray, n_episodes: int, seed: int = 0) -> list[Trajectory]:
     """Roll ``policy (H, S, A)`` out through ``env`` for ``n_episodes`` episodes.
 
+    ``policy`` passes :func:`mandril_envs.planning.check_policy` (float32 rows are accepted and renormalised).
+
     The env is reset with ``seed`` once, then without a seed, so the episodes continue one stream;
     the actions are drawn from a generator seeded by ``seed`` as well. Same seed, same episodes.
     """
     n_episodes = check_int("n_episodes", n_episodes, 0)
     seed = check_int("seed", seed, 0)
     base = _unwrapped(env)
-    horizon, n_states, n_actions = base.model.horizon, base.model.state_dim, base.model.action_dim
-    if policy.shape != (horizon, n_states, n_actions):
-        raise ValueError(f"policy shape {policy.shape} must be (H, S, A) = {(horizon, n_states, n_actions)}")
+    horizon, n_actions = base.model.horizon, base.model.action_dim
+    policy = check_policy(base.model, policy)
     cumulative = np.cumsum(policy, axis=2)
     action_rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
     trajectories = []
@@ -165,6 +166,40 @@ def generate(
     """
     settings = ExpertSettings(policy, temperature, epsilon)
     return rollout(env, expert_policy(env, settings), n_episodes, seed)
+
+
+def task_demo_seed(seed: int, task: Any) -> int:
+    """The rollout seed of a task's demos in the demo stream ``seed``.
+
+    ``SeedSequence([seed, split code, task index, task seed])``: a function of the task's identity,
+    not of where it sits in a list, so a task's demos are the same whichever subset of tasks is
+    drawn. Datasets, the benchmark and ``mandril adapt`` all draw demos through it.
+    """
+    from mandril_envs.tasks import SPLIT_CODES
+
+    seed = check_int("seed", seed, 0)
+    return int(np.random.SeedSequence([seed, SPLIT_CODES[task.split], int(task.index), int(task.seed)]).generate_state(1)[0])
+
+
+def task_demos(env: gym.Env, n_episodes: int, seed: int, expert: ExpertSettings = ExpertSettings()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n_episodes`` expert demos of the env's current task from the demo stream ``seed``.
+
+    Episode ``k`` does not depend on how many are drawn after it, so the first ``n`` demos of a
+    longer draw are the demos of a draw of ``n``.
+
+    Returns:
+        ``states (n, H+1)``, ``actions (n, H)``, ``rewards (n, H)``.
+    """
+    base = _unwrapped(env)
+    trajectories = rollout(env, expert_policy(env, expert), n_episodes, task_demo_seed(seed, base.task))
+    horizon = base.model.horizon
+    if not trajectories:
+        return np.empty((0, horizon + 1), np.int64), np.empty((0, horizon), np.int64), np.empty((0, horizon))
+    return (
+        np.stack([t.states for t in trajectories]),
+        np.stack([t.actions for t in trajectories]),
+        np.stack([t.rewards for t in trajectories]),
+    )
 
 
 def main(argv: Optional[list[str]] = None) -> int:

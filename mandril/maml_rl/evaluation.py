@@ -8,7 +8,7 @@ budget ``n``), ``num_steps`` inner steps give ``phi``, and the *expected* return
 sampled as a cross-check. Figures are totals over ``n = fast_batch_size`` episodes (for one-pull
 bandit episodes: over ``n`` pulls). Reference policies run on the same tasks
 (:mod:`mandril.maml_rl.reference`). Intervals: the project's seeded percentile bootstrap of the mean
-over tasks (:func:`mandril.metrics.summarize`), 95%.
+over tasks (:func:`mandril.eval.stats.summarize`), 95%.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from mandril.functional import Params
-from mandril.metrics import summarize as metrics_summarize
+from mandril.eval.stats import summarize as metrics_summarize
 from mandril.maml_rl.builders import build_policy, build_sampler
 from mandril.maml_rl.config import Config, config_to_dict
 from mandril.maml_rl.metalearner import MAMLTRPO
@@ -35,7 +35,7 @@ RESULTS_FORMAT = "mandril.maml_rl.test/1"
 
 
 def summarize(values: Sequence[float], seed: int = 0) -> dict:
-    """The project's summary (:func:`mandril.metrics.summarize`: mean, IQM, seeded percentile-bootstrap 95%
+    """The project's summary (:func:`mandril.eval.stats.summarize`: mean, IQM, seeded percentile-bootstrap 95%
     interval of the mean over tasks) plus the sample ``std`` and ``ci_half_width = (ci_high - ci_low) / 2``."""
     x = np.asarray(values, dtype=np.float64)
     out = metrics_summarize(x, confidence=0.95, seed=seed)

@@ -207,6 +207,13 @@ class TaskBatch:
             layout,
         )
 
+    def select(self, indices: Union[Sequence[int], Tensor]) -> "TaskBatch":
+        """The sub-batch of the tasks at ``indices`` (same layout), e.g. the tasks still being fitted."""
+        index = torch.as_tensor(indices, dtype=torch.long, device=self.device)
+        if index.ndim != 1 or index.numel() == 0:
+            raise ValueError(f"indices must be a non-empty 1-D list of task positions, got shape {tuple(index.shape)}")
+        return TaskBatch(self.successor_indices[index], self.successor_probs[index], self.initial_state_dist[index], self.horizon, self.layout)
+
     def to(self, device: DeviceLike = None, dtype: Optional[torch.dtype] = None) -> "TaskBatch":
         """The same batch on another device and/or dtype (same layout)."""
         dtype = self.dtype if dtype is None else _check_dtype(dtype)

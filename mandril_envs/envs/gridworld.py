@@ -10,8 +10,9 @@ from gymnasium import spaces
 
 from mandril_envs.base import TabularTaskEnv
 from mandril_envs.model import TabularModel
+from mandril_envs.sizes import ModelShape
 from mandril_envs.tasks import TaskLike
-from mandril_envs.validation import check_choice, check_float, check_float_sequence, check_int, check_probability
+from mandril_envs.validation import check_choice, check_float, check_float_sequence, check_int, check_number_array, check_probability
 
 #: Moves as (d_row, d_col): action 0 stays, 1-4 are N, S, W, E, 5-8 the diagonals NW, NE, SW, SE.
 MOVES: tuple[tuple[int, int], ...] = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
@@ -54,6 +55,10 @@ def _combination_is_test(goal: "int | Sequence[int]", obstacles: Sequence[int], 
     for o in sorted(obstacles):
         h = (h * 1_000_003 + o + 1) % (1 << 61)
     return ((h * 0x9E3779B97F4A7C15) % (1 << 64)) / float(1 << 64) < fraction
+
+
+def _span(types: tuple[int, ...]) -> str:
+    return f"{types[0]}..{types[-1]}" if types else "(none)"
 
 
 def _smooth(field: np.ndarray) -> np.ndarray:
@@ -136,7 +141,9 @@ class GridWorldEnv(TabularTaskEnv):
     Splits: ``"train"``: training types in training combinations; ``"test"``: training types in
     held-out combinations (new layouts and combinations); ``"test_unseen"``: sprites never seen in
     training. Layouts (terrain, positions) are drawn per task; the goal is never inside an
-    obstacle's penalty zone. The first state is uniform over cells without a sprite.
+    obstacle's penalty zone. The first state is uniform over cells without a sprite. ``set_task``
+    refuses a task its split cannot hold (an unseen sprite type outside ``"test_unseen"``, a
+    combination of the other split, a repeated type, a goal in an obstacle's zone): it would leak.
 
     ## Information
     What demos reveal (``benchmarks/information_curve.py``, 24 held-out ``"test"`` tasks of the
@@ -156,6 +163,7 @@ class GridWorldEnv(TabularTaskEnv):
     splits = ("train", "test", "test_unseen")
     obs_types = ("index", "onehot", "features", "rgb")
     reward_input_kinds = ("features", "map", "rgb")
+    size_arguments = ("size", "sprite_feature_dim")
     metadata: dict[str, Any] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 4}
 
     def __init__(
@@ -215,8 +223,23 @@ class GridWorldEnv(TabularTaskEnv):
                 f"n_sprite_types={config['n_sprite_types']} with unseen_fraction={config['unseen_fraction']} leaves "
                 f"{len(self.training_types)} training sprite types, fewer than the {n_sprites} sprites per task"
             )
+        self._check_size(config, obs_type)  # before the (S, A, K) dynamics are allocated
         self._successor_indices, self._successor_probs = self._dynamics(size, config["moves"], config["slip"])
         TabularTaskEnv.__init__(self, config, task, obs_type, render_mode)
+
+    def _model_shape(self, config: dict, obs_type: str) -> ModelShape:
+        size, n_actions = config["size"], 9 if config["moves"] == "king" else 5
+        n_states, n_features = size * size, len(config["terrain_rewards"]) + 2 * (config["sprite_feature_dim"] + 1)
+        side = size * CELL_PIXELS
+        observation = 3 * side * side * 3 if obs_type == "rgb" else self._observation_nbytes(obs_type, n_states, n_features)
+        return ModelShape(
+            n_states,
+            n_actions,
+            1 if config["slip"] == 0.0 else n_actions,
+            n_features,
+            param_numbers=n_states + 3 * (1 + config["n_obstacles"]),
+            observation_bytes=observation,
+        )
 
     # --- dynamics ----------------------------------------------------------------------------
     @staticmethod
@@ -300,13 +323,15 @@ class GridWorldEnv(TabularTaskEnv):
         if not isinstance(obstacles, list) or len(obstacles) != c["n_obstacles"]:
             raise ValueError(f"params['obstacles'] must be a list of {c['n_obstacles']} sprites, got {obstacles!r:.80}")
         self._check_sprites([("goal", params["goal"], ())] + [(f"obstacles[{i}]", o, ()) for i, o in enumerate(obstacles)])
+        self._check_goals_clear([("goal", params["goal"])], obstacles)
 
     def _check_terrain(self, terrain: Any) -> None:
         """``params["terrain"]`` must be ``size x size`` ints in ``[0, n_terrain)``."""
         size, n_terrain = self.config["size"], len(self.config["terrain_rewards"])
-        terrain = np.asarray(terrain)
-        if terrain.shape != (size, size) or not np.issubdtype(terrain.dtype, np.integer):
-            raise ValueError(f"params['terrain'] must be {size}x{size} ints, got shape {terrain.shape} dtype {terrain.dtype}")
+        try:
+            terrain = check_number_array("params['terrain']", terrain, (size, size), integer=True)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"params['terrain'] must be {size}x{size} ints: {error}") from None
         if terrain.min() < 0 or terrain.max() >= n_terrain:
             raise ValueError(f"params['terrain'] values must lie in [0, {n_terrain}), got [{terrain.min()}, {terrain.max()}]")
 
@@ -332,6 +357,39 @@ class GridWorldEnv(TabularTaskEnv):
             seen_cells.add(tuple(cell))
             for key in numbers:
                 check_float(f"params[{where!r}][{key!r}]", sprite[key])
+
+    def _check_goals_clear(self, goals: list[tuple[str, dict]], obstacles: list[dict]) -> None:
+        """No goal ``(where, sprite)`` lies within ``obstacle_radius`` of an obstacle (no task is drawn so)."""
+        radius = self.config["obstacle_radius"]
+        for where, goal in goals:
+            cell = goal["cell"]
+            for i, obstacle in enumerate(obstacles):
+                if max(abs(cell[0] - obstacle["cell"][0]), abs(cell[1] - obstacle["cell"][1])) <= radius:
+                    raise ValueError(
+                        f"params[{where!r}] cell {cell} lies within obstacle_radius={radius} of obstacles[{i}] at "
+                        f"{obstacle['cell']}: no task places a goal in an obstacle's penalty zone"
+                    )
+
+    def _check_split(self, params: dict, split: str) -> None:
+        """The sprite types must be distinct and of the split: training types in a training combination
+        (``"train"``), training types in a held-out combination (``"test"``), unseen types (``"test_unseen"``)."""
+        types = [params["goal"]["type"]] + [o["type"] for o in params["obstacles"]]
+        roles = ["goal"] + [f"obstacles[{i}]" for i in range(len(types) - 1)]
+        if len(set(types)) != len(types):
+            raise ValueError(f"a task's sprite types must be distinct (no split draws a type twice), got {types}")
+        leak = f"task split {split!r} cannot hold this task (the split would leak)"
+        if split == "test_unseen":
+            for role, kind in zip(roles, types):
+                if kind not in self.unseen_types:
+                    raise ValueError(f"{leak}: {role} sprite type {kind} is a training type; 'test_unseen' uses only the unseen types {_span(self.unseen_types)}")
+            return
+        for role, kind in zip(roles, types):
+            if kind in self.unseen_types:
+                raise ValueError(f"{leak}: {role} sprite type {kind} is one of the unseen types {_span(self.unseen_types)}, kept for 'test_unseen'")
+        held_out = _combination_is_test(types[0], types[1:], self.config["test_combination_fraction"])
+        if held_out != (split == "test"):
+            kind = "a held-out (test) combination" if held_out else "a training combination"
+            raise ValueError(f"{leak}: the sprite combination goal {types[0]} with obstacles {sorted(types[1:])} is {kind}")
 
     def _build_model(self, params: dict) -> TabularModel:
         c = self.config

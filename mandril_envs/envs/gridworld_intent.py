@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+import dataclasses
+from typing import Optional, Sequence
 
 import numpy as np
 
-from mandril_envs.envs.gridworld import GridWorldEnv, _combination_is_test, grid_config, sprite_appearance
+from mandril_envs.envs.gridworld import GridWorldEnv, _combination_is_test, _span, grid_config, sprite_appearance
 from mandril_envs.envs.intent import LinearIntent
 from mandril_envs.model import TabularModel
+from mandril_envs.sizes import ModelShape
 from mandril_envs.tasks import TaskLike
 from mandril_envs.validation import check_float, check_int
 
@@ -225,6 +227,7 @@ class GridWorldIntentEnv(GridWorldEnv):
                 raise ValueError(f"params[{key!r}] must be a list of {count} sprites, got {entries!r:.80}")
             sprites += [(f"{key}[{i}]", entry, (number,)) for i, entry in enumerate(entries)]
         self._check_sprites(sprites)
+        self._check_goals_clear([(where, entry) for where, entry, _ in sprites[: c["n_goals"]]], params["obstacles"])
         for where, entry, (number,) in sprites:
             want_goal = number == "value"
             if self._kinds[int(entry["type"])] != want_goal:
@@ -232,6 +235,34 @@ class GridWorldIntentEnv(GridWorldEnv):
                     f"params[{where!r}]['type'] {entry['type']} is {'an obstacle' if want_goal else 'a goal'} sprite type (kind = sign of "
                     f"its appearance entry 0), but {where.split('[')[0]} must be {'goal' if want_goal else 'obstacle'} types"
                 )
+
+    def _check_split(self, params: dict, split: str) -> None:
+        """As GridWorld's: distinct types, unseen types only in ``"test_unseen"``, and a (goal types,
+        obstacle types) combination of the task's own split."""
+        goals = [g["type"] for g in params["goals"]]
+        obstacles = [o["type"] for o in params["obstacles"]]
+        types = goals + obstacles
+        roles = [f"goals[{i}]" for i in range(len(goals))] + [f"obstacles[{j}]" for j in range(len(obstacles))]
+        if len(set(types)) != len(types):
+            raise ValueError(f"a task's sprite types must be distinct (no split draws a type twice), got {types}")
+        leak = f"task split {split!r} cannot hold this task (the split would leak)"
+        if split == "test_unseen":
+            for role, kind in zip(roles, types):
+                if kind not in self.unseen_types:
+                    raise ValueError(f"{leak}: {role} sprite type {kind} is a training type; 'test_unseen' uses only the unseen types {_span(self.unseen_types)}")
+            return
+        for role, kind in zip(roles, types):
+            if kind in self.unseen_types:
+                raise ValueError(f"{leak}: {role} sprite type {kind} is one of the unseen types {_span(self.unseen_types)}, kept for 'test_unseen'")
+        held_out = _combination_is_test(goals, obstacles, self.config["test_combination_fraction"])
+        if held_out != (split == "test"):
+            kind = "a held-out (test) combination" if held_out else "a training combination"
+            raise ValueError(f"{leak}: the sprite combination goals {sorted(goals)} with obstacles {sorted(obstacles)} is {kind}")
+
+    def _model_shape(self, config: dict, obs_type: str) -> ModelShape:
+        shape = super()._model_shape(config, obs_type)
+        n_terrain, n_sprites = len(config["terrain_rewards"]), config["n_goals"] + config["n_obstacles"]
+        return dataclasses.replace(shape, param_numbers=shape.n_states + n_terrain + 4 * n_sprites)
 
     def linear_intent(self) -> LinearIntent:
         """The current task's reward as ``basis @ params`` with the family's prior over ``params``.

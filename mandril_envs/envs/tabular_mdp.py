@@ -9,8 +9,10 @@ import numpy as np
 from mandril_envs.base import TabularTaskEnv
 from mandril_envs.envs.intent import LinearIntent
 from mandril_envs.model import TabularModel
+from mandril_envs.reward_noise import RewardNoise
+from mandril_envs.sizes import ModelShape
 from mandril_envs.tasks import TaskLike
-from mandril_envs.validation import check_choice, check_float, check_int
+from mandril_envs.validation import check_choice, check_float, check_int, check_number_array
 
 # Seed of the family-level draws (the shared mean of the linear task weights).
 _FAMILY_STREAM = 7_219
@@ -70,6 +72,7 @@ class TabularMDPEnv(TabularTaskEnv):
 
     family = "TabularMDP"
     reward_input_kinds = ("features",)
+    size_arguments = ("n_states", "n_actions", "n_features")
 
     def __init__(
         self,
@@ -102,6 +105,12 @@ class TabularMDPEnv(TabularTaskEnv):
             "family_seed": check_int("family_seed", family_seed, 0),
         }
         super().__init__(config, task, obs_type, render_mode)
+
+    def _model_shape(self, config: dict, obs_type: str) -> ModelShape:
+        s, a, linear = config["n_states"], config["n_actions"], config["reward_type"] == "linear"
+        f = config["n_features"] if linear else s
+        params = s * a * s + (s * f + f if linear else s * a)  # the transitions are the task's parameters: dense
+        return ModelShape(s, a, s, f, state_action_reward=not linear, dense=True, param_numbers=params, observation_bytes=self._observation_nbytes(obs_type, s, f))
 
     @property
     def shared_weight_mean(self) -> np.ndarray:
@@ -146,16 +155,8 @@ class TabularMDPEnv(TabularTaskEnv):
         if set(params) != keys:
             raise ValueError(f"TabularMDP ({c['reward_type']}) task params must have keys {sorted(keys)}, got {sorted(params)}")
         shapes = {"transitions": (s, a, s), "reward": (s, a), "features": (s, f), "weights": (f,)}
-        for key in keys:
-            try:
-                value = np.asarray(params[key], dtype=np.float64)
-            except (TypeError, ValueError):
-                raise TypeError(f"params[{key!r}] must be numeric nested lists of shape {shapes[key]}") from None
-            if value.shape != shapes[key]:
-                raise ValueError(f"params[{key!r}] must have shape {shapes[key]}, got {value.shape}")
-            if not np.all(np.isfinite(value)):
-                raise ValueError(f"params[{key!r}] must be finite")
-        transitions = np.asarray(params["transitions"], dtype=np.float64)
+        arrays = {key: check_number_array(f"params[{key!r}]", params[key], shapes[key]) for key in sorted(keys)}
+        transitions = arrays["transitions"]
         if transitions.min() < 0 or np.abs(transitions.sum(axis=2) - 1).max() > 1e-8:
             raise ValueError("params['transitions'] rows must be probability distributions (non-negative, summing to 1)")
 
@@ -171,6 +172,7 @@ class TabularMDPEnv(TabularTaskEnv):
         p0 = np.full(c["n_states"], 1.0 / c["n_states"])
         return TabularModel.from_dense(transitions, reward, p0, c["horizon"], features)
 
-    def _sample_reward(self, state: int, action: int, mean: float) -> float:
+    def reward_noise(self) -> RewardNoise:
+        """``N(0, reward_noise^2)`` around the mean (none when ``reward_noise=0``)."""
         sigma = self.config["reward_noise"]
-        return mean + float(self.np_random.normal(0.0, sigma)) if sigma > 0 else mean
+        return RewardNoise("gaussian", sigma) if sigma > 0 else RewardNoise("none")

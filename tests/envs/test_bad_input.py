@@ -50,15 +50,15 @@ def test_bad_actions(env_id):
 
 
 @pytest.mark.parametrize("env_id", mandril_envs.ENV_IDS)
-def test_step_after_truncation(env_id):
+def test_step_before_reset_raises(env_id):
     env = gym.make(env_id).unwrapped
+    with pytest.raises(RuntimeError, match=r"step\(\) called before reset\(\)"):
+        env.step(0)
     env.reset(seed=0)
-    for _ in range(env.horizon):
+    env.step(0)
+    env.set_task(env.sample_tasks(1, "test", seed=1)[0])
+    with pytest.raises(RuntimeError, match="a new task needs a reset too"):
         env.step(0)
-    with pytest.raises(RuntimeError, match="after the episode was truncated"):
-        env.step(0)
-    env.reset()
-    env.step(0)  # fine again
 
 
 def test_task_from_another_family():
@@ -182,3 +182,27 @@ def test_gridworld_intent_bad_task_params():
     obstacle_type = next(t for t in env.training_types if not sprite_kind_is_goal(t, 8))
     with pytest.raises(ValueError, match=rf"params\['goals\[1\]'\]\['type'\] {obstacle_type} is an obstacle sprite type"):
         env.set_task(_task_with(env, goals=[goals[0], {**goals[1], "type": obstacle_type}] + goals[2:]))
+
+
+def test_what_the_fuzz_test_found():
+    """Inputs the fuzz test (test_fuzz.py) found accepted or crashing, each now refused with a clear error."""
+    with pytest.raises(ValueError, match="task JSON is malformed: nested too deeply"):
+        Task.from_json("[" * 100_000)
+    grid = gym.make("mandril_envs/GridWorld-v0").unwrapped
+    task = grid.task.to_dict()
+    with pytest.raises(ValueError, match=r"task config differs from this env's config in \['obstacle_radius'\]"):
+        grid.set_task({**task, "config": {**task["config"], "obstacle_radius": True}})  # True == 1 to Python
+    terrain = [list(row) for row in task["params"]["terrain"]]
+    terrain[2][3] = True
+    with pytest.raises(TypeError, match=r"params\['terrain'\] must be 8x8 ints: params\['terrain'\]\[2, 3\] must be an int, got bool True"):
+        grid.set_task(_task_with(grid, terrain=terrain))
+    mdp = gym.make("mandril_envs/TabularMDP-v0").unwrapped
+    reward = np.asarray(mdp.task.params["reward"]).tolist()
+    reward[1][0] = True
+    with pytest.raises(TypeError, match=r"params\['reward'\]\[1, 0\] must be a number, got bool True"):
+        mdp.set_task(_task_with(mdp, reward=reward))
+    reward[1][0] = "0.5"
+    with pytest.raises(TypeError, match=r"params\['reward'\]\[1, 0\] must be a number, got str '0.5'"):
+        mdp.set_task(_task_with(mdp, reward=reward))
+    with pytest.raises(ValueError, match=r"params\['reward'\] must have shape \(10, 5\), got \(2,\)|ragged"):
+        mdp.set_task(_task_with(mdp, reward=[[1.0, 2.0], [3.0]]))

@@ -235,3 +235,78 @@ def test_tabular_mdp_linear_intent():
     np.testing.assert_array_equal(intent.mean, env.shared_weight_mean)
     with pytest.raises(ValueError, match="linear_intent needs reward_type='linear'"):
         gym.make("mandril_envs/TabularMDP-v0").unwrapped.linear_intent()
+
+
+@pytest.mark.parametrize(
+    "claimed, drawn, message",
+    [
+        ("train", "test", r"task split 'train' cannot hold this task \(the split would leak\): the sprite combination goal \d+ with obstacles \[\d+, \d+\] is a held-out \(test\) combination"),
+        ("train", "test_unseen", r"task split 'train' cannot hold this task \(the split would leak\): goal sprite type \d+ is one of the unseen types 80..99, kept for 'test_unseen'"),
+        ("test", "train", r"task split 'test' cannot hold this task .*: the sprite combination .* is a training combination"),
+        ("test", "test_unseen", r"task split 'test' cannot hold .* one of the unseen types 80..99"),
+        ("test_unseen", "train", r"task split 'test_unseen' cannot hold .*: goal sprite type \d+ is a training type; 'test_unseen' uses only the unseen types 80..99"),
+    ],
+)
+def test_gridworld_tasks_must_be_possible_in_their_split(grid, claimed, drawn, message):
+    for task in grid.sample_tasks(3, drawn, seed=2):
+        data = {**task.to_dict(), "split": claimed}
+        with pytest.raises(ValueError, match=message):
+            grid.set_task(data)
+        with pytest.raises(ValueError, match=message):
+            gym.make("mandril_envs/GridWorld-v0", task=data)
+        with pytest.raises(ValueError, match=message):
+            grid.reset(options={"task": data})
+    for split in grid.splits:  # every drawn task is possible in its own split
+        for task in grid.sample_tasks(20, split, seed=3):
+            grid.check_task(task)
+
+
+def test_gridworld_an_unseen_obstacle_in_a_train_task_is_refused(grid):
+    task = grid.sample_tasks(1, "train", seed=0)[0].to_dict()
+    task["params"]["obstacles"][1]["type"] = 99
+    with pytest.raises(ValueError, match=r"obstacles\[1\] sprite type 99 is one of the unseen types 80..99"):
+        grid.set_task(task)
+
+
+def test_gridworld_impossible_params_are_refused(grid):
+    task = grid.sample_tasks(1, "train", seed=0)[0].to_dict()
+    task["params"]["obstacles"][0]["type"] = task["params"]["goal"]["type"]
+    with pytest.raises(ValueError, match="sprite types must be distinct"):
+        grid.set_task(task)
+    task = grid.sample_tasks(1, "train", seed=0)[0].to_dict()
+    r, c = task["params"]["obstacles"][0]["cell"]
+    taken = [o["cell"] for o in task["params"]["obstacles"]]
+    neighbours = [[r + dr, c + dc] for dr in (-1, 0, 1) for dc in (-1, 0, 1) if 0 <= r + dr < 8 and 0 <= c + dc < 8]
+    task["params"]["goal"]["cell"] = next(cell for cell in neighbours if cell not in taken)
+    with pytest.raises(ValueError, match=r"lies within obstacle_radius=1 of obstacles\[0\]"):
+        grid.set_task(task)
+
+
+@pytest.mark.parametrize("env_id", ["mandril_envs/TabularMDP-v0", "mandril_envs/Bandit-v0"])
+def test_seed_stream_families_accept_any_valid_params_in_either_split(env_id):
+    """Their splits differ only by seed stream: the parameters cannot tell the split, so none is refused."""
+    env = gym.make(env_id).unwrapped
+    for task in env.sample_tasks(2, "test", seed=0):
+        env.set_task({**task.to_dict(), "split": "train"})
+
+
+def test_gridworld_intent_tasks_must_be_possible_in_their_split():
+    from mandril_envs.envs.gridworld_intent import GridWorldIntentEnv
+
+    env = GridWorldIntentEnv()
+    test_task = env.sample_tasks(1, "test", seed=2)[0].to_dict()
+    with pytest.raises(ValueError, match=r"task split 'train' cannot hold this task .*: the sprite combination goals \[.*\] with obstacles \[.*\] is a held-out"):
+        env.set_task({**test_task, "split": "train"})
+    unseen_task = env.sample_tasks(1, "test_unseen", seed=2)[0].to_dict()
+    with pytest.raises(ValueError, match=r"goals\[0\] sprite type \d+ is one of the unseen types 80..99"):
+        env.set_task({**unseen_task, "split": "test"})
+    task = env.sample_tasks(1, "train", seed=0)[0].to_dict()
+    r, c = task["params"]["obstacles"][0]["cell"]
+    taken = [s["cell"] for s in task["params"]["goals"] + task["params"]["obstacles"]]
+    near = next([r + dr, c + dc] for dr in (-1, 0, 1) for dc in (-1, 0, 1) if 0 <= r + dr < 8 and 0 <= c + dc < 8 and [r + dr, c + dc] not in taken)
+    task["params"]["goals"][1]["cell"] = near
+    with pytest.raises(ValueError, match=r"params\['goals\[1\]'\] cell .* lies within obstacle_radius=1 of obstacles\[0\]"):
+        env.set_task(task)
+    for split in env.splits:  # every drawn task is possible in its own split
+        for drawn in env.sample_tasks(10, split, seed=3):
+            env.check_task(drawn)

@@ -13,4 +13,4 @@ def test_whole_readme_runs(tmp_path, monkeypatch):
     assert len(blocks) > len(readme.readme_blocks(include_algorithms=False))
     monkeypatch.chdir(tmp_path)
     namespace = readme.run_blocks(blocks)
-    assert namespace["reward"].shape == (64,)
+    assert namespace["output"].reward.shape == (64,) and namespace["tabular"].reward.shape == (64,)

@@ -23,7 +23,7 @@ class _Payload:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "run"
-    argv = ["train", "mandril", "--env", "mandril_envs/GridWorld-v0", "--env-kwargs", '{"size": 5}', "--hidden", "4",
+    argv = ["train", "mandril", "--env", "mandril_envs/GridWorld-v0", "--env-kwargs", '{"size": 5}', "--reward-model", '{"kind": "conv", "hidden": [4]}',
             "--train-tasks", "4", "--train-demos", "3", "--meta-batch-size", "2", "--n-train-demos", "1", "--n-test-demos", "2",
             "--iterations", "1", "--out", str(out), "--quiet"]
     assert main(argv) == 0
@@ -32,7 +32,7 @@ def run_dir(tmp_path_factory):
 
 def _copy_run(run_dir, target):
     target.mkdir()
-    for name in ("run.json", "checkpoint.pt"):
+    for name in ("run.json", "prepared.pt"):
         (target / name).write_bytes((run_dir / name).read_bytes())
     return target
 
@@ -40,25 +40,25 @@ def _copy_run(run_dir, target):
 def test_adapt_refuses_a_checkpoint_whose_pickle_runs_code(run_dir, tmp_path, capsys):
     run = _copy_run(run_dir, tmp_path / "evil")
     marker = tmp_path / "pwned"
-    torch.save({"format": "mandril.MandRIL", "model": _Payload(str(marker))}, run / "checkpoint.pt")
+    torch.save({"format": "mandril.MandRIL", "model": _Payload(str(marker))}, run / "prepared.pt")
     assert main(["adapt", "--run", str(run), "--tasks", "1", "--demos", "1"]) == 2
     err = capsys.readouterr().err
-    assert "checkpoint.pt" in err and len(err.strip().splitlines()) == 1
+    assert "prepared.pt" in err and len(err.strip().splitlines()) == 1
     assert not marker.exists()
 
 
 def test_adapt_refuses_a_bit_flipped_checkpoint(run_dir, tmp_path, capsys):
     run = _copy_run(run_dir, tmp_path / "flipped")
-    data = bytearray((run / "checkpoint.pt").read_bytes())
+    data = bytearray((run / "prepared.pt").read_bytes())
     refused = 0
     for offset in range(len(data) // 3, 2 * len(data) // 3, len(data) // 12):
         damaged = bytearray(data)
         damaged[offset] ^= 0x04
-        (run / "checkpoint.pt").write_bytes(bytes(damaged))
+        (run / "prepared.pt").write_bytes(bytes(damaged))
         code = main(["adapt", "--run", str(run), "--tasks", "1", "--demos", "1"])
         err = capsys.readouterr().err
         if code == 2:
-            assert "checkpoint.pt" in err
+            assert "prepared.pt" in err
             refused += 1
     assert refused >= 3
 

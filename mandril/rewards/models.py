@@ -6,6 +6,8 @@ Every model returns ``(S,)`` (or ``(S, A)`` with ``n_actions``) for one task's i
 batch statistics, no in-place updates of inputs), and is initialised from its own ``seed``
 (no global RNG is read or advanced).
 
+* :class:`TabularReward`: one free parameter per state (or state-action); reads the feature
+  matrix only for its batch shape.
 * :class:`LinearReward`: ``r(s) = phi(s) . w`` on the ``feature_matrix`` ``(S, F)``.
 * :class:`MLPReward`: an MLP applied to each state's feature row.
 * :class:`ConvReward`: a fully convolutional net on a GridWorld map, ``(C, N, N)`` features as
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LinearReward", "MLPReward", "ConvReward", "image_to_tensor", "ACTIVATIONS"]
+__all__ = ["TabularReward", "LinearReward", "MLPReward", "ConvReward", "image_to_tensor", "ACTIVATIONS"]
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "softplus": nn.Softplus}
 
@@ -83,6 +85,33 @@ def _check_features(features: Tensor, n_features: int, name: str) -> None:
         raise TypeError(f"{name} input must be a torch.Tensor of shape (S, F) or (B, S, F), got {type(features).__name__}")
     if features.ndim not in (2, 3) or features.shape[-1] != n_features:
         raise ValueError(f"{name} input shape {tuple(features.shape)} must be (S, F) or (B, S, F) with F = {n_features}")
+
+
+class TabularReward(nn.Module):
+    """A reward table with one free parameter per state, ``r(s) = theta[s]`` (or ``theta[s, a]``).
+
+    Args:
+        n_states: ``S``.
+        n_actions: ``A`` for a state-action reward, ``None`` (default) for a state reward.
+        dtype: parameter dtype. The table starts at zero (the MaxEnt likelihood is convex in it).
+
+    Input: the feature matrix ``(S, F)`` or ``(B, S, F)``, used only for its batch shape (and to
+    check ``S``); output ``(S,)``/``(B, S)`` (or ``(S, A)``/``(B, S, A)``).
+    """
+
+    def __init__(self, n_states: int, n_actions: Optional[int] = None, dtype: torch.dtype = torch.float64) -> None:
+        super().__init__()
+        self.n_states = _check_positive_int("n_states", n_states)
+        self.n_actions = None if n_actions is None else _check_positive_int("n_actions", n_actions)
+        shape = (self.n_states,) if self.n_actions is None else (self.n_states, self.n_actions)
+        self.table = nn.Parameter(torch.zeros(shape, dtype=_check_dtype(dtype)))
+
+    def forward(self, features: Tensor) -> Tensor:
+        """``(..., S, F) -> (..., S)`` or ``(..., S, A)``: the table, broadcast over the batch."""
+        if not isinstance(features, Tensor) or features.ndim not in (2, 3) or features.shape[-2] != self.n_states:
+            shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
+            raise ValueError(f"TabularReward input {shape} must be the feature matrix (S, F) or (B, S, F) with S = {self.n_states}")
+        return self.table.expand(*features.shape[:-2], *self.table.shape)
 
 
 class LinearReward(nn.Module):

@@ -1,8 +1,8 @@
-"""The ``mandril`` command line: one sub-command module per algorithm family.
+"""The ``mandril`` command line: one module per command group.
 
 Each module listed in :data:`COMMAND_MODULES` exposes ``register(subparsers)``, which adds its
 sub-command(s) with ``set_defaults(func=...)``; ``func(args)`` returns an exit code. Bad input
-(``ValueError``/``TypeError``/``FileNotFoundError``) prints one line and exits 2.
+(``ValueError``/``TypeError``/``KeyError``/``OSError``) prints one line and exits 2.
 """
 
 from __future__ import annotations
@@ -17,14 +17,15 @@ from mandril_envs.cli import run_command
 __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 
 #: Modules that add sub-commands, in the order they appear in ``--help``.
-COMMAND_MODULES: tuple[str, ...] = ("mandril.irl_cli", "mandril.maml_rl.cli")
+COMMAND_MODULES: tuple[str, ...] = ("mandril.cli.bench", "mandril.cli.tune", "mandril.cli.train", "mandril.cli.adapt", "mandril.maml_rl.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered sub-command."""
     parser = argparse.ArgumentParser(
         prog="mandril",
-        description="Meta-inverse RL (MandRIL), MaxEnt IRL and baselines, MAML-TRPO, and the benchmark harness.",
+        description="Learning rewards from few demonstrations: train MandRIL and its baselines, adapt them to held-out tasks, "
+        "run and report the benchmark, and MAML-TRPO. Every sub-command has --help.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:

@@ -5,10 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from mandril.functional import NonFiniteLossError
-from mandril.irl_data import DatasetSource, GeneratedSource, MetaBatch, task_inputs
+from mandril.core import CheckpointError
+from mandril.data import DatasetSource, GeneratedSource, MetaBatch, task_inputs
+from mandril.methods import DivergenceError
+from mandril.methods.meta_trainer import MandRIL, MandRILConfig
 from mandril.planning import TaskBatch
-from mandril.meta_irl import CheckpointError, MandRIL, MandRILConfig
 from mandril_envs.dataset import collect
 
 ENV = "mandril_envs/TabularMDP-Linear-v0"
@@ -84,18 +85,18 @@ def _one_task(batch, b):
     return MetaBatch(tasks, batch.models[b : b + 1], pick(batch.inputs), pick(batch.train_visitation), pick(batch.test_visitation), pick(batch.train_start), pick(batch.test_start))
 
 
-@pytest.mark.parametrize("condition_on_start", [True, False])
-def test_batched_meta_loss_equals_a_loop_over_tasks(batch, condition_on_start):
+@pytest.mark.parametrize("likelihood", ["start", "p0"])
+def test_batched_meta_loss_equals_a_loop_over_tasks(batch, likelihood):
     """Each task gets its own adapted parameters: the batch is exactly the mean of single-task runs."""
-    trainer = MandRIL(Linear(3), inner_lr=0.3, inner_steps=2, condition_on_start=condition_on_start)
+    trainer = MandRIL(Linear(3), inner_lr=0.3, inner_steps=2, likelihood=likelihood)
     together, _ = trainer.meta_loss(batch)
     singles = [float(trainer.meta_loss(_one_task(batch, b))[0].detach()) for b in range(3)]
     assert float(together.detach()) == pytest.approx(np.mean(singles), rel=1e-12)
 
 
 def test_conditioning_on_start_states_changes_the_loss(batch):
-    on, _ = MandRIL(Linear(3), condition_on_start=True).meta_loss(batch)
-    off, _ = MandRIL(Linear(3), condition_on_start=False).meta_loss(batch)
+    on, _ = MandRIL(Linear(3), likelihood="start").meta_loss(batch)
+    off, _ = MandRIL(Linear(3), likelihood="p0").meta_loss(batch)
     assert float(on.detach()) != pytest.approx(float(off.detach()))
 
 
@@ -161,7 +162,7 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path):
 def test_non_finite_inner_loss_names_the_iteration():
     source = GeneratedSource(ENV, SMALL, input_kind="features")
     trainer = MandRIL(Linear(3), inner_lr=1e308, meta_batch_size=2)
-    with pytest.raises(NonFiniteLossError, match="meta-iteration 0"):
+    with pytest.raises(DivergenceError, match="MandRIL meta-iteration 0"):
         trainer.meta_step(source)
 
 
@@ -189,7 +190,7 @@ def test_bad_input(batch):
 @pytest.mark.parametrize("input_kind", ["map", "rgb"])
 def test_conv_reward_models_on_maps_and_pixels(input_kind):
     """The paper's two GridWorld settings: features as channels, and the RGB image of the map."""
-    from mandril.reward_factory import RewardModelSpec, build_reward_model
+    from mandril.rewards import RewardModelSpec, build_reward_model
 
     source = GeneratedSource("mandril_envs/GridWorld-v0", {"size": 5}, input_kind=input_kind)
     batch = source.sample(2, 1, 2, np.random.default_rng(0))
@@ -199,3 +200,29 @@ def test_conv_reward_models_on_maps_and_pixels(input_kind):
     row = trainer.meta_step(source)
     assert np.isfinite(row["outer_loss"])
     assert any(not torch.equal(before[k], v) for k, v in trainer.theta.items())
+
+
+@pytest.mark.parametrize("overrides, rate", [({"inner_lr": 1e6}, "inner_lr = 1e\\+06"), ({"meta_lr": 1e9}, "meta_lr = 1e\\+09")])
+def test_an_exploding_run_stops_with_an_error_naming_the_iteration_and_the_rate(overrides, rate):
+    source = GeneratedSource(ENV, SMALL, input_kind="features")
+    trainer = MandRIL(Linear(3), meta_batch_size=2, **overrides)
+    with pytest.raises(DivergenceError, match=rf"MandRIL meta-iteration \d+: .*{rate}"):
+        trainer.meta_train(source, 30, progress=False)
+    assert trainer.iteration < 30
+
+
+@pytest.mark.parametrize("state_action", [False, True])
+def test_a_pool_batch_equals_the_batch_made_from_its_demos(state_action):
+    from mandril.data import make_batch
+
+    dataset = collect(ENV, 5, 6, env_kwargs=SMALL)
+    source = DatasetSource(dataset, "features", state_action=state_action)
+    batch = source.sample(4, 2, 3, np.random.default_rng(7))
+    rng = np.random.default_rng(7)  # the same draws, made by hand
+    chosen = rng.choice(5, 4, replace=False)
+    orders = [rng.permutation(6) for _ in chosen]
+    train = [(dataset.states[i, o[:2]], dataset.actions[i, o[:2]]) for i, o in zip(chosen, orders)]
+    test = [(dataset.states[i, o[2:5]], dataset.actions[i, o[2:5]]) for i, o in zip(chosen, orders)]
+    expected = make_batch([source.models[i] for i in chosen], [source.inputs[i] for i in chosen], train, test, state_action)
+    for name in ("inputs", "train_visitation", "test_visitation", "train_start", "test_start"):
+        assert torch.equal(getattr(batch, name), getattr(expected, name)), name

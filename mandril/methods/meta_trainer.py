@@ -1,4 +1,4 @@
-"""MandRIL: meta-inverse RL (Xu, Ratner, Dragan, Levine, Finn, ICML 2019).
+"""The MandRIL trainer: meta-inverse RL (Xu, Ratner, Dragan, Levine, Finn, ICML 2019).
 
 Meta-learn the initial parameters ``theta`` of a reward model so that a few MaxEnt-IRL gradient
 steps on a handful of demos of a new task give a good reward.
@@ -17,6 +17,10 @@ test set ``D_te`` of ``K'`` demos:
 The ``B`` tasks run through the batched kernel in one call: each task gets its own copy of the
 parameters (``theta`` expanded along a batch axis) and the reward model runs under
 ``torch.func.vmap``, so one backward pass gives every task's own inner gradient.
+
+With ``inner_steps = 0`` the same loop pre-trains: the outer loss is taken at ``theta`` itself
+(pre-train + fine-tune; the demo-conditioned baseline, whose inputs carry the demos). The methods
+behind the one interface (:mod:`mandril.methods`) are built on this trainer.
 """
 
 from __future__ import annotations
@@ -26,22 +30,24 @@ import csv
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
 
 from mandril.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from mandril.data.batch import MetaBatch, check_likelihood, make_batch
+from mandril.data.sources import TaskSource
 from mandril.functional import NonFiniteLossError, Params, adapt
-from mandril.irl_data import MetaBatch, TaskSource, make_batch
+from mandril.methods.base import DivergenceError
 from mandril.planning import TaskBatch, maxent_nll
+from mandril.rewards.batched import batched_rewards, expand_params
 from mandril_envs.model import TabularModel
 
-__all__ = ["MandRILConfig", "MandRIL", "CheckpointError", "batched_rewards"]
+__all__ = ["MandRILConfig", "MandRIL", "CheckpointError", "CHECKPOINT_KIND"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -49,7 +55,7 @@ PathLike = Union[str, os.PathLike]
 CHECKPOINT_KIND = "mandril.MandRIL"
 
 
-@dataclass
+@dataclass(frozen=True)
 class MandRILConfig:
     """MandRIL's settings.
 
@@ -64,10 +70,12 @@ class MandRILConfig:
         first_order: drop the second-order term of the meta-gradient.
         learn_inner_lr: learn a per-parameter inner learning rate (Meta-SGD).
         temperature: temperature of the MaxEnt likelihood (1: Ziebart's).
-        condition_on_start: compute ``E[mu]`` (and ``log Z``) from the demos' own first states rather
-            than the model's ``initial_state_dist``: the likelihood of the demos' actions given where
-            they started. With one or two demos, the mismatch between ``p0`` and where they started
-            otherwise dominates the gradient. ``False`` gives the textbook ``log Z = sum_s p0(s) V_0(s)``.
+        likelihood: ``"start"`` (default): ``E[mu]`` and ``log Z`` from the demos' own first states,
+            the likelihood of the demos' actions given where they started; ``"p0"``: the textbook
+            ``log Z = sum_s p0(s) V_0(s)`` (see :mod:`mandril.data.batch`). Used by the inner steps,
+            the outer loss and the adaptation alike.
+        max_abs_reward: a meta-iteration whose rewards reach this magnitude, or whose per-step loss
+            exceeds it, has diverged: training stops with an error naming the iteration and the rates.
         dtype: ``"float64"`` (default) or ``"float32"``.
         seed: seeds the task/demo draws of meta-training.
     """
@@ -82,12 +90,13 @@ class MandRILConfig:
     first_order: bool = False
     learn_inner_lr: bool = False
     temperature: float = 1.0
-    condition_on_start: bool = True
+    likelihood: str = "start"
+    max_abs_reward: float = 1e4
     dtype: str = "float64"
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("inner_lr", "meta_lr", "temperature"):
+        for name in ("inner_lr", "meta_lr", "temperature", "max_abs_reward"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
@@ -97,31 +106,12 @@ class MandRILConfig:
                 raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
         if self.dtype not in ("float64", "float32"):
             raise ValueError(f"dtype must be 'float64' or 'float32', got {self.dtype!r}")
+        check_likelihood(self.likelihood)
 
     @property
     def torch_dtype(self) -> torch.dtype:
         """The torch dtype."""
         return torch.float64 if self.dtype == "float64" else torch.float32
-
-
-def batched_rewards(reward_model: nn.Module, params: Params, inputs: Tensor) -> Tensor:
-    """``(B, S)`` rewards of ``B`` tasks, task ``b`` with its own parameters ``params[k][b]``.
-
-    Args:
-        reward_model: maps a batch of inputs ``(n, ...)`` to rewards ``(n, S)`` (or ``(n, S, A)``).
-        params: every parameter with a leading batch axis ``B``.
-        inputs: ``(B, ...)``.
-    """
-
-    def one(task_params: Params, task_input: Tensor) -> Tensor:
-        return functional_call(reward_model, task_params, (task_input.unsqueeze(0),)).squeeze(0)
-
-    return vmap(one)(params, inputs)
-
-
-@dataclass
-class _History:
-    rows: list[dict] = field(default_factory=list)
 
 
 class MandRIL:
@@ -138,7 +128,7 @@ class MandRIL:
         if not isinstance(reward_model, nn.Module):
             raise TypeError(f"reward_model must be a torch.nn.Module, got {type(reward_model).__name__}")
         base = config if config is not None else MandRILConfig()
-        self.config = MandRILConfig(**{**asdict(base), **overrides}) if overrides else base
+        self.config = replace(base, **overrides) if overrides else base
         self.reward_model = reward_model.to(self.config.torch_dtype)
         self.theta: Params = dict(self.reward_model.named_parameters())
         if not self.theta:
@@ -157,11 +147,14 @@ class MandRIL:
     def _task_losses(self, params: Params, batch: MetaBatch, split: str) -> Tensor:
         rewards = batched_rewards(self.reward_model, params, batch.inputs)
         self._check_reward_shape(rewards, batch.tasks)
-        if not torch.isfinite(rewards).all():
-            raise NonFiniteLossError(f"the reward model's output is not finite (inner_lr = {self.config.inner_lr} is probably too large)")
-        visitation = batch.train_visitation if split == "train" else batch.test_visitation
-        tasks = (batch.train_tasks if split == "train" else batch.test_tasks) if self.config.condition_on_start else batch.tasks
-        return maxent_nll(tasks, rewards, visitation, self.config.temperature)
+        biggest = float(rewards.detach().abs().max())
+        if not math.isfinite(biggest) or biggest > self.config.max_abs_reward:
+            raise NonFiniteLossError(
+                f"the rewards reached {biggest:.4g} (limit max_abs_reward = {self.config.max_abs_reward:g}): "
+                f"inner_lr = {self.config.inner_lr:g} or meta_lr = {self.config.meta_lr:g} is probably too large"
+            )
+        tasks = batch.likelihood_tasks(split, self.config.likelihood)
+        return maxent_nll(tasks, rewards, batch.visitation(split), self.config.temperature)
 
     @staticmethod
     def _check_reward_shape(rewards: Tensor, tasks: TaskBatch) -> None:
@@ -172,13 +165,16 @@ class MandRIL:
                 f"want (S,) = ({tasks.n_states},) or (S, A) = ({tasks.n_states}, {tasks.n_actions})"
             )
 
-    def _expanded_theta(self, batch_size: int) -> Params:
-        return {k: v.unsqueeze(0).expand(batch_size, *v.shape) for k, v in self.theta.items()}
+    def inner_adapt(self, batch: MetaBatch, steps: int, *, create_graph: bool, lr_scale: float = 1.0) -> tuple[Params, list[float]]:
+        """Per-task adapted parameters ``phi (B, ...)`` after ``steps`` inner steps on the train demos.
 
-    def inner_adapt(self, batch: MetaBatch, steps: int, *, create_graph: bool) -> tuple[Params, list[float]]:
-        """Per-task adapted parameters ``phi (B, ...)`` after ``steps`` inner steps on the train demos."""
+        ``lr_scale`` multiplies the inner learning rate (a float, or Meta-SGD's learned per-parameter rates).
+        """
         loss_fn: Callable[[Params], Tensor] = lambda params: self._task_losses(params, batch, "train").sum()  # noqa: E731
-        return adapt(loss_fn, self._expanded_theta(batch.tasks.batch_size), self.inner_lr, steps, first_order=not create_graph)
+        lr: Union[float, dict[str, Tensor]] = self.inner_lr
+        if lr_scale != 1.0:
+            lr = {k: v * lr_scale for k, v in lr.items()} if isinstance(lr, dict) else lr * lr_scale
+        return adapt(loss_fn, expand_params(self.theta, batch.tasks.batch_size), lr, steps, first_order=not create_graph)
 
     def meta_loss(self, batch: MetaBatch) -> tuple[Tensor, float]:
         """``(outer loss, mean inner loss before adapting)`` of one meta-batch (outer loss is differentiable in theta)."""
@@ -198,14 +194,18 @@ class MandRIL:
         try:
             outer, inner = self.meta_loss(batch)
         except NonFiniteLossError as error:
-            raise NonFiniteLossError(f"meta-iteration {self.iteration}: {error}") from None
-        if not torch.isfinite(outer):
-            raise NonFiniteLossError(f"meta-iteration {self.iteration}: the outer loss is {float(outer)}: lower inner_lr (now {c.inner_lr}) or meta_lr")
+            raise DivergenceError(f"MandRIL meta-iteration {self.iteration}: {error}") from None
+        per_step = float(outer.detach()) / batch.tasks.horizon
+        if not math.isfinite(per_step) or abs(per_step) > c.max_abs_reward:
+            raise DivergenceError(
+                f"MandRIL meta-iteration {self.iteration}: the outer loss per step is {per_step:.4g}: training diverged; "
+                f"lower inner_lr (now {c.inner_lr:g}) or meta_lr (now {c.meta_lr:g})"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         outer.backward()
         for name, value in self.theta.items():
             if value.grad is not None and not torch.isfinite(value.grad).all():
-                raise NonFiniteLossError(f"meta-iteration {self.iteration}: the meta-gradient of {name!r} is not finite")
+                raise DivergenceError(f"MandRIL meta-iteration {self.iteration}: the meta-gradient of {name!r} is not finite (meta_lr = {c.meta_lr:g}, inner_lr = {c.inner_lr:g})")
         self.optimizer.step()
         row = {"iteration": self.iteration, "outer_loss": float(outer.detach()) / batch.tasks.horizon, "inner_loss": inner / batch.tasks.horizon, "seconds": time.perf_counter() - start}
         self.iteration += 1
@@ -221,16 +221,21 @@ class MandRIL:
         checkpoint_every: int = 0,
         progress: bool = True,
         tensorboard: bool = True,
+        desc: str = "MandRIL meta-training",
+        checkpoint_path: Optional[PathLike] = None,
     ) -> list[dict]:
         """Meta-train until ``self.iteration == iterations`` (so a resumed trainer continues where it stopped).
 
         Args:
-            source: where meta-batches come from (:mod:`mandril.irl_data`).
+            source: where meta-batches come from (:mod:`mandril.data.sources`).
             iterations: the total number of meta-iterations.
             log_dir: if given, ``metrics.csv`` (and TensorBoard events, if installed and
                 ``tensorboard``) are written there, and checkpoints as ``checkpoint.pt``.
             checkpoint_every: write a checkpoint every N iterations (and at the end) when ``log_dir`` is set.
-            progress: show a tqdm progress bar with the meta-loss.
+            progress: show a tqdm progress bar with the loss.
+            desc: the progress bar's label (e.g. ``"pre-training"``).
+            checkpoint_path: where checkpoints go (default ``log_dir / "checkpoint.pt"``); with it,
+                checkpoints are written without ``log_dir``.
 
         Returns:
             The log rows of the iterations run by this call (per-step losses are per time step:
@@ -241,17 +246,19 @@ class MandRIL:
         from tqdm.auto import tqdm
 
         log_path = Path(log_dir) if log_dir is not None else None
+        if checkpoint_path is None and log_path is not None:
+            checkpoint_path = log_path / "checkpoint.pt"
         if log_path is not None:
             _truncate_csv(log_path / "metrics.csv", self.iteration)
-        writer = _tensorboard_writer(log_path) if (log_path is not None and tensorboard) else None
+        writer = _tensorboard_writer(log_path, self.iteration) if (log_path is not None and tensorboard) else None
         rows = []
-        bar = tqdm(total=iterations, initial=self.iteration, desc="MandRIL meta-train", disable=not progress, unit="it")
+        bar = tqdm(total=iterations, initial=self.iteration, desc=desc, disable=not progress, unit="it")
         try:
             while self.iteration < iterations:
                 row = self.meta_step(source)
                 rows.append(row)
                 bar.update(1)
-                postfix = {"meta_loss": f"{row['outer_loss']:.4f}"}
+                postfix = {"loss": f"{row['outer_loss']:.4f}"}
                 if math.isfinite(row["inner_loss"]):  # no inner loss when pre-training (inner_steps = 0)
                     postfix["inner"] = f"{row['inner_loss']:.4f}"
                 bar.set_postfix(postfix)
@@ -260,8 +267,8 @@ class MandRIL:
                     if writer is not None:
                         writer.add_scalar("meta/outer_loss", row["outer_loss"], row["iteration"])
                         writer.add_scalar("meta/inner_loss", row["inner_loss"], row["iteration"])
-                    if checkpoint_every and (self.iteration % checkpoint_every == 0 or self.iteration == iterations):
-                        self.save_checkpoint(log_path / "checkpoint.pt")
+                if checkpoint_path is not None and checkpoint_every and (self.iteration % checkpoint_every == 0 or self.iteration == iterations):
+                    self.save_checkpoint(checkpoint_path)
         finally:
             bar.close()
             if writer is not None:
@@ -269,29 +276,36 @@ class MandRIL:
         return rows
 
     # --- adaptation --------------------------------------------------------------------------
-    def adapt(self, model: TabularModel, inputs: np.ndarray, states: np.ndarray, actions: np.ndarray, steps: Optional[int] = None) -> np.ndarray:
+    def adapt(
+        self, model: TabularModel, inputs: np.ndarray, states: np.ndarray, actions: np.ndarray, steps: Optional[int] = None, lr_scale: float = 1.0
+    ) -> np.ndarray:
         """Adapt ``theta`` to one new task from its demos and return the reward table.
 
         Args:
             model: the new task's dynamics.
-            inputs: its reward-model input (:func:`mandril.irl_data.task_inputs`).
+            inputs: its reward-model input (:func:`mandril.data.task_inputs`).
             states, actions: its demos, ``(n, H+1)`` and ``(n, H)``.
             steps: gradient steps (default ``config.adapt_steps``).
+            lr_scale: multiplies the inner learning rate.
 
         Returns:
             ``(S,)`` (or ``(S, A)``) float64 reward table.
         """
         steps = self.config.adapt_steps if steps is None else steps
         state_action = self._is_state_action(model, inputs)
-        batch = make_batch([model], [inputs], [(states, actions)], None, state_action, self.config.torch_dtype)
-        phi, _ = self.inner_adapt(batch, steps, create_graph=False)
+        batch = make_batch([model], [inputs], [(states, actions)], None, state_action, self.config.torch_dtype, self._device)
+        return self.adapt_batch(batch, steps, lr_scale)[0]
+
+    def adapt_batch(self, batch: MetaBatch, steps: int, lr_scale: float = 1.0) -> np.ndarray:
+        """Adapt ``theta`` to every task of ``batch`` from its train demos: ``(B, S)`` (or ``(B, S, A)``) rewards, float64."""
+        phi, _ = self.inner_adapt(batch, steps, create_graph=False, lr_scale=lr_scale)
         with torch.no_grad():
-            reward = batched_rewards(self.reward_model, phi, batch.inputs)[0]
-        return reward.detach().to(torch.float64).numpy()
+            rewards = batched_rewards(self.reward_model, phi, batch.inputs)
+        return rewards.detach().to(torch.float64).cpu().numpy()
 
     def _is_state_action(self, model: TabularModel, inputs: np.ndarray) -> bool:
         with torch.no_grad():
-            out = self.reward_model(torch.as_tensor(np.array(inputs)[None], dtype=self.config.torch_dtype))
+            out = self.reward_model(torch.as_tensor(np.array(inputs)[None], dtype=self.config.torch_dtype, device=self._device))
         if tuple(out.shape[1:]) == (model.state_dim,):
             return False
         if tuple(out.shape[1:]) == (model.state_dim, model.action_dim):
@@ -301,8 +315,12 @@ class MandRIL:
     def prior_reward(self, model: TabularModel, inputs: np.ndarray) -> np.ndarray:
         """The reward table of ``theta`` itself (no adaptation)."""
         with torch.no_grad():
-            out = self.reward_model(torch.as_tensor(np.array(inputs)[None], dtype=self.config.torch_dtype))[0]
-        return out.to(torch.float64).numpy()
+            out = self.reward_model(torch.as_tensor(np.array(inputs)[None], dtype=self.config.torch_dtype, device=self._device))[0]
+        return out.to(torch.float64).cpu().numpy()
+
+    @property
+    def _device(self) -> torch.device:
+        return next(iter(self.theta.values())).device
 
     # --- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -330,27 +348,33 @@ class MandRIL:
                 does not fit the reward model.
         """
         path = Path(path)
-        state = load_checkpoint(path, CHECKPOINT_KIND)
+        self.load_state(load_checkpoint(path, CHECKPOINT_KIND), str(path))
+
+    def load_state(self, state: dict, where: str = "state") -> None:
+        """Restore :meth:`state_dict` (as read from a checkpoint); errors name ``where``."""
         missing = [k for k in ("config", "iteration", "model", "inner_lr", "optimizer", "rng", "history") if k not in state]
         if missing:
-            raise CheckpointError(f"{path}: checkpoint is missing {missing}")
+            raise CheckpointError(f"{where}: checkpoint is missing {missing}")
         try:
             self.reward_model.load_state_dict(state["model"])
         except RuntimeError as error:
-            raise CheckpointError(f"{path}: the checkpoint's parameters do not fit this reward model: {error}") from None
+            raise CheckpointError(f"{where}: the checkpoint's parameters do not fit this reward model: {error}") from None
         config_names = {f.name for f in fields(MandRILConfig)}
-        self.config = MandRILConfig(**{k: v for k, v in state["config"].items() if k in config_names})
+        try:
+            self.config = MandRILConfig(**{k: v for k, v in dict(state["config"]).items() if k in config_names})
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(f"{where}: the checkpoint's config is invalid: {error}") from None
         if isinstance(self.inner_lr, dict):
             if not isinstance(state["inner_lr"], dict):
-                raise CheckpointError(f"{path}: the checkpoint has no learned inner learning rates")
+                raise CheckpointError(f"{where}: the checkpoint has no learned inner learning rates")
             with torch.no_grad():
                 for k, v in self.inner_lr.items():
                     v.copy_(state["inner_lr"][k])
         try:
             self.optimizer.load_state_dict(state["optimizer"])
-        except (ValueError, KeyError) as error:
-            raise CheckpointError(f"{path}: the optimizer state does not fit: {error}") from None
-        self.rng.bit_generator.state = state["rng"]
+            self.rng.bit_generator.state = state["rng"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise CheckpointError(f"{where}: the optimizer or generator state does not fit: {error}") from None
         self.iteration = int(state["iteration"])
         self.history = list(state["history"])
 
@@ -376,9 +400,10 @@ def _truncate_csv(path: Path, iteration: int) -> None:
         _append_csv(path, row)
 
 
-def _tensorboard_writer(log_dir: Path) -> Any:
+def _tensorboard_writer(log_dir: Path, first_iteration: int) -> Any:
+    """A TensorBoard writer whose events from ``first_iteration`` on are purged (a resumed run rewrites them)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         return None
-    return SummaryWriter(str(log_dir / "tensorboard"))
+    return SummaryWriter(str(log_dir / "tensorboard"), purge_step=first_iteration if first_iteration > 0 else None)

@@ -1,0 +1,371 @@
+"""Fitting a reward model to demos by the MaxEnt likelihood, many tasks at once, to convergence.
+
+The one optimiser of every MaxEnt-family fit (MaxEnt IRL from scratch with tabular, linear or
+neural rewards; the fine-tuning of pre-train + fine-tune). For ``B`` tasks, task ``b`` with its own
+parameters ``theta_b``, it minimises
+
+    ``J_b(theta_b) = L(r_{theta_b}; D_b) / H + (l2 / 2) ||theta_b - c_b||^2``
+
+where ``L`` is the MaxEnt negative log-likelihood (:func:`mandril.planning.maxent_nll`) of the
+task's demos under the chosen likelihood (:data:`mandril.data.LIKELIHOODS`: start-conditioned by
+default), divided by the horizon so that rates and tolerances mean the same for every family, and
+``c_b`` is zero or the initial parameters (fine-tuning regularised toward pre-trained weights).
+
+Two optimisers, both written out per task so that every quantity (curvature pairs, step sizes, line
+searches, moments, gradient norms) belongs to one task and a task's trajectory is the same whether it
+is fitted alone or in a batch of any size (tested to 1e-10 for tabular rewards; a batched convolution
+rounds its last bits differently, which L-BFGS carries to ~1e-9), while all ``B`` objectives go through
+the batched kernel in one call per evaluation:
+
+* ``"lbfgs"`` (default): L-BFGS with a backtracking (Armijo) line search. The objective is smooth
+  (and convex for tabular and linear rewards), so it converges in tens of iterations where Adam
+  needs thousands.
+* ``"adam"``: Adam with a cosine-decayed (or constant) rate.
+
+A task stops when the norm of its gradient is at most ``grad_tol`` (converged) or after
+``max_steps`` iterations; tasks that stop leave the batch. A task whose objective or gradient is not
+finite, or whose reward exceeds ``max_abs_reward`` in magnitude, has diverged: it gets a
+:class:`~mandril.methods.base.DivergenceError` naming the method, the task, the step and the rate,
+and the others go on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from mandril.data.batch import MetaBatch, check_likelihood
+from mandril.methods.base import DivergenceError
+from mandril.planning import maxent_nll
+from mandril.rewards.batched import Params, batched_rewards
+
+__all__ = ["FitSettings", "TaskFit", "fit_rewards", "OPTIMIZERS", "SCHEDULES", "L2_CENTERS"]
+
+OPTIMIZERS = ("lbfgs", "adam")
+SCHEDULES = ("cosine", "constant")
+L2_CENTERS = ("zero", "init")
+
+_BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
+_ARMIJO, _MAX_BACKTRACKS = 1e-4, 30
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """How a reward model is fitted (the optimiser half of a MaxEnt-family method's config).
+
+    Attributes:
+        optimizer: ``"lbfgs"`` (default) or ``"adam"``.
+        lr: Adam's step size at the start; L-BFGS's first trial step is ``lr / ||g||`` on its
+            first iteration and 1 (the quasi-Newton step) afterwards (> 0).
+        max_steps: the most iterations per task (>= 1).
+        grad_tol: a task has converged when the L2 norm of the gradient of ``J_b`` over all its
+            parameters is at most this (>= 0).
+        l2: weight of the ``(l2 / 2) ||theta - c||^2`` penalty (>= 0). Without it, with one or two
+            demos, the rewards of unvisited states drift toward minus infinity.
+        l2_center: ``"zero"`` (``c = 0``) or ``"init"`` (``c`` = the initial parameters, e.g. pre-trained weights).
+        schedule: Adam's rate: ``"cosine"`` (decays to 0 at ``max_steps``) or ``"constant"``.
+        history: L-BFGS's number of curvature pairs (>= 1).
+        max_abs_reward: a task whose reward table reaches this magnitude has diverged (> 0); the
+            families' true rewards are of order 10.
+    """
+
+    optimizer: str = "lbfgs"
+    lr: float = 1.0
+    max_steps: int = 300
+    grad_tol: float = 1e-5
+    l2: float = 0.01
+    l2_center: str = "zero"
+    schedule: str = "cosine"
+    history: int = 10
+    max_abs_reward: float = 1e4
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
+        for name in ("lr", "max_abs_reward"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        for name in ("grad_tol", "l2"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        for name in ("max_steps", "history"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if self.l2_center not in L2_CENTERS:
+            raise ValueError(f"l2_center must be one of {list(L2_CENTERS)}, got {self.l2_center!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}")
+
+    @classmethod
+    def of(cls, config: object) -> "FitSettings":
+        """The optimiser fields of a method config that extends :class:`FitSettings`."""
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
+
+    def rate(self, step: int) -> float:
+        """Adam's learning rate at step ``step`` (0-based)."""
+        if self.schedule == "constant":
+            return self.lr
+        return self.lr * 0.5 * (1.0 + math.cos(math.pi * step / self.max_steps))
+
+
+@dataclass(frozen=True)
+class TaskFit:
+    """The result of one task's fit.
+
+    Attributes:
+        reward: ``(S,)`` or ``(S, A)`` float64, at the parameters where the fit stopped.
+        params: those parameters (detached).
+        steps: iterations taken.
+        converged: whether the gradient norm reached ``grad_tol``.
+        grad_norm: the gradient norm where the fit stopped.
+        loss: ``J_b`` there (per-step NLL plus the penalty).
+    """
+
+    reward: np.ndarray
+    params: Params
+    steps: int
+    converged: bool
+    grad_norm: float
+    loss: float
+
+    def info(self) -> dict:
+        """The diagnostics as plain data (for ``MethodOutput.info``)."""
+        return {"steps": self.steps, "converged": self.converged, "grad_norm": self.grad_norm, "loss": self.loss}
+
+
+class _Flat:
+    """Between a parameter dict with a leading task axis and flat per-task vectors ``(b, P)``."""
+
+    def __init__(self, params: Mapping[str, Tensor]) -> None:
+        self.names = list(params)
+        self.shapes = [tuple(params[k].shape[1:]) for k in self.names]
+        self.sizes = [int(np.prod(s)) for s in self.shapes]
+
+    def flatten(self, params: Mapping[str, Tensor]) -> Tensor:
+        return torch.cat([params[k].reshape(params[k].shape[0], -1) for k in self.names], dim=1)
+
+    def unflatten(self, flat: Tensor) -> Params:
+        pieces = torch.split(flat, self.sizes, dim=1)
+        return {k: piece.reshape(flat.shape[0], *shape) for k, piece, shape in zip(self.names, pieces, self.shapes)}
+
+
+@dataclass
+class _Evaluation:
+    """The objective of every running task at one point: values ``(b,)``, flat gradients ``(b, P)``, rewards."""
+
+    values: Tensor
+    grads: Tensor
+    rewards: Tensor
+
+    @property
+    def norms(self) -> Tensor:
+        return self.grads.norm(dim=1)
+
+    @property
+    def biggest(self) -> Tensor:
+        return self.rewards.abs().flatten(1).amax(1)
+
+
+def fit_rewards(
+    reward_model: nn.Module,
+    init: Mapping[str, Tensor],
+    batch: MetaBatch,
+    settings: FitSettings,
+    *,
+    likelihood: str = "start",
+    temperature: float = 1.0,
+    labels: Optional[Sequence[str]] = None,
+    method: str = "maxent",
+) -> list[Union[TaskFit, DivergenceError]]:
+    """Fit ``B`` tasks' parameters to their train demos (see the module docstring).
+
+    Args:
+        reward_model: the architecture (its own parameters are not used or changed).
+        init: every parameter with a leading task axis ``B``: each task's starting point.
+        batch: the ``B`` tasks with their train demos (``batch.train_visitation``).
+        settings: the optimiser.
+        likelihood: ``"start"`` or ``"p0"``.
+        temperature: of the MaxEnt likelihood.
+        labels: how errors name each task (default ``"task b"``).
+        method: how errors name the method.
+
+    Returns:
+        One :class:`TaskFit` or :class:`DivergenceError` per task, in batch order.
+    """
+    check_likelihood(likelihood)
+    n_tasks = batch.tasks.batch_size
+    labels = [f"task {b}" for b in range(n_tasks)] if labels is None else list(labels)
+    if len(labels) != n_tasks:
+        raise ValueError(f"labels has {len(labels)} entries for {n_tasks} tasks")
+    if any(v.shape[0] != n_tasks for v in init.values()):
+        raise ValueError(f"every init parameter needs a leading task axis of {n_tasks}, got shapes {[tuple(v.shape) for v in init.values()]}")
+    dtype, device = batch.tasks.dtype, batch.tasks.device
+    start = {k: v.detach().to(dtype=dtype, device=device) for k, v in init.items()}
+    flat = _Flat(start)
+    run = _Run(reward_model, flat, batch, settings, likelihood, temperature, labels, method, flat.flatten(start))
+    if settings.optimizer == "adam":
+        run.adam()
+    else:
+        run.lbfgs()
+    return run.results  # type: ignore[return-value]
+
+
+class _Run:
+    """The state of one batched fit: the running tasks (positions into the batch) and their tensors."""
+
+    def __init__(self, reward_model: nn.Module, flat: _Flat, batch: MetaBatch, settings: FitSettings, likelihood: str, temperature: float,
+                 labels: list[str], method: str, x: Tensor) -> None:
+        self.reward_model, self.flat, self.settings = reward_model, flat, settings
+        self.likelihood, self.temperature, self.labels, self.method = likelihood, temperature, labels, method
+        self.batch = batch
+        self.active = list(range(batch.tasks.batch_size))
+        self.x = x.clone()
+        self.center = x.clone() if settings.l2_center == "init" else torch.zeros_like(x)
+        self.results: list[Optional[Union[TaskFit, DivergenceError]]] = [None] * len(self.active)
+
+    # --- the objective ------------------------------------------------------------------------------
+    def evaluate(self, x: Tensor) -> _Evaluation:
+        """Objective, gradient and rewards of every running task at ``x (b, P)`` (one batched kernel call)."""
+        leaf = x.detach().requires_grad_(True)
+        params = self.flat.unflatten(leaf)
+        rewards = batched_rewards(self.reward_model, params, self.batch.inputs)
+        tasks = self.batch.likelihood_tasks("train", self.likelihood)
+        nll = maxent_nll(tasks, rewards, self.batch.train_visitation, self.temperature) / self.batch.tasks.horizon
+        objective = nll + 0.5 * self.settings.l2 * ((leaf - self.center) ** 2).sum(1)
+        (grads,) = torch.autograd.grad(objective.sum(), [leaf])
+        return _Evaluation(objective.detach(), grads.detach(), rewards.detach())
+
+    # --- bookkeeping --------------------------------------------------------------------------------
+    def settle(self, evaluation: _Evaluation, step: int, out_of_steps: bool, stalled: Optional[Tensor] = None) -> list[int]:
+        """Record the tasks that diverged, converged, ran out of steps or stalled (no step of the line
+        search decreases the objective any more); returns the positions still running."""
+        keep = []
+        for position, task in enumerate(self.active):
+            stuck = stalled is not None and bool(stalled[position])
+            value, norm, size = float(evaluation.values[position]), float(evaluation.norms[position]), float(evaluation.biggest[position])
+            if not (math.isfinite(value) and math.isfinite(norm)) or size > self.settings.max_abs_reward:
+                self.results[task] = DivergenceError(
+                    f"{self.method}: the fit of {self.labels[task]} diverged at step {step} (objective {value:.4g}, largest |reward| {size:.4g}, "
+                    f"limit {self.settings.max_abs_reward:g}) with {self.settings.optimizer} lr = {self.settings.lr:g}: lower the learning rate or raise l2"
+                )
+            elif norm <= self.settings.grad_tol or out_of_steps or stuck:
+                params = self.flat.unflatten(self.x[position : position + 1])
+                self.results[task] = TaskFit(
+                    evaluation.rewards[position].to(torch.float64).cpu().numpy().copy(),
+                    {k: v[0].clone() for k, v in params.items()},
+                    step,
+                    norm <= self.settings.grad_tol,
+                    norm,
+                    value,
+                )
+            else:
+                keep.append(position)
+        return keep
+
+    def shrink(self, keep: list[int], *tensors: Tensor) -> list[Tensor]:
+        """Drop the stopped tasks from the batch and from ``tensors`` (each with a leading task axis)."""
+        if len(keep) == len(self.active):
+            return list(tensors)
+        rows = torch.as_tensor(keep, dtype=torch.long, device=self.x.device)
+        self.batch = self.batch.select(keep)
+        self.active = [self.active[p] for p in keep]
+        self.x, self.center = self.x[rows], self.center[rows]
+        return [t[rows] for t in tensors]
+
+    # --- Adam ---------------------------------------------------------------------------------------
+    def adam(self) -> None:
+        first = torch.zeros_like(self.x)
+        second = torch.zeros_like(self.x)
+        step = 0
+        while self.active:
+            evaluation = self.evaluate(self.x)
+            keep = self.settle(evaluation, step, step >= self.settings.max_steps)
+            if not keep:
+                return
+            grads, first, second = self.shrink(keep, evaluation.grads, first, second)
+            rate = self.settings.rate(step)
+            step += 1
+            first.mul_(_BETA1).add_(grads, alpha=1.0 - _BETA1)
+            second.mul_(_BETA2).addcmul_(grads, grads, value=1.0 - _BETA2)
+            denominator = (second / (1.0 - _BETA2**step)).sqrt_().add_(_EPS)
+            self.x = self.x - rate * (first / (1.0 - _BETA1**step)) / denominator
+
+    # --- L-BFGS -------------------------------------------------------------------------------------
+    def lbfgs(self) -> None:
+        pairs: list[tuple[Tensor, Tensor, Tensor]] = []  # (s, y, rho) with rho = 0 where the pair is not used
+        evaluation = self.evaluate(self.x)
+        stalled: Optional[Tensor] = None
+        step = 0
+        while True:
+            keep = self.settle(evaluation, step, step >= self.settings.max_steps, stalled)
+            if not keep:
+                return
+            if len(keep) < len(self.active):
+                rows = torch.as_tensor(keep, dtype=torch.long, device=self.x.device)
+                pairs = [(s[rows], y[rows], rho[rows]) for s, y, rho in pairs]
+                evaluation = _Evaluation(evaluation.values[rows], evaluation.grads[rows], evaluation.rewards[rows])
+                self.shrink(keep)
+            direction = _two_loop(evaluation.grads, pairs)
+            slope = (direction * evaluation.grads).sum(1)
+            uphill = ~(slope < 0)
+            if bool(uphill.any()):  # not a descent direction (lost curvature): steepest descent, forget the pairs
+                direction[uphill] = -evaluation.grads[uphill]
+                slope[uphill] = -(evaluation.grads[uphill] ** 2).sum(1)
+                pairs = [(s, y, torch.where(uphill, torch.zeros_like(rho), rho)) for s, y, rho in pairs]
+            first_steps = torch.full_like(slope, 1.0)
+            if step == 0:
+                first_steps = torch.clamp(self.settings.lr / evaluation.norms.clamp_min(1e-12), max=1.0)
+            x_new, new, stalled = self._line_search(evaluation, direction, slope, first_steps)
+            s, y = x_new - self.x, new.grads - evaluation.grads
+            curvature = (s * y).sum(1)
+            rho = torch.where(curvature > 1e-10, 1.0 / curvature.clamp_min(1e-10), torch.zeros_like(curvature))
+            pairs = (pairs + [(s, y, rho)])[-self.settings.history :]
+            self.x, evaluation = x_new, new
+            step += 1
+
+    def _line_search(self, evaluation: _Evaluation, direction: Tensor, slope: Tensor, steps: Tensor) -> tuple[Tensor, _Evaluation, Tensor]:
+        """Per-task backtracking until ``J(x + t d) <= J(x) + c t g.d`` (Armijo). Returns the new points,
+        their evaluation and which tasks found no such step (they stay where they are and stop: at the
+        precision of the arithmetic, they cannot be improved along any direction L-BFGS proposes)."""
+        accepted = torch.zeros_like(slope, dtype=torch.bool)
+        x_new = self.x.clone()
+        new = _Evaluation(evaluation.values.clone(), evaluation.grads.clone(), evaluation.rewards.clone())
+        for _ in range(_MAX_BACKTRACKS):
+            trial = self.x + steps[:, None] * direction
+            tried = self.evaluate(trial)
+            ok = ~accepted & torch.isfinite(tried.values) & (tried.values <= evaluation.values + _ARMIJO * steps * slope)
+            x_new[ok], new.values[ok], new.grads[ok], new.rewards[ok] = trial[ok], tried.values[ok], tried.grads[ok], tried.rewards[ok]
+            accepted |= ok
+            if bool(accepted.all()):
+                break
+            steps = torch.where(accepted, steps, steps * 0.5)
+        return x_new, new, ~accepted
+
+
+def _two_loop(grads: Tensor, pairs: Sequence[tuple[Tensor, Tensor, Tensor]]) -> Tensor:
+    """The L-BFGS direction ``-H g`` per task from its curvature pairs (unused pairs have ``rho = 0``)."""
+    q = grads.clone()
+    alphas = []
+    for s, y, rho in reversed(pairs):
+        alpha = rho * (s * q).sum(1)
+        q -= alpha[:, None] * y
+        alphas.append(alpha)
+    gamma = torch.ones_like(grads[:, 0])
+    found = torch.zeros_like(gamma, dtype=torch.bool)
+    for s, y, rho in reversed(pairs):  # the newest used pair scales the initial Hessian
+        use = ~found & (rho > 0)
+        gamma = torch.where(use, (s * y).sum(1) / (y * y).sum(1).clamp_min(1e-300), gamma)
+        found |= use
+    r = gamma[:, None] * q
+    for (s, y, rho), alpha in zip(pairs, reversed(alphas)):
+        beta = rho * (y * r).sum(1)
+        r += s * (alpha - beta)[:, None]
+    return -r
