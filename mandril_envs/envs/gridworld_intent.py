@@ -75,12 +75,13 @@ class GridWorldIntentEnv(GridWorldEnv):
 
     ## Information
     What n demos of a held-out task reveal (``benchmarks/information_curve.py``: 24 ``"test"``
-    tasks, nested soft-expert demos, converged start-conditioned MaxEnt with L2 0.01; mean
-    normalized EVD, 0 expert and 1 the uniform policy)::
+    tasks, nested soft-expert demos, converged start-conditioned MaxEnt, ``maxent_tabular`` and
+    ``maxent_linear`` with L2 0.01 per demo; mean normalized EVD, 0 expert and 1 the uniform
+    policy)::
 
         n demos                               1      2      4      8     16     32
-        MaxEnt, tabular reward            0.235  0.143  0.074  0.057  0.025  0.010
-        MaxEnt, linear on the features    0.276  0.166  0.073  0.034  0.021  0.006
+        MaxEnt, tabular reward            0.234  0.143  0.074  0.057  0.025  0.010
+        MaxEnt, linear on the features    0.278  0.166  0.073  0.034  0.021  0.006
         posterior mode (knows the prior)  0.077  0.056  0.021  0.007  0.003  0.002
         prior mean reward (no demo)       0.136
 
