@@ -27,7 +27,6 @@ combination's scores) and ``tuning.md``. A killed sweep continues with ``resume`
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -141,10 +140,6 @@ def _derived(sweep: Sweep, suite: Suite, method: str, point: dict, variant: dict
     return suite_from_dict(data, f"sweep {sweep.name} [{method}]")
 
 
-def _key(point: dict, variant: dict) -> str:
-    return hashlib.sha256(json.dumps([point, variant], sort_keys=True).encode()).hexdigest()[:10]
-
-
 def run_sweep(sweep: Sweep, suite: Suite, out: Union[str, Path], *, workers: int = 1, progress: bool = True) -> dict:
     """Run every combination not yet done in ``out`` and select the best per family (module docstring).
 
@@ -157,7 +152,7 @@ def run_sweep(sweep: Sweep, suite: Suite, out: Union[str, Path], *, workers: int
         for point, variant in itertools.product(_points(sweep.grid.get(method, {})), _points(sweep.per_n.get(method, {}))):
             for family in _families(sweep, suite, method):
                 derived = _derived(sweep, suite, method, point, variant, family)
-                directory = out / "runs" / method / family / _key(point, variant)
+                directory = out / "runs" / method / family / derived.digest()
                 if progress:
                     print(f"{method} on {family}: {json.dumps(point)} {json.dumps(variant) if variant else ''}", flush=True)
                 run_suite(derived, directory, resume=True, workers=workers, progress=progress, prepared_dir=out / "prepared")
