@@ -259,7 +259,7 @@ class Suite:
         for name in ("seed", *METHODS[method].fit_only_settings):
             settings.pop(name, None)
         spec = self.families[family]
-        shaped = {"method": method, "settings": settings, "env_id": spec.env_id, "env_kwargs": spec.env_kwargs,
+        shaped = {"method": method, "settings": settings, "env_id": spec.env_id, "env_config": self.env_configs()[family],
                   "train": dataclass_to_dict(spec.train), "expert": dataclass_to_dict(spec.expert)}
         return hashlib.sha256(json.dumps(shaped, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -267,9 +267,17 @@ class Suite:
         """The suite as plain data (round-trips through :func:`suite_from_dict`)."""
         return dataclass_to_dict(self)
 
+    def env_configs(self) -> dict:
+        """Every family's complete env config, defaults included (what ``env.unwrapped.config`` says)."""
+        import gymnasium as gym
+
+        return {name: gym.make(spec.env_id, **spec.env_kwargs).unwrapped.config for name, spec in self.families.items()}
+
     def digest(self) -> str:
-        """A hash of everything that decides the results (the whole suite)."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        """A hash of everything that decides the results: the whole suite, and each family's complete env
+        config (so a changed default of an env makes another suite)."""
+        shaped = {"suite": self.to_dict(), "envs": self.env_configs()}
+        return hashlib.sha256(json.dumps(shaped, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def suite_from_dict(data: Mapping[str, Any], where: str = "suite") -> Suite:

@@ -27,7 +27,6 @@ combination's scores) and ``tuning.md``. A killed sweep continues with ``resume`
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -99,11 +98,18 @@ def load_sweep(path: Union[str, Path]) -> tuple[Sweep, Suite]:
         raise ValueError(f"{path}: families {stray} are not families of the suite")
     for method in sorted(set(sweep.grid) | set(sweep.per_n)):
         for point, variant in itertools.product(_points(sweep.grid.get(method, {})), _points(sweep.per_n.get(method, {}))):
-            try:
-                _derived(sweep, suite, method, point, variant)
-            except (TypeError, ValueError) as error:
-                raise type(error)(f"{path}: [{method}] {point} {variant}: {error}") from None
+            for family in _families(sweep, suite, method):
+                try:
+                    _derived(sweep, suite, method, point, variant, family)
+                except (TypeError, ValueError) as error:
+                    raise type(error)(f"{path}: [{method}] on {family} {point} {variant}: {error}") from None
     return sweep, suite
+
+
+def _families(sweep: Sweep, suite: Suite, method: str) -> list[str]:
+    """The families ``method`` is tuned on: the sweep's (default: the suite's) where the suite runs it."""
+    limits = suite.cells.get(method)
+    return [f for f in (sweep.families or tuple(suite.families)) if limits is None or not limits.families or f in limits.families]
 
 
 def _points(table: dict) -> list[dict]:
@@ -117,11 +123,11 @@ def _variant_settings(variant: dict) -> dict:
     return {"adapt_by_n": {"1": {"steps": int(variant.get("adapt_steps", 1)), "lr_scale": float(variant.get("lr_scale", 1.0))}}}
 
 
-def _derived(sweep: Sweep, suite: Suite, method: str, point: dict, variant: dict) -> Suite:
-    """The suite that scores ``method`` with ``point`` (and the per-n ``variant``) on validation tasks."""
+def _derived(sweep: Sweep, suite: Suite, method: str, point: dict, variant: dict, family: str) -> Suite:
+    """The suite that scores ``method`` with ``point`` (and the per-n ``variant``) on ``family``'s validation tasks."""
     data = copy.deepcopy(suite.to_dict())
-    families = sweep.families or tuple(suite.families)
-    data["name"] = f"{sweep.name}-{method}"
+    families = (family,)
+    data["name"] = f"{sweep.name}-{method}-{family}"
     data["methods"] = [method]
     data["seeds"] = list(sweep.seeds)
     data["n_demos"] = list(sweep.n_demos or suite.n_demos)
@@ -134,10 +140,6 @@ def _derived(sweep: Sweep, suite: Suite, method: str, point: dict, variant: dict
     return suite_from_dict(data, f"sweep {sweep.name} [{method}]")
 
 
-def _key(point: dict, variant: dict) -> str:
-    return hashlib.sha256(json.dumps([point, variant], sort_keys=True).encode()).hexdigest()[:10]
-
-
 def run_sweep(sweep: Sweep, suite: Suite, out: Union[str, Path], *, workers: int = 1, progress: bool = True) -> dict:
     """Run every combination not yet done in ``out`` and select the best per family (module docstring).
 
@@ -148,15 +150,16 @@ def run_sweep(sweep: Sweep, suite: Suite, out: Union[str, Path], *, workers: int
     rows: list[dict] = []
     for method in sorted(set(sweep.grid) | set(sweep.per_n)):
         for point, variant in itertools.product(_points(sweep.grid.get(method, {})), _points(sweep.per_n.get(method, {}))):
-            derived = _derived(sweep, suite, method, point, variant)
-            directory = out / "runs" / method / _key(point, variant)
-            if progress:
-                print(f"{method} {json.dumps(point)} {json.dumps(variant) if variant else ''}", flush=True)
-            run_suite(derived, directory, resume=True, workers=workers, progress=progress, prepared_dir=out / "prepared")
-            for row in summarize_records(RunStore(directory).records()):
-                rows.append({"method": method, "point": json.dumps(point, sort_keys=True), "variant": json.dumps(variant, sort_keys=True),
-                             "family": row["family"], "n_demos": row["n_demos"], "nevd_iqm": row["nevd_iqm"], "nevd_low": row["nevd_low"],
-                             "nevd_high": row["nevd_high"], "failed": row["failed"]})
+            for family in _families(sweep, suite, method):
+                derived = _derived(sweep, suite, method, point, variant, family)
+                directory = out / "runs" / method / family / derived.digest()
+                if progress:
+                    print(f"{method} on {family}: {json.dumps(point)} {json.dumps(variant) if variant else ''}", flush=True)
+                run_suite(derived, directory, resume=True, workers=workers, progress=progress, prepared_dir=out / "prepared")
+                for row in summarize_records(RunStore(directory).records()):
+                    rows.append({"method": method, "point": json.dumps(point, sort_keys=True), "variant": json.dumps(variant, sort_keys=True),
+                                 "family": row["family"], "n_demos": row["n_demos"], "nevd_iqm": row["nevd_iqm"], "nevd_low": row["nevd_low"],
+                                 "nevd_high": row["nevd_high"], "failed": row["failed"]})
     selected = _select(rows)
     write_csv(out / "tuning.csv", rows)
     atomic_write_text(out / "selected.toml", _selected_toml(sweep, selected))

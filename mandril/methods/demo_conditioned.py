@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mandril.core.config import check_ints, check_numbers
 from mandril.data.batch import MetaBatch, check_likelihood
 from mandril.data.inputs import INPUT_KINDS
 from mandril.data.sources import DatasetSource
@@ -118,14 +119,8 @@ class DemoConditionedConfig:
         torch_dtype(self.dtype)
         if not self.n_demos_choices or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.n_demos_choices):
             raise ValueError(f"n_demos_choices must be a non-empty list of ints >= 1, got {self.n_demos_choices!r}")
-        for name, minimum in (("iterations", 0), ("meta_batch_size", 1), ("n_test_demos", 1), ("seed", 0), ("checkpoint_every", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-        for name in ("meta_lr", "temperature", "max_abs_reward"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        check_ints(self, iterations=0, meta_batch_size=1, n_test_demos=1, seed=0, checkpoint_every=1)
+        check_numbers(self, positive=("meta_lr", "temperature", "max_abs_reward"))
 
 
 class DemoConditioned(TrainedRewardMethod):

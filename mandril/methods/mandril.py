@@ -14,6 +14,7 @@ from typing import ClassVar, Sequence, Union
 
 import numpy as np
 
+from mandril.core.config import check_ints
 from mandril.data.inputs import INPUT_KINDS
 from mandril.functional import NonFiniteLossError
 from mandril.methods.base import DivergenceError, FitError, FitProblem, MethodOutput
@@ -51,10 +52,7 @@ class MandRILMethodConfig(MandRILConfig):
         super().__post_init__()
         if self.input_kind not in INPUT_KINDS or self.input_kind not in self.reward_model.input_kinds:
             raise ValueError(f"input_kind must be one of {list(self.reward_model.input_kinds)} for a {self.reward_model.kind} reward model, got {self.input_kind!r}")
-        for name in ("iterations", "checkpoint_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "iterations" else 1):
-                raise ValueError(f"{name} must be an int >= {0 if name == 'iterations' else 1}, got {value!r}")
+        check_ints(self, iterations=0, checkpoint_every=1)
         for key, entry in self.adapt_by_n.items():
             if not str(key).isdigit() or int(key) < 1:
                 raise ValueError(f"adapt_by_n keys must be numbers of demos >= 1 (as strings), got {key!r}")

@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from mandril.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from mandril.core.config import check_ints, check_numbers
 from mandril.data.batch import MetaBatch, check_likelihood, make_batch
 from mandril.data.sources import TaskSource
 from mandril.functional import NonFiniteLossError, Params, adapt
@@ -96,14 +97,8 @@ class MandRILConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("inner_lr", "meta_lr", "temperature", "max_abs_reward"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        for name, minimum in (("inner_steps", 0), ("adapt_steps", 0), ("meta_batch_size", 1), ("n_train_demos", 1), ("n_test_demos", 1), ("seed", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+        check_numbers(self, positive=("inner_lr", "meta_lr", "temperature", "max_abs_reward"))
+        check_ints(self, inner_steps=0, adapt_steps=0, meta_batch_size=1, n_train_demos=1, n_test_demos=1, seed=0)
         if self.dtype not in ("float64", "float32"):
             raise ValueError(f"dtype must be 'float64' or 'float32', got {self.dtype!r}")
         check_likelihood(self.likelihood)

@@ -130,3 +130,12 @@ def test_nan_in_inputs_is_named_not_blamed_on_the_rate():
     inputs[0, 0] = np.nan
     with pytest.raises(ValueError, match="inputs .* must be finite numbers: it holds NaN"):
         make("maxent_linear").fit(env.unwrapped.model, inputs, states, actions)
+
+
+@pytest.mark.parametrize("flag, value", [("--inner-lr", "1e6"), ("--meta-lr", "1e9")])
+def test_a_diverging_training_run_stops_with_one_line_and_exit_1(tmp_path, capsys, flag, value):
+    out = tmp_path / "run"
+    code = main(["train", "mandril", *TINY, "--iterations", "40", flag, value, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and "MandRIL meta-iteration" in err and flag.strip("-").replace("-", "_") in err and len(err.strip().splitlines()) == 1, err
+    assert not (out / "prepared.pt").exists()

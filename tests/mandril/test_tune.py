@@ -32,7 +32,7 @@ def test_a_sweep_selects_on_validation_tasks_and_a_suite_includes_it(tmp_path, c
     sweep.write_text(SWEEP)
     out = tmp_path / "out"
     assert main(["tune", str(sweep), "--out", str(out), "--quiet"]) == 0
-    records = [r for d in (out / "runs").glob("*/*") for r in RunStore(d).records()]
+    records = [r for d in (out / "runs").glob("*/*/*") for r in RunStore(d).records()]
     assert records and {r["split"] for r in records} == {VALIDATION_SPLIT}  # never a test task
     prepared = sorted(p.name for p in (out / "prepared").glob("*.pt"))
     assert len(prepared) == 2  # one per inner_lr: the adaptation variants share them
