@@ -10,10 +10,15 @@ STAMP   = $(VENV)/.installed
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
+	@echo "[1/3] creating $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "[2/3] installing torch 2.13.0 (CPU) first, so nothing pulls a CUDA build (about a minute)"
 	$(PIP) install -q -c constraints.txt torch==2.13.0
+	@echo "[3/3] installing mandril and its pinned environment from constraints.txt (about 2 minutes;"
+	@echo "      pip's warning that typer has no extra 'all' is harmless: minari 0.4.3 asks for it)"
 	$(PIP) install -q -c constraints.txt -e '.[all,dev]'
-	touch $(STAMP)
+	@touch $(STAMP)
+	@echo "$(VENV) is ready"
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -ra
@@ -22,7 +27,9 @@ test-fast: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -ra -m "not slow"
 
 bench: $(STAMP)
-	$(VENV)/bin/mandril bench --suite benchmarks/suites/quick.toml --out reports/quick
+	@echo "make bench: the quick suite (benchmarks/suites/quick.toml) with 2 workers into reports/quick;"
+	@echo "            a rerun continues or re-reports it (--resume), it never retrains what is done."
+	$(VENV)/bin/mandril bench run benchmarks/suites/quick.toml --out reports/quick --workers 2 --resume
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache

@@ -16,7 +16,9 @@ import numpy as np
 from gymnasium import spaces
 
 from mandril_envs.model import TabularModel
-from mandril_envs.tasks import Task, TaskLike, coerce_task, task_rng, to_plain
+from mandril_envs.reward_noise import RewardNoise
+from mandril_envs.sizes import ModelShape, check_fits
+from mandril_envs.tasks import Task, TaskLike, coerce_task, plain_differences, task_rng, to_plain
 from mandril_envs.validation import check_choice, check_int
 
 __all__ = ["TabularTaskEnv"]
@@ -27,6 +29,8 @@ class TabularTaskEnv(gym.Env, ABC):
 
     Subclasses set :attr:`family` and :attr:`splits`, and implement :meth:`_sample_params`,
     :meth:`_build_model` and :meth:`_check_params` (plus, optionally, more observation types).
+    They should also implement :meth:`_model_shape` (with :attr:`size_arguments`), so that an absurd
+    size is refused before anything is allocated (see :mod:`mandril_envs.sizes`).
 
     ``env.model`` is the current task's :class:`TabularModel`; ``transition_matrix``,
     ``reward_matrix``, ``initial_state_dist``, ``horizon``, ``state_dim``, ``action_dim``,
@@ -38,18 +42,24 @@ class TabularTaskEnv(gym.Env, ABC):
     obs_types: ClassVar[tuple[str, ...]] = ("index", "onehot", "features")
     #: What a reward model can read of a task (:meth:`reward_input`); ``"features"`` everywhere.
     reward_input_kinds: ClassVar[tuple[str, ...]] = ("features",)
+    #: The config keys that set the size of a task's model, named when a size is refused.
+    size_arguments: ClassVar[tuple[str, ...]] = ()
     metadata: dict[str, Any] = {"render_modes": ["ansi"], "render_fps": 4}
 
     def __init__(self, config: dict, task: Optional[TaskLike], obs_type: str, render_mode: Optional[str]) -> None:
         check_choice("obs_type", obs_type, self.obs_types)
         if render_mode is not None:
             check_choice("render_mode", render_mode, self.metadata["render_modes"])
+        self._check_size(config, obs_type)
         self.config: dict = to_plain(config)
+        self._noise = self.reward_noise()  # a function of the config: made once, used by every step()
         self.obs_type = obs_type
         self.render_mode = render_mode
         self._state = 0
         self._t = 0
-        self._needs_reset = True
+        self._started = False  # reset() has been called
+        self._past_horizon = False  # the episode was truncated; step() now stays put and pays 0
+        self._warned_past_horizon = False
         self.task: Task = self.sample_tasks(1, "train", seed=0)[0] if task is None else coerce_task(task)
         self.set_task(self.task)
 
@@ -66,9 +76,45 @@ class TabularTaskEnv(gym.Env, ABC):
     def _check_params(self, params: dict) -> None:
         """Raise a ValueError/TypeError naming the problem if ``params`` is not a valid task of this family."""
 
+    def _check_split(self, params: dict, split: str) -> None:
+        """Raise a ValueError if valid ``params`` could not have been drawn for ``split`` (the split would leak).
+
+        The default accepts every split: right for families whose splits differ only by their seed
+        streams (any valid parameters are possible in either split). Families whose held-out splits
+        keep something for themselves (GridWorld: sprite types, sprite combinations) must override it.
+        """
+
+    def _model_shape(self, config: dict, obs_type: str) -> Optional[ModelShape]:
+        """What one task of this config keeps in memory (``None``: the family does not say, nothing is checked)."""
+        return None
+
+    def _check_size(self, config: dict, obs_type: str) -> None:
+        """Refuse a config whose task model would not fit in memory, before anything is allocated.
+
+        Families that allocate in their ``__init__`` before calling the base one call it themselves first.
+
+        Raises:
+            ValueError: naming the :attr:`size_arguments` and their values, the estimate and the limit.
+        """
+        shape = self._model_shape(config, obs_type)
+        if shape is not None:
+            arguments = ", ".join(f"{key}={config[key]!r}" for key in self.size_arguments if key in config)
+            check_fits(shape.nbytes, f"{self.family} {arguments}: one task's model and observations ({shape.describe()})")
+
+    @staticmethod
+    def _observation_nbytes(obs_type: str, n_states: int, n_features: int) -> int:
+        """Bytes of the observation space's bounds and one observation of the base observation types."""
+        width = {"index": 0, "onehot": n_states, "features": n_features}.get(obs_type, 0)
+        return 3 * 4 * width  # float32 low, high and one observation
+
+    def reward_noise(self) -> RewardNoise:
+        """How ``step()`` draws a reward around its mean (noiseless by default); a function of the config
+        alone. The same object judges the rewards recorded in a dataset (:mod:`mandril_envs.reward_noise`)."""
+        return RewardNoise("none")
+
     def _sample_reward(self, state: int, action: int, mean: float) -> float:
-        """The reward ``step()`` returns, whose expectation is ``mean`` (``mean`` itself by default)."""
-        return mean
+        """The reward ``step()`` returns, whose expectation is ``mean``: drawn by :meth:`reward_noise`."""
+        return self._noise.sample(self.np_random, mean)
 
     # --- tasks -------------------------------------------------------------------------------
     def sample_tasks(self, n: int, split: str = "train", seed: int = 0, start: int = 0) -> list[Task]:
@@ -87,22 +133,37 @@ class TabularTaskEnv(gym.Env, ABC):
             tasks.append(Task(self.family, self.config, split, index, seed, params))
         return tasks
 
-    def set_task(self, task: TaskLike) -> None:
-        """Install ``task`` (a :class:`Task`, its dict or its JSON); the next ``reset()`` starts in it."""
+    def check_task(self, task: TaskLike) -> Task:
+        """``task`` as a :class:`Task` if this env can install it, else raise (nothing is built).
+
+        Checks the family, the config, the split, the parameters (:meth:`_check_params`) and that the
+        parameters are possible in the task's split (:meth:`_check_split`): a ``"train"`` task that
+        uses what the held-out splits keep for themselves would leak them into training.
+
+        Raises:
+            ValueError / TypeError: naming the first problem.
+        """
         task = coerce_task(task)
         if task.family != self.family:
             raise ValueError(f"task is from family {task.family!r}, but this env is {self.family!r}")
-        if task.config != self.config:
-            diff = sorted(k for k in set(task.config) | set(self.config) if task.config.get(k) != self.config.get(k))
+        diff = plain_differences(task.config, self.config)
+        if diff:
             raise ValueError(f"task config differs from this env's config in {diff}: make the env with the task's config")
         if task.split not in self.splits:
             raise ValueError(f"task split must be one of {list(self.splits)}, got {task.split!r}")
         self._check_params(task.params)
+        self._check_split(task.params, task.split)
+        return task
+
+    def set_task(self, task: TaskLike) -> None:
+        """Install ``task`` (a :class:`Task`, its dict or its JSON, checked by :meth:`check_task`); the
+        next ``reset()`` starts in it."""
+        task = self.check_task(task)
         self.task = task
         self.model: TabularModel = self._build_model(task.params)
         self.action_space = spaces.Discrete(self.model.action_dim)
         self.observation_space = self._observation_space()
-        self._needs_reset = True
+        self._started = False
 
     # --- seals / imitation names -------------------------------------------------------------
     @property
@@ -207,15 +268,23 @@ class TabularTaskEnv(gym.Env, ABC):
         p0 = self.model.initial_state_dist
         self._state = int(self.np_random.choice(p0.shape[0], p=p0))
         self._t = 0
-        self._needs_reset = False
+        self._started = True
+        self._past_horizon = False
+        self._warned_past_horizon = False
         return self.observation(self._state), {"state": self._state, "t": 0}
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict]:
-        """Pay ``r(s_t[, a_t])`` (sampled around that mean by some families), move by the model, truncate at the horizon."""
-        if self._needs_reset:
-            raise RuntimeError(
-                "step() called after the episode was truncated at the horizon (or before reset()): call reset() first"
-            )
+        """Pay ``r(s_t[, a_t])`` (sampled around that mean by some families), move by the model, truncate at the horizon.
+
+        After the step that truncates the episode (``t = H``), the episode is over: further steps are
+        answered gracefully, as seals' env checks ask, and change nothing: they stay in ``s_H``, pay
+        ``0.0`` (nothing is paid after the horizon), return ``terminated=False, truncated=True`` and
+        ``info = {"state": s_H, "t": H}``, and warn once per episode. ``reset()`` starts the next
+        episode. ``step()`` before the first ``reset()`` (or after a new task is installed) raises
+        ``RuntimeError``.
+        """
+        if not self._started:
+            raise RuntimeError("step() called before reset() (a new task needs a reset too): call reset() first")
         if isinstance(action, np.ndarray) and action.shape == ():
             action = action.item()
         if isinstance(action, bool) or not isinstance(action, (int, np.integer)):
@@ -223,6 +292,14 @@ class TabularTaskEnv(gym.Env, ABC):
         if not 0 <= int(action) < self.model.action_dim:
             raise ValueError(f"action must be in [0, {self.model.action_dim}), got {action}")
         action = int(action)
+        if self._past_horizon:
+            if not self._warned_past_horizon:
+                self._warned_past_horizon = True
+                gym.logger.warn(
+                    f"step() called after the episode was truncated at the horizon H={self.model.horizon}: the episode is over, "
+                    "so this step stays in s_H and pays 0; call reset() to start the next episode"
+                )
+            return self.observation(self._state), 0.0, False, True, {"state": self._state, "t": self._t}
         state = self._state
         reward_table = self.model.reward_matrix
         mean = reward_table[state, action] if reward_table.ndim == 2 else reward_table[state]
@@ -230,7 +307,7 @@ class TabularTaskEnv(gym.Env, ABC):
         self._state = self.model.sample_next_state(state, action, self.np_random)
         self._t += 1
         truncated = self._t >= self.model.horizon
-        self._needs_reset = truncated
+        self._past_horizon = truncated
         info = {"state": self._state, "t": self._t}
         return self.observation(self._state), reward, False, truncated, info
 

@@ -29,8 +29,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import struct
 import sys
+import tokenize
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
@@ -38,18 +43,47 @@ from typing import Any, Iterable, Optional, Union
 import gymnasium as gym
 import numpy as np
 
+from mandril_envs import __version__
 from mandril_envs.atomic import atomic_write
 from mandril_envs.base import TabularTaskEnv
-from mandril_envs.demos import ExpertSettings, Trajectory, expert_policy, rollout
+from mandril_envs.demos import ExpertSettings, Trajectory, task_demos
+from mandril_envs.model import TabularModel
 from mandril_envs.registration import check_env_id
-from mandril_envs.tasks import SPLIT_CODES, Task
+from mandril_envs.sizes import check_fits, dataset_nbytes, plan_nbytes
+from mandril_envs.tasks import Task, plain_differences
 from mandril_envs.validation import check_int
 
-__all__ = ["DemoDataset", "DatasetError", "collect", "FORMAT", "VERSION"]
+__all__ = ["DemoDataset", "DatasetError", "collect", "check_collect_size", "check_minari_dataset_id", "FORMAT", "VERSION"]
 
 FORMAT = "mandril_envs.demos"
 VERSION = 1
 PathLike = Union[str, os.PathLike]
+
+#: Minari metadata of exported datasets, by default. The project has no public address, so its
+#: name and version stand for both the author and the code.
+MINARI_AUTHOR = "the mandril project (mandril_envs)"
+MINARI_AUTHOR_EMAIL = "none given (a mandril_envs export)"
+MINARI_CODE_PERMALINK = f"mandril {__version__}: mandril_envs.dataset.DemoDataset.to_minari"
+# Minari's naming rule, (env_name-)(dataset_name)(-v(version)), with the parts it needs to list a
+# local store (Minari 0.4 parses every folder's name and fails on all of them if one has no version).
+_MINARI_ID = re.compile(r"[A-Za-z0-9_]+-[A-Za-z0-9_.-]+?-v[0-9]+")
+
+
+def check_minari_dataset_id(dataset_id: object) -> str:
+    """``dataset_id`` if it follows Minari's naming rule ``env-dataset-vN``, else raise.
+
+    ``env`` is letters, digits and ``_``; ``dataset`` is letters, digits, ``_``, ``.`` and ``-``; ``N``
+    is a version number. Minari itself accepts more (no version) at write time, then cannot list or
+    show any dataset of the store: a malformed id is refused here before anything is written.
+    """
+    if not isinstance(dataset_id, str):
+        raise TypeError(f"dataset_id must be a string, got {type(dataset_id).__name__} {dataset_id!r:.80}")
+    if not _MINARI_ID.fullmatch(dataset_id):
+        raise ValueError(
+            f"dataset_id must follow Minari's naming rule 'env-dataset-vN' (env: letters, digits, '_'; dataset: letters, "
+            f"digits, '_', '.', '-'; N: a version number), e.g. 'gridworld-expert-v0', got {dataset_id!r:.120}"
+        )
+    return dataset_id
 
 
 class DatasetError(ValueError):
@@ -158,23 +192,67 @@ class DemoDataset:
             )
         return buffers
 
-    def to_minari(self, dataset_id: str, index: int, obs_type: str = "index") -> Any:
-        """Task ``index``'s demos as a Minari dataset (needs the ``minari`` extra).
+    def to_minari(
+        self,
+        dataset_id: str,
+        index: int,
+        obs_type: str = "index",
+        *,
+        author: str = MINARI_AUTHOR,
+        author_email: str = MINARI_AUTHOR_EMAIL,
+        code_permalink: str = MINARI_CODE_PERMALINK,
+    ) -> Any:
+        """Task ``index``'s demos as a Minari dataset in the local Minari store (needs the ``minari`` extra).
 
         The env spec stored with it carries the task (its kwargs), so
-        ``minari_dataset.recover_environment()`` rebuilds the exact true model.
+        ``minari_dataset.recover_environment()`` rebuilds the exact true model; the same env is the
+        evaluation env. Every metadata field Minari asks for is filled (no warnings, and
+        ``minari show`` can describe it): ``author``, ``author_email`` and ``code_permalink`` default to
+        the project's name and version (it has no public address; pass your own when you publish),
+        ``minari_version`` to the installed Minari's ``~=X.Y``. The store is ``MINARI_DATASETS_PATH``
+        (default ``~/.minari/datasets``); a dataset whose writing fails is removed, not left half written.
+
+        Args:
+            dataset_id: ``env-dataset-vN`` (:func:`check_minari_dataset_id`), not already in the store.
+            index: the task.
+            obs_type: the observations stored (any of the env's observation types).
+            author, author_email, code_permalink: Minari metadata.
+
+        Raises:
+            ValueError: a malformed or taken ``dataset_id`` (before anything is written), a bad index.
+            ImportError: Minari is not installed.
         """
+        dataset_id = check_minari_dataset_id(dataset_id)
+        index = check_int("index", index, 0, self.n_tasks - 1)
+        for name, value in (("author", author), ("author_email", author_email), ("code_permalink", code_permalink)):
+            if not isinstance(value, str) or not value.strip():
+                raise TypeError(f"{name} must be a non-empty string, got {value!r}")
         try:
             import minari
+            from minari.storage import get_dataset_path
         except ImportError:
             raise ImportError("to_minari needs Minari: pip install 'mandril[minari]'") from None
+        root = Path(get_dataset_path(dataset_id))
+        if root.exists():
+            raise ValueError(f"dataset_id {dataset_id!r} is taken: a Minari dataset already exists at {str(root)!r}")
         env = self.make_env(index, obs_type=obs_type)
-        return minari.create_dataset_from_buffers(
-            dataset_id,
-            buffer=self.episode_buffers(index, obs_type),
-            env=env,
-            algorithm_name=f"mandril_envs {self.expert.policy} expert (temperature {self.expert.temperature}, epsilon {self.expert.epsilon})",
-        )
+        buffers = self.episode_buffers(index, obs_type)
+        release = minari.__version__.split(".")[:2]
+        try:
+            return minari.create_dataset_from_buffers(
+                dataset_id,
+                buffer=buffers,
+                env=env,
+                eval_env=env,
+                algorithm_name=f"mandril_envs {self.expert.policy} expert (temperature {self.expert.temperature}, epsilon {self.expert.epsilon})",
+                author=author,
+                author_email=author_email,
+                code_permalink=code_permalink,
+                minari_version=f"~={'.'.join(release)}",
+            )
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
 
     # --- file I/O --------------------------------------------------------------------------
     def _meta(self) -> dict:
@@ -207,42 +285,26 @@ class DemoDataset:
         env_id: Optional[str] = None,
         family: Optional[str] = None,
         split: Optional[str] = None,
-        verify_transitions: bool = True,
+        verify: bool = True,
     ) -> "DemoDataset":
         """Read and check a dataset file.
 
-        Checks the format and version, the meta data, array shapes and dtypes, state and action
-        ranges, finiteness of rewards, that the tasks rebuild, and (``verify_transitions``) that every
-        recorded transition has non-zero probability under its task's model. ``env_id``, ``family``
-        and ``split``, when given, must match the file.
+        Checks, in order and before anything large is allocated: that the file is a zip (``.npz``)
+        archive of exactly the four arrays, their dtypes and that their declared sizes fit in memory;
+        the meta data (format, version, every field's type); the env id (a registered
+        ``mandril_envs/`` id, before anything reaches ``gym.make``); that every task rebuilds with one
+        family config and is possible in its split; array shapes and ranges; finite rewards; and
+        (``verify``) that every recorded transition and reward could have happened in its task
+        (:meth:`verify`). ``env_id``, ``family`` and ``split``, when given, must match the file.
 
         Raises:
-            FileNotFoundError: no such file.
-            DatasetError: naming the first problem found.
+            OSError: the file cannot be read: ``FileNotFoundError`` (no such file),
+                ``IsADirectoryError``, ``PermissionError``.
+            DatasetError: naming the file and the first problem found, in one line.
         """
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no dataset file at {str(path)!r}")
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                arrays = {key: archive[key] for key in archive.files}
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
-            raise DatasetError(f"{path}: not a readable dataset file ({type(error).__name__}: {error})") from None
-        for key in ("meta", "states", "actions", "rewards"):
-            if key not in arrays:
-                raise DatasetError(f"{path}: missing array {key!r} (found {sorted(arrays)})")
-        try:
-            meta = json.loads(str(arrays["meta"]))
-        except json.JSONDecodeError as error:
-            raise DatasetError(f"{path}: meta is not valid JSON: {error}") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise DatasetError(f"{path}: not a {FORMAT} file (format={meta.get('format') if isinstance(meta, dict) else meta!r})")
-        if meta.get("version") != VERSION:
-            raise DatasetError(f"{path}: format version {meta.get('version')!r} is not supported (this reader knows {VERSION})")
-        required = ("env_id", "family", "split", "task_seed", "demo_seed", "expert", "horizon", "state_dim", "action_dim", "tasks")
-        missing = [key for key in required if key not in meta]
-        if missing:
-            raise DatasetError(f"{path}: meta is missing {missing}")
+        arrays = _read_arrays(path)
+        meta = _read_meta(path, arrays["meta"])
         try:  # before anything reaches gym.make: an id of the form 'module:Env' would import that module
             check_env_id(meta["env_id"], f"{path}: env_id", allow=() if env_id is None else (env_id,))
         except (TypeError, ValueError) as error:
@@ -250,51 +312,272 @@ class DemoDataset:
         for name, expected in (("env_id", env_id), ("family", family), ("split", split)):
             if expected is not None and meta[name] != expected:
                 raise DatasetError(f"{path}: {name} is {meta[name]!r}, expected {expected!r}")
+        tasks = _read_tasks(path, meta)
         try:
-            tasks = tuple(Task.from_dict(task) for task in meta["tasks"])
             expert = ExpertSettings(**meta["expert"])
         except (TypeError, ValueError) as error:
-            raise DatasetError(f"{path}: bad task or expert entry: {error}") from None
-        if any(task.family != meta["family"] or task.split != meta["split"] for task in tasks):
-            raise DatasetError(f"{path}: tasks disagree with family {meta['family']!r} / split {meta['split']!r}")
-        states, actions, rewards = arrays["states"], arrays["actions"], arrays["rewards"]
-        n, horizon = len(tasks), meta["horizon"]
-        if states.ndim != 3 or actions.ndim != 3 or rewards.ndim != 3:
-            raise DatasetError(f"{path}: states/actions/rewards must be 3-D, got {states.shape}, {actions.shape}, {rewards.shape}")
-        m = states.shape[1]
-        for name, array, shape in (("states", states, (n, m, horizon + 1)), ("actions", actions, (n, m, horizon)), ("rewards", rewards, (n, m, horizon))):
-            if array.shape != shape:
-                raise DatasetError(f"{path}: {name} has shape {array.shape}, expected {shape} (N tasks, M demos, H={horizon})")
-        if not np.issubdtype(states.dtype, np.integer) or not np.issubdtype(actions.dtype, np.integer):
-            raise DatasetError(f"{path}: states and actions must be integers, got {states.dtype} and {actions.dtype}")
-        if not np.issubdtype(rewards.dtype, np.floating) or not np.all(np.isfinite(rewards)):
-            raise DatasetError(f"{path}: rewards must be finite floats")
-        if states.size and (states.min() < 0 or states.max() >= meta["state_dim"]):
-            raise DatasetError(f"{path}: states must lie in [0, {meta['state_dim']}), got [{states.min()}, {states.max()}]")
-        if actions.size and (actions.min() < 0 or actions.max() >= meta["action_dim"]):
-            raise DatasetError(f"{path}: actions must lie in [0, {meta['action_dim']}), got [{actions.min()}, {actions.max()}]")
-        dataset = cls(meta["env_id"], tasks, expert, meta["task_seed"], meta["demo_seed"], states.astype(np.int64), actions.astype(np.int64), rewards.astype(np.float64))
-        if verify_transitions:
-            dataset._verify_transitions(path, meta)
+            raise DatasetError(f"{path}: meta['expert'] is refused: {error}") from None
+        model = _rebuild_tasks(path, meta, tasks)
+        states, actions, rewards = _check_arrays(path, arrays, len(tasks), model)
+        dataset = cls(meta["env_id"], tasks, expert, meta["task_seed"], meta["demo_seed"], states, actions, rewards)
+        if verify:
+            dataset.verify(str(path))
         return dataset
 
-    def _verify_transitions(self, path: Path, meta: dict) -> None:
-        for index in range(self.n_tasks):
+    def verify(self, where: Optional[str] = None) -> list[str]:
+        """Check every demo against its task's rebuilt true model; return what was verified, in words.
+
+        Transitions: each recorded ``s -> s'`` under ``a`` has non-zero probability. Rewards: each
+        recorded reward is one the family's ``step()`` could have returned there, judged by the
+        family's :class:`~mandril_envs.reward_noise.RewardNoise` (exact for noiseless families such as
+        GridWorld; 0/1 with the right support and a plausible count of ones for Bernoulli bandits;
+        within 10 noise standard deviations, and not shifted, for Gaussian noise).
+
+        Args:
+            where: how to name the dataset in errors (its file, by default ``"dataset"``).
+
+        Raises:
+            DatasetError: naming the task, demo and step of the first demo that could not have happened.
+        """
+        where = where or "dataset"
+        base = self.make_env(0).unwrapped
+        assert isinstance(base, TabularTaskEnv)
+        noise = base.reward_noise()
+        for index, task in enumerate(self.tasks):
             try:
-                env = self.make_env(index).unwrapped
-            except (gym.error.Error, TypeError, ValueError) as error:
-                raise DatasetError(f"{path}: task {index} does not rebuild with env {self.env_id!r}: {error}") from None
-            model = env.model
-            if (model.state_dim, model.action_dim, model.horizon) != (meta["state_dim"], meta["action_dim"], meta["horizon"]):
-                raise DatasetError(f"{path}: task {index}'s model has (S, A, H) = {(model.state_dim, model.action_dim, model.horizon)}, the file says {(meta['state_dim'], meta['action_dim'], meta['horizon'])}")
+                base.set_task(task)
+            except (TypeError, ValueError) as error:
+                raise DatasetError(f"{where}: task {index} does not rebuild with env {self.env_id!r}: {error}") from None
+            model = base.model
+            if model.horizon != self.horizon:
+                raise DatasetError(f"{where}: task {index}'s model has horizon {model.horizon}, the demos have {self.horizon} steps")
+            for name, array, size in (("states", self.states[index], model.state_dim), ("actions", self.actions[index], model.action_dim)):
+                if array.min() < 0 or array.max() >= size:
+                    raise DatasetError(f"{where}: task {index}'s {name} must lie in [0, {size}) (its model's size), got [{array.min()}, {array.max()}]")
             s, a, s_next = self.states[index, :, :-1].ravel(), self.actions[index].ravel(), self.states[index, :, 1:].ravel()
             possible = ((model.successor_indices[s, a] == s_next[:, None]) & (model.successor_probs[s, a] > 0)).any(axis=1)
             if not possible.all():
                 bad = int(np.flatnonzero(~possible)[0])
                 raise DatasetError(
-                    f"{path}: task {index} has a transition its model cannot produce: "
+                    f"{where}: task {index} has a transition its model cannot produce: "
                     f"s={s[bad]}, a={a[bad]} -> s'={s_next[bad]} (demo {bad // self.horizon}, step {bad % self.horizon})"
                 )
+            found = noise.find_implausible(model.state_action_rewards()[s, a], self.rewards[index].ravel())
+            if found is not None:
+                bad, reason = found
+                at = f"demo {bad // self.horizon}, step {bad % self.horizon} (s={s[bad]}, a={a[bad]})" if bad is not None else "its demos"
+                raise DatasetError(f"{where}: task {index}, {at}: {reason}")
+        return [
+            f"transitions: every recorded s -> s' has non-zero probability under its task's rebuilt model ({self.n_tasks * self.n_demos * self.horizon} steps)",
+            f"rewards: {noise.describe()}",
+        ]
+
+
+# --- reading a dataset file: each step names the file and the problem in one line ------------
+_ARRAYS: dict[str, tuple[str, str]] = {  # name -> (dtype kinds allowed, what they are)
+    "meta": ("U", "a unicode string"),
+    "states": ("iu", "integers"),
+    "actions": ("iu", "integers"),
+    "rewards": ("f", "floats"),
+}
+# What reading a damaged archive or .npy member can raise (zlib: a damaged deflate stream;
+# NotImplementedError: an unknown compression method; RuntimeError: a member flagged as encrypted;
+# TokenError / SyntaxError: numpy parsing a damaged .npy header; struct.error: a short zip record).
+_ARCHIVE_ERRORS = (
+    zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError, OverflowError,
+    tokenize.TokenError, SyntaxError, struct.error,
+)
+_META_TYPES: dict[str, tuple[type, str]] = {
+    "format": (str, "a string"),
+    "version": (int, "an int"),
+    "env_id": (str, "a string"),
+    "family": (str, "a string"),
+    "split": (str, "a string"),
+    "task_seed": (int, "an int >= 0"),
+    "demo_seed": (int, "an int >= 0"),
+    "expert": (dict, "an object with keys ['epsilon', 'policy', 'temperature']"),
+    "horizon": (int, "an int >= 1"),
+    "state_dim": (int, "an int >= 1"),
+    "action_dim": (int, "an int >= 1"),
+    "tasks": (list, "a non-empty list of tasks"),
+}
+_META_MINIMUM = {"task_seed": 0, "demo_seed": 0, "horizon": 1, "state_dim": 1, "action_dim": 1}
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The four arrays of a dataset file, each checked (dtype, declared size) before it is read."""
+    with open(path, "rb") as stream:  # OSError: missing, a directory, no permission
+        head = stream.read(12)
+        if head[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
+            start = f"it starts with {head!r}" if head else "it is empty"
+            raise DatasetError(f"{path}: not a dataset file: not a zip (.npz) archive ({start})")
+        stream.seek(0)
+        try:
+            with zipfile.ZipFile(stream) as archive:
+                infos = archive.infolist()
+                members = {info.filename: info for info in infos}
+                names = sorted(name[:-4] if name.endswith(".npy") else name for name in members)
+                twice = sorted({info.filename for info in infos if [i.filename for i in infos].count(info.filename) > 1})
+                if twice:
+                    raise DatasetError(f"{path}: the archive holds {twice} more than once (a dataset file holds each array once)")
+                for key in _ARRAYS:
+                    if f"{key}.npy" not in members:
+                        raise DatasetError(f"{path}: missing array {key!r} (found {names})")
+                unexpected = sorted(set(names) - set(_ARRAYS))
+                if unexpected or len(members) != len(_ARRAYS):
+                    raise DatasetError(f"{path}: unexpected arrays {unexpected or names} (a dataset file holds exactly {sorted(_ARRAYS)})")
+                return {key: _read_member(path, archive, members[f"{key}.npy"], key) for key in _ARRAYS}
+        except DatasetError:
+            raise
+        except _ARCHIVE_ERRORS as error:
+            raise DatasetError(f"{path}: not a readable dataset file: the zip archive is damaged or truncated ({type(error).__name__}: {error})") from None
+
+
+def _read_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str) -> np.ndarray:
+    kinds, what = _ARRAYS[key]
+    try:
+        with archive.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            else:
+                raise ValueError(f".npy format version {version} is not one numpy writes for a dataset")
+            header_bytes = member.tell()
+    except _ARCHIVE_ERRORS as error:
+        raise DatasetError(f"{path}: array {key!r} is not a readable .npy array ({type(error).__name__}: {error})") from None
+    if dtype.hasobject:
+        raise DatasetError(f"{path}: array {key!r} holds Python objects (pickled data), which a dataset never does; it must hold {what}")
+    if dtype.kind not in kinds or (key == "meta" and shape != ()):
+        raise DatasetError(f"{path}: array {key!r} must hold {what}{' (0-d)' if key == 'meta' else ''}, got dtype {dtype} shape {shape}")
+    if any(n < 0 for n in shape):
+        raise DatasetError(f"{path}: array {key!r} declares a negative shape {shape}")
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if nbytes > info.file_size - header_bytes:
+        raise DatasetError(f"{path}: array {key!r} declares shape {shape} ({nbytes} bytes) but holds {info.file_size - header_bytes} bytes")
+    try:
+        check_fits(nbytes, f"{path}: array {key!r} of shape {shape} {dtype}")
+        with archive.open(info) as member:
+            return np.lib.format.read_array(member, allow_pickle=False)
+    except _ARCHIVE_ERRORS as error:
+        raise DatasetError(f"{path}: array {key!r} is damaged ({type(error).__name__}: {error})") from None
+
+
+def _read_meta(path: Path, array: np.ndarray) -> dict:
+    """The meta JSON, with every field of the right type."""
+    try:
+        meta = json.loads(str(array[()]))
+    except json.JSONDecodeError as error:
+        raise DatasetError(f"{path}: meta is not valid JSON: {error}") from None
+    except RecursionError:
+        raise DatasetError(f"{path}: meta is not valid JSON: nested too deeply") from None
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{path}: meta must be a JSON object, got {type(meta).__name__}")
+    if meta.get("format") != FORMAT:
+        raise DatasetError(f"{path}: not a {FORMAT} file (meta['format'] is {meta.get('format')!r:.80})")
+    if meta.get("version") != VERSION or isinstance(meta.get("version"), bool):
+        raise DatasetError(f"{path}: format version {meta.get('version')!r:.80} is not supported (this reader knows {VERSION})")
+    missing = [key for key in _META_TYPES if key not in meta]
+    if missing:
+        raise DatasetError(f"{path}: meta is missing {missing}")
+    unknown = sorted(set(meta) - set(_META_TYPES))
+    if unknown:
+        raise DatasetError(f"{path}: meta has unknown keys {unknown} (allowed: {sorted(_META_TYPES)})")
+    for key, (kind, what) in _META_TYPES.items():
+        value = meta[key]
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < _META_MINIMUM.get(key, value)):
+            raise DatasetError(f"{path}: meta[{key!r}] must be {what}, got {type(value).__name__} {value!r:.80}")
+    if not meta["tasks"]:
+        raise DatasetError(f"{path}: meta['tasks'] is empty: a dataset holds at least one task")
+    if set(meta["expert"]) != {"epsilon", "policy", "temperature"}:
+        raise DatasetError(f"{path}: meta['expert'] must have exactly the keys ['epsilon', 'policy', 'temperature'], got {sorted(meta['expert'])}")
+    return meta
+
+
+def _read_tasks(path: Path, meta: dict) -> tuple[Task, ...]:
+    tasks = []
+    for index, data in enumerate(meta["tasks"]):
+        try:
+            task = Task.from_dict(data)
+        except (TypeError, ValueError) as error:
+            raise DatasetError(f"{path}: meta['tasks'][{index}] is not a task: {error}") from None
+        if task.family != meta["family"] or task.split != meta["split"]:
+            raise DatasetError(
+                f"{path}: task {index} is a {task.family!r} task of split {task.split!r}, but meta says family {meta['family']!r}, split {meta['split']!r}"
+            )
+        diff = plain_differences(task.config, tasks[0].config) if tasks else []
+        if diff:
+            raise DatasetError(f"{path}: task {index}'s config differs from task 0's in {diff}: a dataset holds tasks of one family config")
+        tasks.append(task)
+    return tuple(tasks)
+
+
+def _rebuild_tasks(path: Path, meta: dict, tasks: tuple[Task, ...]) -> TabularModel:
+    """Make the env of the tasks' config; every task must be one it installs (its split can hold it).
+    Returns task 0's model; the file's (S, A, H) must be the model's."""
+    try:
+        base = gym.make(meta["env_id"], **tasks[0].config, task=tasks[0].to_dict()).unwrapped
+    except (gym.error.Error, TypeError, ValueError) as error:
+        raise DatasetError(f"{path}: task 0 ({tasks[0].split} split) is refused: {error}") from None
+    if not isinstance(base, TabularTaskEnv):
+        raise DatasetError(f"{path}: env {meta['env_id']!r} is not a mandril_envs env")
+    for index, task in enumerate(tasks):
+        try:
+            base.check_task(task)
+        except (TypeError, ValueError) as error:
+            raise DatasetError(f"{path}: task {index} ({task.split} split) is refused: {error}") from None
+    model = base.model
+    declared = (meta["state_dim"], meta["action_dim"], meta["horizon"])
+    if (model.state_dim, model.action_dim, model.horizon) != declared:
+        raise DatasetError(f"{path}: meta says (S, A, H) = {declared}, but its tasks' model has {(model.state_dim, model.action_dim, model.horizon)}")
+    return model
+
+
+def _check_arrays(path: Path, arrays: dict[str, np.ndarray], n_tasks: int, model: TabularModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shapes ``(N, M, H+1)``, ``(N, M, H)``, ``(N, M, H)`` with ``M >= 1``; ranges; finite rewards."""
+    states, actions, rewards = arrays["states"], arrays["actions"], arrays["rewards"]
+    horizon = model.horizon
+    if states.ndim != 3 or actions.ndim != 3 or rewards.ndim != 3:
+        raise DatasetError(f"{path}: states/actions/rewards must be 3-D, got shapes {states.shape}, {actions.shape}, {rewards.shape}")
+    m = states.shape[1]
+    for name, array, shape in (("states", states, (n_tasks, m, horizon + 1)), ("actions", actions, (n_tasks, m, horizon)), ("rewards", rewards, (n_tasks, m, horizon))):
+        if array.shape != shape:
+            raise DatasetError(f"{path}: {name} has shape {array.shape}, expected {shape} (N tasks, M demos, H={horizon})")
+    if m == 0:
+        raise DatasetError(f"{path}: the file holds no demos (M = 0)")
+    for name, array, size in (("states", states, model.state_dim), ("actions", actions, model.action_dim)):
+        if array.min() < 0 or array.max() >= size:
+            raise DatasetError(f"{path}: {name} must lie in [0, {size}), got [{array.min()}, {array.max()}]")
+    if not np.all(np.isfinite(rewards)):
+        raise DatasetError(f"{path}: rewards must be finite, got NaN or inf")
+    return states.astype(np.int64), actions.astype(np.int64), rewards.astype(np.float64)
+
+
+def check_collect_size(env: gym.Env, n_tasks: int, n_demos: int, names: tuple[str, str] = ("n_tasks", "n_demos")) -> int:
+    """Refuse a dataset of ``n_tasks x n_demos`` demos of ``env``'s family that would not fit in memory.
+
+    Counts the dataset arrays, the ``N`` tasks' parameters and the expert's ``(H, S, A)`` plan
+    (:mod:`mandril_envs.sizes`). ``names`` are how to name the two counts (the CLI says ``--tasks``).
+
+    Returns:
+        The estimate in bytes.
+
+    Raises:
+        ValueError: naming both counts, the estimate and the limit.
+    """
+    base = env.unwrapped
+    if not isinstance(base, TabularTaskEnv):
+        raise TypeError(f"env must be a mandril_envs env, got {type(base).__name__}")
+    model = base.model
+    shape = base._model_shape(base.config, base.obs_type)
+    nbytes = dataset_nbytes(n_tasks, n_demos, model.horizon, shape.param_numbers if shape is not None else 0)
+    nbytes += plan_nbytes(model.horizon, model.state_dim, model.action_dim)
+    what = (
+        f"{names[0]}={n_tasks}, {names[1]}={n_demos} of {base.family} (H={model.horizon}, S={model.state_dim}, A={model.action_dim}): "
+        "the dataset arrays, the tasks and the expert's plan"
+    )
+    return check_fits(nbytes, what)
 
 
 def collect(
@@ -315,7 +598,8 @@ def collect(
         n_tasks, n_demos: ``N`` and ``M``.
         split: ``"train"``, ``"test"`` (or ``"test_unseen"`` for GridWorld).
         task_seed: seed of the task stream (``sample_tasks(seed=task_seed)``).
-        demo_seed: seed of the rollouts; task ``n`` uses ``SeedSequence([demo_seed, split, n])``.
+        demo_seed: the demo stream: each task's demos come from :func:`mandril_envs.demos.task_demos`
+            (seeded by the task's identity), the one seeding function of datasets, the benchmark and ``mandril adapt``.
         expert: the expert settings.
         env_kwargs: family config kwargs passed to ``gym.make``.
         progress: show a progress bar.
@@ -326,6 +610,7 @@ def collect(
     base = env.unwrapped
     if not isinstance(base, TabularTaskEnv):
         raise TypeError(f"env_id {env_id!r} is not a mandril_envs env")
+    check_collect_size(env, n_tasks, n_demos)  # before any task is drawn
     tasks = base.sample_tasks(n_tasks, split, seed=task_seed)
     horizon = base.model.horizon
     states = np.empty((n_tasks, n_demos, horizon + 1), np.int64)
@@ -333,7 +618,5 @@ def collect(
     rewards = np.empty((n_tasks, n_demos, horizon), np.float64)
     for i in _progress(range(n_tasks), n_tasks, f"demos {env_id} {split}", progress):
         base.set_task(tasks[i])
-        seed = int(np.random.SeedSequence([demo_seed, SPLIT_CODES[split], i]).generate_state(1)[0])
-        for j, trajectory in enumerate(rollout(env, expert_policy(env, expert), n_demos, seed)):
-            states[i, j], actions[i, j], rewards[i, j] = trajectory.states, trajectory.actions, trajectory.rewards
+        states[i], actions[i], rewards[i] = task_demos(env, n_demos, demo_seed, expert)
     return DemoDataset(env_id, tuple(tasks), expert, task_seed, demo_seed, states, actions, rewards)

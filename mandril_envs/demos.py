@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 from mandril_envs.base import TabularTaskEnv
-from mandril_envs.planning import soft_value_iteration, value_iteration
+from mandril_envs.planning import check_policy, soft_value_iteration, value_iteration
 from mandril_envs.validation import check_choice, check_float, check_int, check_probability
 
 __all__ = ["Trajectory", "ExpertSettings", "expert_policy", "generate", "rollout", "task_demo_seed", "task_demos"]
@@ -109,15 +109,16 @@ def expert_policy(env: gym.Env, settings: ExpertSettings = ExpertSettings()) -> 
 def rollout(env: gym.Env, policy: np.ndarray, n_episodes: int, seed: int = 0) -> list[Trajectory]:
     """Roll ``policy (H, S, A)`` out through ``env`` for ``n_episodes`` episodes.
 
+    ``policy`` passes :func:`mandril_envs.planning.check_policy` (float32 rows are accepted and renormalised).
+
     The env is reset with ``seed`` once, then without a seed, so the episodes continue one stream;
     the actions are drawn from a generator seeded by ``seed`` as well. Same seed, same episodes.
     """
     n_episodes = check_int("n_episodes", n_episodes, 0)
     seed = check_int("seed", seed, 0)
     base = _unwrapped(env)
-    horizon, n_states, n_actions = base.model.horizon, base.model.state_dim, base.model.action_dim
-    if policy.shape != (horizon, n_states, n_actions):
-        raise ValueError(f"policy shape {policy.shape} must be (H, S, A) = {(horizon, n_states, n_actions)}")
+    horizon, n_actions = base.model.horizon, base.model.action_dim
+    policy = check_policy(base.model, policy)
     cumulative = np.cumsum(policy, axis=2)
     action_rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
     trajectories = []

@@ -23,6 +23,8 @@ from typing import Optional
 
 import numpy as np
 
+from mandril_envs.sizes import check_fits, dense_nbytes
+
 __all__ = ["TabularModel", "successors_from_dense"]
 
 _ATOL = 1e-10
@@ -165,6 +167,12 @@ class TabularModel:
         return int(self.successor_indices.shape[2])
 
     @property
+    def is_deterministic(self) -> bool:
+        """True when one start state and deterministic transitions make the states visited a function
+        of the actions alone (whatever the seed): e.g. a bandit, whose one state never changes."""
+        return bool(np.count_nonzero(self.initial_state_dist) == 1 and np.all((self.successor_probs == 0) | (self.successor_probs == 1)))
+
+    @property
     def state_action_reward(self) -> bool:
         """True when ``reward_matrix`` is ``(S, A)``."""
         return self.reward_matrix.ndim == 2
@@ -172,8 +180,18 @@ class TabularModel:
     # --- dense view --------------------------------------------------------------------------
     @property
     def transition_matrix(self) -> np.ndarray:
-        """``(S, A, S)`` float64 dense transitions, built from the successor form and cached."""
+        """``(S, A, S)`` float64 dense transitions, built from the successor form and cached.
+
+        Raises:
+            ValueError: the dense tensor would not fit in memory (:mod:`mandril_envs.sizes`); plan on
+                the successor form instead.
+        """
         if self._dense is None:
+            n_states, n_actions = self.state_dim, self.action_dim
+            check_fits(
+                dense_nbytes(n_states, n_actions),
+                f"the dense transition_matrix (S, A, S) = ({n_states}, {n_actions}, {n_states}) float64 (the successor form needs no dense tensor)",
+            )
             dense = np.zeros((self.state_dim, self.action_dim, self.state_dim))
             s_idx, a_idx, _ = np.indices(self.successor_indices.shape)
             np.add.at(dense, (s_idx, a_idx, self.successor_indices), self.successor_probs)

@@ -18,6 +18,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from mandril_envs.model import TabularModel
+from mandril_envs.sizes import check_fits, plan_nbytes
 from mandril_envs.validation import check_float
 
 __all__ = [
@@ -30,6 +31,9 @@ __all__ = [
     "state_action_visitation",
     "expected_return",
     "logsumexp",
+    "check_policy",
+    "policy_tolerance",
+    "POLICY_ATOL_PER_ACTION",
 ]
 
 
@@ -71,6 +75,7 @@ def _backup(model: TabularModel, reward: Optional[np.ndarray], state_value: Call
     """``(V (H, S), Q (H, S, A))`` of the finite-horizon backup with ``V[t] = state_value(Q[t])``."""
     r = _reward_table(model, reward)
     horizon, (n_states, n_actions) = model.horizon, r.shape
+    check_fits(plan_nbytes(horizon, n_states, n_actions), f"a plan of horizon={horizon} (H, S, A) = ({horizon}, {n_states}, {n_actions})")
     values = np.empty((horizon, n_states))
     q_values = np.empty((horizon, n_states, n_actions))
     next_values = np.zeros(n_states)
@@ -112,19 +117,75 @@ def value_iteration(model: TabularModel, reward: Optional[np.ndarray] = None) ->
     return Plan(values, q_values, policy)
 
 
-def _check_policy(model: TabularModel, policy: np.ndarray) -> np.ndarray:
-    policy = np.asarray(policy, dtype=np.float64)
+#: Per action, how far a row of a policy may sum from 1 and still be accepted (and renormalised):
+#: four float32 epsilons, so a float32 softmax (SB3, imitation, torch) passes: its rows are off by
+#: about one epsilon per few actions. A row of ``A`` actions may be off by ``A * POLICY_ATOL_PER_ACTION``.
+POLICY_ATOL_PER_ACTION = 4.0 * float(np.finfo(np.float32).eps)
+# Rows within this (per action) of summing to 1 are distributions already and are not renormalised.
+_FLOAT64_ROWS = 16.0 * float(np.finfo(np.float64).eps)
+
+
+def policy_tolerance(n_actions: int) -> float:
+    """How far a policy row over ``n_actions`` actions may sum from 1 (``n_actions * POLICY_ATOL_PER_ACTION``)."""
+    return n_actions * POLICY_ATOL_PER_ACTION
+
+
+def check_policy(model: TabularModel, policy: np.ndarray, name: str = "policy") -> np.ndarray:
+    """The one check of a time-indexed policy: ``(H, S, A)`` float64 rows that are distributions.
+
+    Rows within float32 rounding of a distribution (entries ``>= -tol``, ``|sum - 1| <= tol`` with
+    ``tol = policy_tolerance(A)``) are accepted: negative rounding is clipped to 0, and rows that are
+    not already distributions to float64 rounding are renormalised in float64. So a float32 softmax
+    from SB3 or imitation scores as it should, and a float64 planner policy is left bit for bit.
+
+    Args:
+        model: the task the policy acts in (gives ``H``, ``S``, ``A``).
+        policy: ``(H, S, A)`` array-like of probabilities ``pi[t, s, a]`` (any float dtype).
+        name: how to name the policy in errors.
+
+    Returns:
+        A new ``(H, S, A)`` float64 array whose rows sum to 1 (to float64 rounding).
+
+    Raises:
+        ValueError: wrong shape, non-finite entries, or a row further than the tolerance from a
+            distribution; the message gives the largest deviation, where ``(t, s)``, and the tolerance.
+        TypeError: not numeric.
+    """
+    try:
+        policy = np.array(policy, dtype=np.float64)  # a copy: the caller's array is never changed
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a numeric (H, S, A) array, got {type(policy).__name__}") from None
     expected = (model.horizon, model.state_dim, model.action_dim)
     if policy.shape != expected:
-        raise ValueError(f"policy shape {policy.shape} must be (H, S, A) = {expected}")
-    if policy.min() < 0 or np.abs(policy.sum(axis=2) - 1).max() > 1e-8:
-        raise ValueError("policy rows pi[t, s, :] must be probability distributions")
+        raise ValueError(f"{name} shape {policy.shape} must be (H, S, A) = {expected}")
+    if not np.all(np.isfinite(policy)):
+        t, s, a = np.argwhere(~np.isfinite(policy))[0]
+        raise ValueError(f"{name} must be finite, got {float(policy[t, s, a])} at (t={t}, s={s}, a={a})")
+    tolerance = policy_tolerance(model.action_dim)
+    t, s, a = np.unravel_index(int(policy.argmin()), policy.shape)
+    if policy[t, s, a] < -tolerance:
+        raise ValueError(
+            f"{name} rows pi[t, s, :] must be probability distributions: entry {float(policy[t, s, a]):.3g} at "
+            f"(t={t}, s={s}, a={a}) is negative (tolerance {tolerance:.3g} = {model.action_dim} actions x 4 float32 eps)"
+        )
+    np.maximum(policy, 0.0, out=policy)
+    deviation = np.abs(policy.sum(axis=2) - 1.0)
+    t, s = np.unravel_index(int(deviation.argmax()), deviation.shape)
+    if deviation[t, s] > tolerance:
+        raise ValueError(
+            f"{name} rows pi[t, s, :] must be probability distributions: the largest deviation is "
+            f"|sum - 1| = {deviation[t, s]:.3g} at (t={t}, s={s}), more than the tolerance {tolerance:.3g} "
+            f"({model.action_dim} actions x 4 float32 eps)"
+        )
+    off = deviation > _FLOAT64_ROWS * model.action_dim  # rows that are distributions to float64 rounding stay bit-identical
+    if off.any():
+        policy[off] /= policy[off].sum(axis=1, keepdims=True)
     return policy
 
 
 def state_action_visitation(model: TabularModel, policy: np.ndarray) -> np.ndarray:
     """``(H, S, A)``: ``P(s_t = s, a_t = a)`` under ``policy`` from ``initial_state_dist``."""
-    policy = _check_policy(model, policy)
+    policy = check_policy(model, policy)
     n_states = model.state_dim
     occupancy = np.empty_like(policy)
     state_dist = model.initial_state_dist.copy()
@@ -144,7 +205,7 @@ def state_visitation(model: TabularModel, policy: np.ndarray) -> np.ndarray:
 
 def policy_evaluation(model: TabularModel, policy: np.ndarray, reward: Optional[np.ndarray] = None) -> np.ndarray:
     """``(H, S)``: exact expected reward-to-go of ``policy`` (no entropy term)."""
-    policy = _check_policy(model, policy)
+    policy = check_policy(model, policy)
     r = _reward_table(model, reward)
     values = np.empty((model.horizon, model.state_dim))
     next_values = np.zeros(model.state_dim)

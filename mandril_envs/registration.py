@@ -13,6 +13,7 @@ NAMESPACE = "mandril_envs"
 
 _ENTRY = {
     "GridWorld": "mandril_envs.envs.gridworld:GridWorldEnv",
+    "GridWorldIntent": "mandril_envs.envs.gridworld_intent:GridWorldIntentEnv",
     "TabularMDP": "mandril_envs.envs.tabular_mdp:TabularMDPEnv",
     "Bandit": "mandril_envs.envs.bandit:BanditEnv",
 }
@@ -22,6 +23,7 @@ _VARIANTS: dict[str, tuple[str, dict]] = {
     "mandril_envs/GridWorld-v0": ("GridWorld", {}),
     "mandril_envs/GridWorld-16x16-v0": ("GridWorld", {"size": 16}),
     "mandril_envs/GridWorld-32x32-v0": ("GridWorld", {"size": 32}),
+    "mandril_envs/GridWorld-Intent-v0": ("GridWorldIntent", {}),
     "mandril_envs/TabularMDP-v0": ("TabularMDP", {}),
     "mandril_envs/TabularMDP-Linear-v0": ("TabularMDP", {"reward_type": "linear"}),
     "mandril_envs/Bandit-v0": ("Bandit", {}),

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Union
 
 import numpy as np
 
-__all__ = ["Task", "TaskLike", "task_rng", "SPLIT_CODES", "to_plain"]
+__all__ = ["Task", "TaskLike", "task_rng", "SPLIT_CODES", "to_plain", "same_plain", "plain_differences"]
 
 #: The code of each split in the task seed sequence (kept stable across versions).
 SPLIT_CODES: dict[str, int] = {"train": 0, "test": 1, "test_unseen": 2}
@@ -34,6 +34,25 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, np.bool_):
         return bool(value)
     return value
+
+
+def same_plain(a: Any, b: Any) -> bool:
+    """Equality of plain JSON data that tells ``True`` from ``1``: ``1 == 1.0`` (JSON has one number
+    type), but a bool equals only a bool, and NaN equals nothing."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_plain(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_plain(x, y) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def plain_differences(a: dict, b: dict) -> list[str]:
+    """The keys whose values differ between two plain dicts (by :func:`same_plain`), sorted."""
+    return sorted(str(k) for k in set(a) | set(b) if k not in a or k not in b or not same_plain(a[k], b[k]))
 
 
 def task_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -94,10 +113,16 @@ class Task:
     @classmethod
     def from_json(cls, text: str) -> "Task":
         """Parse a task from JSON text."""
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise TypeError(f"task JSON must be a string, got {type(text).__name__}")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
             raise ValueError(f"task JSON is malformed: {error}") from None
+        except RecursionError:
+            raise ValueError("task JSON is malformed: nested too deeply") from None
+        except UnicodeDecodeError as error:
+            raise ValueError(f"task JSON is malformed: not UTF-8 text ({error.reason})") from None
         return cls.from_dict(data)
 
 

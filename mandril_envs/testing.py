@@ -1,10 +1,13 @@
 """Reusable checks for tabular task envs: run them on your own env as the suite's tests do.
 
 Each ``check_*`` function raises ``AssertionError`` with a message naming what is wrong. They need
-only numpy and gymnasium. ``check_all(env_id)`` runs them all on a registered id.
+only numpy and gymnasium. ``check_all(env_id)`` runs them all on a registered id, prints one line
+(which checks passed) and returns a :class:`CheckReport`; it raises if a check failed, unless
+``strict=False``.
 
     from mandril_envs.testing import check_all
-    check_all("mandril_envs/GridWorld-v0")
+    report = check_all("mandril_envs/GridWorld-v0")   # prints "mandril_envs/GridWorld-v0: all 9 checks passed ..."
+    report.results[0].name, report.results[0].passed  # ("check_env", True)
 """
 
 from __future__ import annotations
@@ -12,10 +15,16 @@ from __future__ import annotations
 import json
 import math
 import pickle
-from typing import Any, Callable, Optional
+import re
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Optional
 
 import gymnasium as gym
 import numpy as np
+
+from gymnasium.utils.env_checker import check_env
 
 from mandril_envs.base import TabularTaskEnv
 from mandril_envs.model import TabularModel
@@ -30,6 +39,10 @@ __all__ = [
     "check_pickle",
     "check_spec_roundtrip",
     "check_vector_env",
+    "check_step_after_truncation",
+    "deterministic_observation_ids",
+    "CheckResult",
+    "CheckReport",
     "check_all",
 ]
 
@@ -194,9 +207,9 @@ def check_spec_roundtrip(env_id: str) -> None:
     np.testing.assert_array_equal(_base(remade).transition_matrix, _base(env).transition_matrix)
 
 
-def check_vector_env(env_id: str, n_envs: int = 3, seed: int = 0) -> None:
+def check_vector_env(env_id: str, n_envs: int = 3, seed: int = 0, **make_kwargs: Any) -> None:
     """``SyncVectorEnv`` runs a full horizon plus one step (through the reset) with the right shapes."""
-    vector = gym.vector.SyncVectorEnv([lambda: gym.make(env_id) for _ in range(n_envs)])
+    vector = gym.vector.SyncVectorEnv([lambda: gym.make(env_id, **make_kwargs) for _ in range(n_envs)])
     obs, _ = vector.reset(seed=seed)
     assert len(obs) == n_envs
     horizon = _base(vector.envs[0]).horizon
@@ -209,14 +222,132 @@ def check_vector_env(env_id: str, n_envs: int = 3, seed: int = 0) -> None:
     vector.close()
 
 
-def check_all(env_id: str, **make_kwargs: Any) -> None:
-    """Every check above on a registered id."""
+def check_step_after_truncation(env: gym.Env, extra_steps: int = 3, seed: int = 0) -> None:
+    """Steps after the truncating step are answered gracefully (seals' ``test_rollout_schema`` asks
+    for it): they stay in ``s_H``, pay ``0.0``, say ``truncated=True``, warn once; ``reset()`` starts over."""
+    base = _base(env)
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    for t in range(base.horizon):
+        obs, _, terminated, truncated, info = env.step(env.action_space.sample())
+        assert not terminated and truncated == (t == base.horizon - 1), f"step {t}: terminated={terminated}, truncated={truncated}"
+    last_obs, last_info = obs, info
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(extra_steps):
+            obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+            assert env.observation_space.contains(obs), f"observation {obs!r} after the horizon is not in the observation space"
+            assert reward == 0.0 and isinstance(reward, float), f"a step after the horizon paid {reward!r}"
+            assert not terminated and truncated, "a step after the horizon must say truncated=True, terminated=False"
+            assert info == last_info and np.array_equal(np.asarray(obs), np.asarray(last_obs)), "a step after the horizon moved"
+    messages = [str(w.message) for w in caught if "after the episode was truncated" in str(w.message)]
+    assert len(messages) == 1, f"expected one warning for the steps after the horizon, got {len(messages)}"
+    _, info = env.reset()
+    assert info["t"] == 0
+    _, _, _, truncated, info = env.step(env.action_space.sample())
+    assert info["t"] == 1 and truncated == (base.horizon == 1), "reset() after the horizon did not start a new episode"
+
+
+def deterministic_observation_ids(env_ids: Iterable[str], **make_kwargs: Any) -> list[str]:
+    """The ids (as exact regular expressions) whose observations do not depend on the seed.
+
+    seals' ``test_seed(env, env_name, deterministic_envs)`` wants those listed: an env whose
+    observations are a function of the actions alone (one start state, deterministic transitions:
+    :attr:`TabularModel.is_deterministic`, e.g. every bandit, whose one state never changes) looks the
+    same under every seed, and seals counts that as deterministic.
+    """
+    return [re.escape(env_id) + "$" for env_id in env_ids if _base(gym.make(env_id, **make_kwargs)).model.is_deterministic]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check of :func:`check_all`.
+
+    Attributes:
+        name: the check, e.g. ``"pickle"`` (:func:`check_pickle`); ``"check_env"`` is gymnasium's.
+        passed: whether it passed.
+        message: why it failed (``""`` when it passed).
+        seconds: how long it took.
+    """
+
+    name: str
+    passed: bool
+    message: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What :func:`check_all` checked on ``env_id`` and how each check went, in order."""
+
+    env_id: str
+    results: tuple[CheckResult, ...]
+
+    @property
+    def passed(self) -> bool:
+        """Every check passed."""
+        return all(result.passed for result in self.results)
+
+    @property
+    def failures(self) -> tuple[CheckResult, ...]:
+        """The checks that failed."""
+        return tuple(result for result in self.results if not result.passed)
+
+    def summary(self) -> str:
+        """One line: how many checks passed, which, and (if any) which failed and why."""
+        seconds = sum(result.seconds for result in self.results)
+        names = ", ".join(result.name for result in self.results)
+        if self.passed:
+            return f"{self.env_id}: all {len(self.results)} checks passed ({names}) in {seconds:.1f} s"
+        failed = "; ".join(f"{result.name} ({result.message.splitlines()[0] if result.message else 'failed'})" for result in self.failures)
+        return f"{self.env_id}: {len(self.results) - len(self.failures)} of {len(self.results)} checks passed; FAILED: {failed}"
+
+    def __str__(self) -> str:
+        lines = [self.summary()]
+        lines += [f"  {'ok  ' if r.passed else 'FAIL'} {r.name:24s} {r.seconds:6.2f} s  {r.message}".rstrip() for r in self.results]
+        return "\n".join(lines)
+
+
+def check_all(env_id: str, *, quiet: bool = False, strict: bool = True, **make_kwargs: Any) -> CheckReport:
+    """Every check of this module (and gymnasium's ``check_env``) on a registered id.
+
+    Runs them all (a failing check does not stop the others), prints the one-line
+    :meth:`CheckReport.summary` unless ``quiet``, and returns the :class:`CheckReport`.
+
+    Args:
+        env_id: a registered id.
+        quiet: print nothing.
+        strict: raise ``AssertionError`` (its message is the whole report) if any check failed;
+            with ``strict=False`` the report is returned either way.
+        make_kwargs: passed to ``gym.make`` (the spec round trip is then skipped: it makes the id's defaults).
+    """
     make = lambda: gym.make(env_id, **make_kwargs)  # noqa: E731
-    check_model(make())
-    check_step_matches_model(make())
-    check_seeded_determinism(make)
-    check_tasks(make())
-    check_pickle(make())
+    checks: list[tuple[str, Callable[[], None]]] = [
+        ("check_env", lambda: check_env(make().unwrapped)),
+        ("model", lambda: check_model(make())),
+        ("step_matches_model", lambda: check_step_matches_model(make())),
+        ("seeded_determinism", lambda: check_seeded_determinism(make)),
+        ("tasks", lambda: check_tasks(make())),
+        ("pickle", lambda: check_pickle(make())),
+        ("vector_env", lambda: check_vector_env(env_id, **make_kwargs)),
+        ("step_after_truncation", lambda: check_step_after_truncation(make())),
+    ]
     if not make_kwargs:
-        check_spec_roundtrip(env_id)
-    check_vector_env(env_id)
+        checks.insert(6, ("spec_roundtrip", lambda: check_spec_roundtrip(env_id)))
+    results = []
+    for name, check in checks:
+        start = time.perf_counter()
+        try:
+            check()
+        except AssertionError as error:
+            results.append(CheckResult(name, False, str(error) or "assertion failed", time.perf_counter() - start))
+        except Exception as error:  # the env crashed inside a check: that is a failure of the env, reported as such
+            results.append(CheckResult(name, False, f"{type(error).__name__}: {error}", time.perf_counter() - start))
+        else:
+            results.append(CheckResult(name, True, "", time.perf_counter() - start))
+    report = CheckReport(env_id, tuple(results))
+    if not quiet:
+        print(report.summary())
+    if strict and not report.passed:
+        raise AssertionError(str(report))
+    return report

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Sequence
 
+import numpy as np
+
 
 def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
     """Return ``value`` as int if it is an integer in ``[minimum, maximum]``, else raise."""
@@ -53,3 +55,37 @@ def check_float_sequence(name: str, value: Any, length: int | None = None) -> li
     if length is not None and len(items) != length:
         raise ValueError(f"{name} must have {length} entries, got {len(items)}")
     return items
+
+
+def check_number_array(name: str, value: Any, shape: tuple[int, ...], *, integer: bool = False) -> np.ndarray:
+    """Nested lists (or an array) of plain numbers of exactly ``shape``, as a float64 (or int64) array.
+
+    Booleans, strings, ``None`` and ragged nesting are refused (``np.asarray`` alone would turn
+    ``True`` into ``1`` and ``[[1, 2], [3]]`` into an object array).
+
+    Raises:
+        TypeError: an entry that is not a number (an int when ``integer``), naming its index.
+        ValueError: a different or ragged shape; a non-finite entry; an int too large for int64.
+    """
+    try:
+        entries = np.array(value, dtype=object)
+    except ValueError:  # numpy refuses some ragged nestings even as objects
+        raise ValueError(f"{name} must be nested lists of shape {shape}, got a ragged nesting") from None
+    if entries.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {entries.shape}")
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    for index, entry in zip(np.ndindex(*shape), entries.flat):
+        if isinstance(entry, (bool, np.bool_)) or not isinstance(entry, kinds):
+            raise TypeError(f"{name}{list(index)} must be {'an int' if integer else 'a number'}, got {type(entry).__name__} {entry!r:.40}")
+    if integer:
+        try:
+            return entries.astype(np.int64)
+        except OverflowError:
+            raise ValueError(f"{name} has an entry too large for int64") from None
+    try:
+        array = entries.astype(np.float64)
+    except OverflowError:
+        raise ValueError(f"{name} has an entry too large for float64") from None
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be finite, got {float(array[~np.isfinite(array)][0])}")
+    return array

@@ -2,7 +2,8 @@
 
 Each module listed in :data:`COMMAND_MODULES` exposes ``register(subparsers)``, which adds its
 sub-command(s) with ``set_defaults(func=...)``; ``func(args)`` returns an exit code. Bad input
-(``ValueError``/``TypeError``/``KeyError``/``OSError``) prints one line and exits 2.
+(``ValueError``/``TypeError``/``KeyError``/``OSError``) prints one line and exits 2; work that fails
+(a diverging training run) prints one line and exits 1.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from mandril_envs.cli import run_command
 __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 
 #: Modules that add sub-commands, in the order they appear in ``--help``.
-COMMAND_MODULES: tuple[str, ...] = ("mandril.cli.train", "mandril.cli.adapt", "mandril.maml_rl.cli")
+COMMAND_MODULES: tuple[str, ...] = ("mandril.cli.bench", "mandril.cli.tune", "mandril.cli.train", "mandril.cli.adapt", "mandril.maml_rl.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,8 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 2 bad input)."""
-    return run_command(build_parser(), argv)
+    """Run the CLI; returns the exit code (0 ok, 1 the work failed (e.g. training diverged), 2 bad input)."""
+    from mandril.methods import FitError
+
+    try:
+        return run_command(build_parser(), argv)
+    except FitError as error:  # training or a fit diverged: one line naming the method, the iteration and the rates
+        print(f"mandril: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

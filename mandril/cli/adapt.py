@@ -38,6 +38,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--demos", type=positive_int, default=2, help="demos of each new task shown to the method")
     p.add_argument("--seed", type=non_negative_int, default=0, help="demo seed (the protocol's demo stream)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
+    p.add_argument("--device", default="cpu", help="where adaptation runs: cpu, or cuda (cuda:N) when a GPU is there")
     p.add_argument("--out", help="write the learned reward tables and scores to this .npz file (atomically)")
     p.set_defaults(func=_cmd_adapt)
 
@@ -52,10 +53,16 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
     from mandril.methods import FitError, FitProblem, hide_reward
     from mandril_envs.dataset import DemoDataset
 
-    if args.out is not None and Path(args.out).suffix != ".npz":
-        raise ValueError(f"--out must name a .npz file, got {args.out!r}")
+    from mandril.core.io import check_writable_file
+
+    if args.out is not None:
+        if Path(args.out).suffix != ".npz":
+            raise ValueError(f"--out must name a .npz file, got {args.out!r}")
+        check_writable_file(args.out)
     torch.set_num_threads(args.threads)
     method, run = load_trained(Path(args.run))
+    if args.device != "cpu":
+        method.to(args.device)
     env = gym.make(run["env_id"], **run["env_kwargs"])
     base = env.unwrapped
     problems, truths = [], []

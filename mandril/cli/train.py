@@ -65,6 +65,7 @@ def register(subparsers: Any) -> None:
         p.add_argument("--task-seed", type=non_negative_int, default=0, help="seed of the training task stream")
         p.add_argument("--demo-seed", type=non_negative_int, default=0, help="seed of the training demos")
         p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (1 is fastest on small shared machines)")
+        p.add_argument("--device", default="cpu", help="where training runs: cpu, or cuda (cuda:N) when a GPU is there")
         p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
         add_config_options(p, cls.Config)
         p.set_defaults(func=_cmd_train)
@@ -121,9 +122,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from mandril_envs.dataset import DemoDataset, collect
     from mandril_envs.registration import check_env_id
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file, not a directory")
+    from mandril.core.io import check_writable_dir
+
+    out = check_writable_dir(args.out)
     given = given_config(args)
     length = TRAINABLE[args.method]
     if args.resume:
@@ -142,6 +143,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         pool = {"dataset": args.dataset, "n_tasks": args.train_tasks, "n_demos": args.train_demos, "task_seed": args.task_seed, "demo_seed": args.demo_seed}
         config = given
     method = make(args.method, **config)  # every setting is checked before anything is written
+    if args.device != "cpu":
+        method.to(args.device)
     torch.set_num_threads(args.threads)
     if pool["dataset"]:
         dataset = DemoDataset.load(pool["dataset"], env_id=env_id, split="train")

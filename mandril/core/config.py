@@ -18,7 +18,7 @@ import typing
 from pathlib import Path
 from typing import Any, Mapping, TypeVar, Union
 
-__all__ = ["build_dataclass", "dataclass_to_dict", "load_toml", "coerce_value"]
+__all__ = ["build_dataclass", "dataclass_to_dict", "load_toml", "coerce_value", "check_ints", "check_numbers"]
 
 T = TypeVar("T")
 
@@ -142,3 +142,29 @@ def load_toml(path: Union[str, Path]) -> dict:
         raise ValueError(f"{path}: not a text (UTF-8) file") from None
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path}: not valid TOML: {error}") from None
+
+
+def check_ints(config: Any, **minimums: int) -> None:
+    """For a config's ``__post_init__``: each named field must be an int of at least its minimum.
+
+    Raises:
+        ValueError: ``"<name> must be an int >= <minimum>, got <value>"``.
+    """
+    for name, minimum in minimums.items():
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def check_numbers(config: Any, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = ()) -> None:
+    """For a config's ``__post_init__``: the ``positive`` fields must be finite numbers > 0, the
+    ``non_negative`` ones finite numbers >= 0.
+
+    Raises:
+        ValueError: ``"<name> must be a finite number > 0, got <value>"`` (or ``>= 0``).
+    """
+    for names, strict in ((positive, True), (non_negative, False)):
+        for name in names:
+            value = getattr(config, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (strict and value == 0):
+                raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} 0, got {value!r}")

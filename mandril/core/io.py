@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence, Union
 
 from mandril_envs.atomic import atomic_write
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "write_csv", "read_csv"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "write_csv", "read_csv", "check_writable_dir", "check_writable_file"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -55,3 +55,44 @@ def read_csv(path: PathLike, convert: Callable[[str], Any] = float) -> list[dict
     """Read a CSV written by :func:`write_csv`; values are passed through ``convert``."""
     with open(path, newline="") as handle:
         return [{k: convert(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def _nearest_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path(".")
+
+
+def check_writable_dir(path: PathLike, what: str = "--out") -> Path:
+    """``path`` as a directory that exists or can be made and written, checked before any work.
+
+    Raises:
+        ValueError: it is a file, lies under a file, or its nearest existing folder is not writable.
+    """
+    path = Path(path)
+    existing = _nearest_existing(path)
+    if existing == path and not path.is_dir():
+        raise ValueError(f"{what} {str(path)!r} is a file, not a directory")
+    if existing != path and not existing.is_dir():
+        raise ValueError(f"{what} {str(path)!r} lies under {str(existing)!r}, which is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {str(path)!r}: {str(existing)!r} is not writable")
+    return path
+
+
+def check_writable_file(path: PathLike, what: str = "--out") -> Path:
+    """``path`` as a file that can be written (atomically, next to where it goes), checked before any work.
+
+    Raises:
+        ValueError: it is a directory, lies under a file, or its folder is not writable.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {str(path)!r} is a directory, not a file")
+    existing = _nearest_existing(path.parent)
+    if not existing.is_dir():
+        raise ValueError(f"{what} {str(path)!r} lies under {str(existing)!r}, which is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {str(path)!r}: {str(existing)!r} is not writable")
+    return path

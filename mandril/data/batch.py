@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -99,7 +99,7 @@ class MetaBatch:
     def select(self, indices: Sequence[int]) -> "MetaBatch":
         """The sub-batch of the tasks at ``indices`` (positions in this batch)."""
         index = list(indices)
-        rows = torch.as_tensor(index, dtype=torch.long)
+        rows = torch.as_tensor(index, dtype=torch.long, device=self.inputs.device)
         pick = lambda x: None if x is None else x[rows]  # noqa: E731
         return MetaBatch(
             self.tasks.select(index),
@@ -134,23 +134,24 @@ def make_batch(
     test: Optional[Sequence[tuple[np.ndarray, np.ndarray]]] = None,
     state_action: bool = False,
     dtype: torch.dtype = torch.float64,
+    device: Any = None,
 ) -> MetaBatch:
-    """Assemble a :class:`MetaBatch` from per-task models, inputs and ``(states, actions)`` demo arrays."""
+    """Assemble a :class:`MetaBatch` from per-task models, inputs and ``(states, actions)`` demo arrays (on ``device``)."""
     if not (len(models) == len(inputs) == len(train)) or (test is not None and len(test) != len(models)):
         raise ValueError(f"mismatched batch: {len(models)} models, {len(inputs)} inputs, {len(train)} train demo sets" + ("" if test is None else f", {len(test)} test demo sets"))
-    tasks = TaskBatch.from_models(models, dtype=dtype)
+    tasks = TaskBatch.from_models(models, dtype=dtype, device=device)
     n_states = tasks.n_states
 
     def visitation(demo_sets: Sequence[tuple[np.ndarray, np.ndarray]]) -> Tensor:
-        return torch.as_tensor(np.stack([demo_visitation(m, s, a, state_action) for m, (s, a) in zip(models, demo_sets)]), dtype=dtype)
+        return torch.as_tensor(np.stack([demo_visitation(m, s, a, state_action) for m, (s, a) in zip(models, demo_sets)]), dtype=dtype, device=device)
 
     def starts(demo_sets: Sequence[tuple[np.ndarray, np.ndarray]]) -> Tensor:
-        return torch.as_tensor(np.stack([start_distribution(s, n_states) for s, _ in demo_sets]), dtype=dtype)
+        return torch.as_tensor(np.stack([start_distribution(s, n_states) for s, _ in demo_sets]), dtype=dtype, device=device)
 
     return MetaBatch(
         tasks,
         tuple(models),
-        torch.as_tensor(np.stack(inputs), dtype=dtype),
+        torch.as_tensor(np.stack(inputs), dtype=dtype, device=device),
         visitation(train),
         None if test is None else visitation(test),
         starts(train),

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from mandril.data.batch import MetaBatch, make_batch
+from mandril.planning import TaskBatch
 from mandril.data.inputs import task_inputs
 from mandril_envs.base import TabularTaskEnv
 from mandril_envs.dataset import DemoDataset
@@ -44,7 +45,9 @@ class DatasetSource:
         dtype: torch dtype of the batches.
     """
 
-    def __init__(self, dataset: DemoDataset, input_kind: str = "features", state_action: Optional[bool] = None, dtype: torch.dtype = torch.float64) -> None:
+    def __init__(
+        self, dataset: DemoDataset, input_kind: str = "features", state_action: Optional[bool] = None, dtype: torch.dtype = torch.float64, device: Any = None
+    ) -> None:
         if dataset.n_tasks == 0:
             raise ValueError("dataset has no tasks")
         env = dataset.make_env(0)
@@ -58,7 +61,18 @@ class DatasetSource:
             self.inputs.append(task_inputs(env, input_kind))
         self.input_kind = input_kind
         self.state_action = self.models[0].state_action_reward if state_action is None else bool(state_action)
-        self.dtype = dtype
+        self.dtype, self.device = dtype, device
+        # every demo's visitation counts and first state, once (the dataset was checked when loaded)
+        n_states, n_actions = self.models[0].state_dim, self.models[0].action_dim
+        states, actions = dataset.states[:, :, :-1], dataset.actions
+        flat = states * n_actions + actions if self.state_action else states
+        width = n_states * n_actions if self.state_action else n_states
+        n, m, horizon = flat.shape
+        counts = np.zeros((n * m, width))
+        np.add.at(counts, (np.repeat(np.arange(n * m), horizon), flat.reshape(-1)), 1.0)
+        self._counts = counts.reshape(n, m, *((n_states, n_actions) if self.state_action else (n_states,)))
+        self._first = dataset.states[:, :, 0]
+        self._inputs = torch.as_tensor(np.stack(self.inputs), dtype=dtype, device=device)
 
     def sample(self, batch_size: int, n_train: int, n_test: int, rng: np.random.Generator) -> MetaBatch:
         """``batch_size`` tasks drawn without replacement (with, if the pool is smaller), demos split at random."""
@@ -66,15 +80,21 @@ class DatasetSource:
             raise ValueError(f"n_train + n_test = {n_train + n_test} demos per task, but the dataset has {self.dataset.n_demos}")
         replace = batch_size > self.dataset.n_tasks
         chosen = rng.choice(self.dataset.n_tasks, batch_size, replace=replace)
-        train, test = [], []
-        for index in chosen:
-            order = rng.permutation(self.dataset.n_demos)
-            states, actions = self.dataset.states[index], self.dataset.actions[index]
-            train.append((states[order[:n_train]], actions[order[:n_train]]))
-            test.append((states[order[n_train : n_train + n_test]], actions[order[n_train : n_train + n_test]]))
-        return make_batch(
-            [self.models[i] for i in chosen], [self.inputs[i] for i in chosen], train, test if n_test else None, self.state_action, self.dtype
-        )
+        orders = np.stack([rng.permutation(self.dataset.n_demos) for _ in chosen])
+        n_states = self.models[0].state_dim
+
+        def part(columns: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+            rows = chosen[:, None]
+            visitation = self._counts[rows, columns].sum(axis=1) / columns.shape[1]
+            first = self._first[rows, columns]
+            start = np.stack([np.bincount(f, minlength=n_states) for f in first]) / columns.shape[1]
+            return torch.as_tensor(visitation, dtype=self.dtype, device=self.device), torch.as_tensor(start, dtype=self.dtype, device=self.device)
+
+        train_visitation, train_start = part(orders[:, :n_train])
+        test_visitation, test_start = part(orders[:, n_train : n_train + n_test]) if n_test else (None, None)
+        tasks = TaskBatch.from_models([self.models[i] for i in chosen], dtype=self.dtype, device=self.device)
+        index = torch.as_tensor(chosen, dtype=torch.long, device=self._inputs.device)
+        return MetaBatch(tasks, tuple(self.models[i] for i in chosen), self._inputs[index], train_visitation, test_visitation, train_start, test_start)
 
 
 class GeneratedSource:

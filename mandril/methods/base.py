@@ -24,7 +24,7 @@ checked, unknown keys refused naming the key (:func:`mandril.core.build_dataclas
 from __future__ import annotations
 
 import time
-from abc import ABC, abstractmethod
+from abc import ABC
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Mapping, Optional, Sequence, Union
 
@@ -126,6 +126,9 @@ def check_problem(problem: FitProblem, where: str = "problem") -> FitProblem:
     if not isinstance(problem.model, TabularModel):
         raise TypeError(f"{where}.model must be a mandril_envs TabularModel, got {type(problem.model).__name__}")
     states, actions = _check_demos(problem.model, problem.states, problem.actions)
+    inputs = np.asarray(problem.inputs)
+    if not np.issubdtype(inputs.dtype, np.number) or not np.all(np.isfinite(inputs)):
+        raise ValueError(f"{where}.inputs (the task's reward-model input, shape {inputs.shape}) must be finite numbers: it holds NaN or inf")
     return replace(problem, states=states, actions=actions)
 
 
@@ -167,6 +170,12 @@ class Method(ABC):
     #: Only reference points (the expert) may read the task's true reward; the harness hands every
     #: other method the model with its reward zeroed (:func:`hide_reward`).
     reads_true_reward: ClassVar[bool] = False
+    #: Whether the method's reward model is the family's neural model (a suite's family
+    #: ``reward_model``/``input_kind`` apply to it): MandRIL, pre-train + fine-tune, demo-conditioned, maxent.
+    family_reward_model: ClassVar[bool] = False
+    #: Settings that only change how a prepared method fits a new task, not its preparation (so a
+    #: tuning sweep over them reuses one preparation).
+    fit_only_settings: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         if config is not None and not isinstance(config, self.Config):
@@ -177,9 +186,31 @@ class Method(ABC):
             config = build_dataclass(self.Config, {**dataclass_to_dict(config), **overrides}, f"[{self.name}]")
         self.config = config
         self.prepared = not self.needs_preparation
+        self.device: Any = None  # torch's default (the CPU) until .to(device)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config!r})"
+
+    def to(self, device: Any) -> "Method":
+        """Do this method's torch work on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``); returns the method.
+
+        Raises:
+            ValueError: a CUDA device when torch sees none.
+        """
+        import torch
+
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError) as error:
+            raise ValueError(f"device must be like 'cpu', 'cuda' or 'cuda:1', got {device!r}: {error}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} was asked for, but torch sees no CUDA device (torch.cuda.is_available() is False): use 'cpu'")
+        self.device = device
+        self._moved()
+        return self
+
+    def _moved(self) -> None:
+        """Move what the method already holds to :attr:`device` (prepared models)."""
 
     # --- what the method reads -------------------------------------------------------------------
     @property

@@ -21,11 +21,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mandril.data.batch import MetaBatch, check_likelihood, make_batch
+from mandril.core.config import check_ints, check_numbers
+from mandril.data.batch import MetaBatch, check_likelihood
 from mandril.data.inputs import INPUT_KINDS
 from mandril.data.sources import DatasetSource
 from mandril.methods.base import DivergenceError, FitError, FitProblem, MethodOutput
-from mandril.methods.maxent import group_by_shape, torch_dtype
+from mandril.methods.maxent import group_by_shape, torch_dtype, train_batch
 from mandril.methods.meta_trainer import MandRILConfig
 from mandril.methods.trained import TrainedRewardMethod
 from mandril.rewards.spec import RewardModelSpec
@@ -53,7 +54,7 @@ def append_demo_channels(inputs: Tensor, visitation: Tensor, start: Tensor, n_de
     """
     n_batch, n_states = start.shape
     per_state = visitation.reshape(n_batch, n_states, -1) / horizon
-    count = torch.as_tensor([math.log1p(n) for n in n_demos], dtype=inputs.dtype).view(n_batch, 1, 1).expand(n_batch, n_states, 1)
+    count = torch.as_tensor([math.log1p(n) for n in n_demos], dtype=inputs.dtype, device=inputs.device).view(n_batch, 1, 1).expand(n_batch, n_states, 1)
     channels = torch.cat([per_state.to(inputs.dtype), start.to(inputs.dtype).unsqueeze(-1), count], dim=-1)  # (B, S, c)
     if inputs.ndim == 3:
         return torch.cat([inputs, channels], dim=-1)
@@ -118,24 +119,20 @@ class DemoConditionedConfig:
         torch_dtype(self.dtype)
         if not self.n_demos_choices or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.n_demos_choices):
             raise ValueError(f"n_demos_choices must be a non-empty list of ints >= 1, got {self.n_demos_choices!r}")
-        for name, minimum in (("iterations", 0), ("meta_batch_size", 1), ("n_test_demos", 1), ("seed", 0), ("checkpoint_every", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-        for name in ("meta_lr", "temperature", "max_abs_reward"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        check_ints(self, iterations=0, meta_batch_size=1, n_test_demos=1, seed=0, checkpoint_every=1)
+        check_numbers(self, positive=("meta_lr", "temperature", "max_abs_reward"))
 
 
 class DemoConditioned(TrainedRewardMethod):
     """A network from (task, demos) to reward, trained on the training tasks."""
 
+    family_reward_model: ClassVar[bool] = True
     name: ClassVar[str] = "demo_conditioned"
     kind: ClassVar[str] = "meta-irl"
     Config: ClassVar[type] = DemoConditionedConfig
     batched: ClassVar[bool] = True
     progress_label: ClassVar[str] = "training"
+    fit_only_settings: ClassVar[tuple[str, ...]] = ("checkpoint_every",)
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
@@ -155,7 +152,7 @@ class DemoConditioned(TrainedRewardMethod):
     def _prepare(self, data: Any, *, checkpoint: Any, log_dir: Any, progress: bool) -> None:
         from mandril.methods.trained import training_source
 
-        source = training_source(data, self.input_kind, self.config.dtype)
+        source = training_source(data, self.input_kind, self.config.dtype, self.device)
         self._state_action, self._n_actions = source.state_action, source.models[0].action_dim
         super()._prepare(source, checkpoint=checkpoint, log_dir=log_dir, progress=progress)
 
@@ -177,8 +174,7 @@ class DemoConditioned(TrainedRewardMethod):
         for group in group_by_shape(problems):
             chosen = [problems[i] for i in group]
             start = time.perf_counter()
-            batch = make_batch([p.model for p in chosen], [np.asarray(p.inputs) for p in chosen], [(p.states, p.actions) for p in chosen], None,
-                               self.architecture["n_actions"] is not None, torch_dtype(c.dtype))
+            batch = train_batch(chosen, torch_dtype(c.dtype), self.device, self.architecture["n_actions"] is not None)
             inputs = append_demo_channels(batch.inputs, batch.train_visitation, batch.train_start, [len(p.states) for p in chosen], batch.tasks.horizon)
             with torch.no_grad():
                 rewards = trainer.reward_model(inputs).to(torch.float64).cpu().numpy()

@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Callable, Mapping, Optional, Sequence, Union
+from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mandril.core.config import check_ints, check_numbers
 from mandril.data.batch import MetaBatch, check_likelihood
 from mandril.methods.base import DivergenceError
 from mandril.planning import maxent_nll
@@ -87,18 +88,8 @@ class FitSettings:
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
-        for name in ("lr", "max_abs_reward"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        for name in ("grad_tol", "l2"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        for name in ("max_steps", "history"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        check_numbers(self, positive=("lr", "max_abs_reward"), non_negative=("grad_tol", "l2"))
+        check_ints(self, max_steps=1, history=1)
         if self.l2_center not in L2_CENTERS:
             raise ValueError(f"l2_center must be one of {list(L2_CENTERS)}, got {self.l2_center!r}")
         if self.schedule not in SCHEDULES:

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Sequence, Union
+from typing import ClassVar, Sequence, Union
 
 import numpy as np
 
+from mandril.core.config import check_ints
 from mandril.data.inputs import INPUT_KINDS
 from mandril.functional import NonFiniteLossError
 from mandril.methods.base import DivergenceError, FitError, FitProblem, MethodOutput
-from mandril.methods.maxent import group_by_shape, torch_dtype
+from mandril.methods.maxent import group_by_shape, torch_dtype, train_batch
 from mandril.methods.meta_trainer import MandRILConfig
 from mandril.methods.trained import TrainedRewardMethod
-from mandril.data.batch import make_batch
 from mandril.rewards.spec import RewardModelSpec
 
 __all__ = ["MandRILMethodConfig", "MandRILMethod"]
@@ -52,10 +52,7 @@ class MandRILMethodConfig(MandRILConfig):
         super().__post_init__()
         if self.input_kind not in INPUT_KINDS or self.input_kind not in self.reward_model.input_kinds:
             raise ValueError(f"input_kind must be one of {list(self.reward_model.input_kinds)} for a {self.reward_model.kind} reward model, got {self.input_kind!r}")
-        for name in ("iterations", "checkpoint_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "iterations" else 1):
-                raise ValueError(f"{name} must be an int >= {0 if name == 'iterations' else 1}, got {value!r}")
+        check_ints(self, iterations=0, checkpoint_every=1)
         for key, entry in self.adapt_by_n.items():
             if not str(key).isdigit() or int(key) < 1:
                 raise ValueError(f"adapt_by_n keys must be numbers of demos >= 1 (as strings), got {key!r}")
@@ -80,11 +77,13 @@ class MandRILMethodConfig(MandRILConfig):
 class MandRILMethod(TrainedRewardMethod):
     """MandRIL: a meta-learned reward prior, adapted to each new task by gradient steps."""
 
+    family_reward_model: ClassVar[bool] = True
     name: ClassVar[str] = "mandril"
     kind: ClassVar[str] = "meta-irl"
     Config: ClassVar[type] = MandRILMethodConfig
     batched: ClassVar[bool] = True
     progress_label: ClassVar[str] = "meta-training"
+    fit_only_settings: ClassVar[tuple[str, ...]] = ("adapt_steps", "adapt_by_n", "checkpoint_every")
 
     def trainer_config(self) -> MandRILConfig:
         return MandRILConfig(**{f.name: getattr(self.config, f.name) for f in fields(MandRILConfig)})
@@ -109,9 +108,7 @@ class MandRILMethod(TrainedRewardMethod):
         trainer = self.require_trainer()
         steps, scale = self.config.adaptation(n_demos)
         start = time.perf_counter()
-        models = [p.model for p in problems]
-        batch = make_batch(models, [np.asarray(p.inputs) for p in problems], [(p.states, p.actions) for p in problems], None,
-                           self.architecture["n_actions"] is not None, torch_dtype(self.config.dtype))
+        batch = train_batch(problems, torch_dtype(self.config.dtype), self.device, self.architecture["n_actions"] is not None)
         try:
             rewards = trainer.adapt_batch(batch, steps, scale)
         except NonFiniteLossError:

@@ -18,14 +18,15 @@ imitation's ``MCEIRL`` also counts ``s_H``, so its gradient has an extra ``D[H] 
 
 from __future__ import annotations
 
-import math
+import time
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Optional, Sequence, Union
+from typing import Any, Callable, ClassVar, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import nn
 
+from mandril.core.config import check_numbers
 from mandril.data.batch import MetaBatch, check_likelihood, make_batch
 from mandril.data.inputs import INPUT_KINDS
 from mandril.methods.base import DivergenceError, FitError, FitProblem, Method, MethodOutput, check_problem
@@ -34,7 +35,7 @@ from mandril.rewards.batched import stack_params
 from mandril.rewards.spec import RewardModelSpec, build_reward_model
 from mandril_envs.model import TabularModel
 
-__all__ = ["MaxEntConfig", "MaxEnt", "MaxEntLinear", "MaxEntTabular", "MaxEntIRL", "torch_dtype", "group_by_shape"]
+__all__ = ["MaxEntConfig", "MaxEnt", "MaxEntLinear", "MaxEntTabular", "MaxEntIRL", "torch_dtype", "group_by_shape", "train_batch", "fit_in_groups"]
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -71,8 +72,7 @@ class MaxEntConfig(FitSettings):
         if self.input_kind not in self.reward_model.input_kinds:
             raise ValueError(f"a {self.reward_model.kind} reward model reads {list(self.reward_model.input_kinds)}, not input_kind {self.input_kind!r}")
         check_likelihood(self.likelihood)
-        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature > 0):
-            raise ValueError(f"temperature must be a finite number > 0, got {self.temperature!r}")
+        check_numbers(self, positive=("temperature",))
         torch_dtype(self.dtype)
 
 
@@ -93,6 +93,7 @@ class MaxEnt(Method):
     kind: ClassVar[str] = "irl"
     Config: ClassVar[type] = MaxEntConfig
     batched: ClassVar[bool] = True
+    family_reward_model: ClassVar[bool] = True
 
     def initial_models(self, problems: Sequence[FitProblem]) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         """The architecture and every task's starting parameters ``(B, ...)`` (fresh, seeded per task)."""
@@ -105,30 +106,40 @@ class MaxEnt(Method):
 
     def fit_batch(self, problems: Sequence[FitProblem]) -> list[Union[MethodOutput, FitError]]:
         """All problems of the same size in one batched fit (see :func:`fit_rewards`)."""
-        problems = self._check_ready(problems)
-        results: list[Union[MethodOutput, FitError]] = [None] * len(problems)  # type: ignore[list-item]
-        for group in group_by_shape(problems):
-            chosen = [problems[i] for i in group]
-            for i, result in zip(group, self._fit_group(chosen)):
-                results[i] = result
-        return results
-
-    def _fit_group(self, problems: Sequence[FitProblem]) -> list[Union[MethodOutput, FitError]]:
-        import time
-
-        c = self.config
-        start = time.perf_counter()
-        module, init = self.initial_models(problems)
-        batch = _train_batch(problems, torch_dtype(c.dtype))
-        fits = fit_rewards(module, init, batch, FitSettings.of(c), likelihood=c.likelihood, temperature=c.temperature, labels=[p.label for p in problems], method=self.name)
-        seconds = (time.perf_counter() - start) / len(problems)
-        return [fit if isinstance(fit, DivergenceError) else MethodOutput(reward=fit.reward, info={**fit.info(), "seconds": seconds}) for fit in fits]
+        return fit_in_groups(self, self._check_ready(problems), self.initial_models)
 
 
-def _train_batch(problems: Sequence[FitProblem], dtype: torch.dtype) -> MetaBatch:
+def fit_in_groups(
+    method: Method, problems: Sequence[FitProblem], start: Callable[[list[FitProblem]], tuple[nn.Module, dict]], state_action: Optional[bool] = None
+) -> list[Union[MethodOutput, FitError]]:
+    """Fit ``problems`` by :func:`fit_rewards`, same-size tasks in one batched call each.
+
+    Args:
+        method: a MaxEnt-family method (its config extends :class:`FitSettings` and has ``likelihood``,
+            ``temperature`` and ``dtype``).
+        problems: checked problems.
+        start: ``tasks -> (architecture, starting parameters (B, ...))`` of a group.
+        state_action: fit state-action rewards (default: when the tasks' rewards are).
+    """
+    c = method.config
+    results: list[Union[MethodOutput, FitError]] = [None] * len(problems)  # type: ignore[list-item]
+    for group in group_by_shape(problems):
+        chosen = [problems[i] for i in group]
+        clock = time.perf_counter()
+        module, init = start(chosen)
+        batch = train_batch(chosen, torch_dtype(c.dtype), method.device, state_action)
+        fits = fit_rewards(module, init, batch, FitSettings.of(c), likelihood=c.likelihood, temperature=c.temperature, labels=[p.label for p in chosen], method=method.name)
+        seconds = (time.perf_counter() - clock) / len(chosen)
+        for i, fit in zip(group, fits):
+            results[i] = fit if isinstance(fit, DivergenceError) else MethodOutput(reward=fit.reward, info={**fit.info(), "seconds": seconds})
+    return results
+
+
+def train_batch(problems: Sequence[FitProblem], dtype: torch.dtype, device: Any = None, state_action: Optional[bool] = None) -> MetaBatch:
+    """The problems' tasks and demos as one :class:`MetaBatch` (state-action visitation when the rewards are)."""
     models = [p.model for p in problems]
-    state_action = models[0].state_action_reward
-    return make_batch(models, [np.asarray(p.inputs) for p in problems], [(p.states, p.actions) for p in problems], None, state_action, dtype)
+    state_action = models[0].state_action_reward if state_action is None else state_action
+    return make_batch(models, [np.asarray(p.inputs) for p in problems], [(p.states, p.actions) for p in problems], None, state_action, dtype, device)
 
 
 @dataclass(frozen=True)
@@ -152,6 +163,7 @@ class MaxEntLinear(MaxEnt):
 
     name: ClassVar[str] = "maxent_linear"
     Config: ClassVar[type] = MaxEntLinearConfig
+    family_reward_model: ClassVar[bool] = False
 
 
 class MaxEntTabular(MaxEnt):
@@ -159,6 +171,7 @@ class MaxEntTabular(MaxEnt):
 
     name: ClassVar[str] = "maxent_tabular"
     Config: ClassVar[type] = MaxEntTabularConfig
+    family_reward_model: ClassVar[bool] = False
 
 
 class MaxEntIRL:

@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from mandril.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from mandril.core.config import check_ints, check_numbers
 from mandril.data.batch import MetaBatch, check_likelihood, make_batch
 from mandril.data.sources import TaskSource
 from mandril.functional import NonFiniteLossError, Params, adapt
@@ -96,14 +97,8 @@ class MandRILConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("inner_lr", "meta_lr", "temperature", "max_abs_reward"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        for name, minimum in (("inner_steps", 0), ("adapt_steps", 0), ("meta_batch_size", 1), ("n_train_demos", 1), ("n_test_demos", 1), ("seed", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+        check_numbers(self, positive=("inner_lr", "meta_lr", "temperature", "max_abs_reward"))
+        check_ints(self, inner_steps=0, adapt_steps=0, meta_batch_size=1, n_train_demos=1, n_test_demos=1, seed=0)
         if self.dtype not in ("float64", "float32"):
             raise ValueError(f"dtype must be 'float64' or 'float32', got {self.dtype!r}")
         check_likelihood(self.likelihood)
@@ -293,7 +288,7 @@ class MandRIL:
         """
         steps = self.config.adapt_steps if steps is None else steps
         state_action = self._is_state_action(model, inputs)
-        batch = make_batch([model], [inputs], [(states, actions)], None, state_action, self.config.torch_dtype)
+        batch = make_batch([model], [inputs], [(states, actions)], None, state_action, self.config.torch_dtype, self._device)
         return self.adapt_batch(batch, steps, lr_scale)[0]
 
     def adapt_batch(self, batch: MetaBatch, steps: int, lr_scale: float = 1.0) -> np.ndarray:
@@ -305,7 +300,7 @@ class MandRIL:
 
     def _is_state_action(self, model: TabularModel, inputs: np.ndarray) -> bool:
         with torch.no_grad():
-            out = self.reward_model(torch.as_tensor(np.array(inputs)[None], dtype=self.config.torch_dtype))
+            out = self.reward_model(torch.as_tensor(np.array(inputs)[None], dtype=self.config.torch_dtype, device=self._device))
         if tuple(out.shape[1:]) == (model.state_dim,):
             return False
         if tuple(out.shape[1:]) == (model.state_dim, model.action_dim):
@@ -315,8 +310,12 @@ class MandRIL:
     def prior_reward(self, model: TabularModel, inputs: np.ndarray) -> np.ndarray:
         """The reward table of ``theta`` itself (no adaptation)."""
         with torch.no_grad():
-            out = self.reward_model(torch.as_tensor(np.array(inputs)[None], dtype=self.config.torch_dtype))[0]
-        return out.to(torch.float64).numpy()
+            out = self.reward_model(torch.as_tensor(np.array(inputs)[None], dtype=self.config.torch_dtype, device=self._device))[0]
+        return out.to(torch.float64).cpu().numpy()
+
+    @property
+    def _device(self) -> torch.device:
+        return next(iter(self.theta.values())).device
 
     # --- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -10,17 +10,15 @@ than toward zero.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from typing import ClassVar, Sequence, Union
+from typing import Any, ClassVar, Sequence, Union
 
-import numpy as np
-
-from mandril.data.batch import check_likelihood, make_batch
+from mandril.core.config import check_ints, check_numbers
+from mandril.data.batch import check_likelihood
 from mandril.data.inputs import INPUT_KINDS
-from mandril.methods.base import DivergenceError, FitError, FitProblem, MethodOutput
-from mandril.methods.fitting import FitSettings, fit_rewards
-from mandril.methods.maxent import group_by_shape, torch_dtype
+from mandril.methods.base import FitError, FitProblem, MethodOutput
+from mandril.methods.fitting import FitSettings
+from mandril.methods.maxent import fit_in_groups, torch_dtype
 from mandril.methods.meta_trainer import MandRILConfig
 from mandril.methods.trained import TrainedRewardMethod
 from mandril.rewards.batched import expand_params
@@ -63,22 +61,20 @@ class PretrainFinetuneConfig(FitSettings):
             raise ValueError(f"input_kind must be one of {list(self.reward_model.input_kinds)} for a {self.reward_model.kind} reward model, got {self.input_kind!r}")
         check_likelihood(self.likelihood)
         torch_dtype(self.dtype)
-        for name, minimum in (("pretrain_iterations", 0), ("pretrain_batch_size", 1), ("pretrain_demos", 1), ("seed", 0), ("checkpoint_every", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-        if not (isinstance(self.pretrain_lr, (int, float)) and 0 < self.pretrain_lr < float("inf")):
-            raise ValueError(f"pretrain_lr must be a finite number > 0, got {self.pretrain_lr!r}")
+        check_ints(self, pretrain_iterations=0, pretrain_batch_size=1, pretrain_demos=1, seed=0, checkpoint_every=1)
+        check_numbers(self, positive=("pretrain_lr",))
 
 
 class PretrainFinetune(TrainedRewardMethod):
     """One reward model pre-trained on all training tasks' demos, fine-tuned per new task."""
 
+    family_reward_model: ClassVar[bool] = True
     name: ClassVar[str] = "pretrain_finetune"
     kind: ClassVar[str] = "meta-irl"
     Config: ClassVar[type] = PretrainFinetuneConfig
     batched: ClassVar[bool] = True
     progress_label: ClassVar[str] = "pre-training"
+    fit_only_settings: ClassVar[tuple[str, ...]] = ("optimizer", "lr", "max_steps", "grad_tol", "l2", "l2_center", "schedule", "history", "checkpoint_every")
 
     def trainer_config(self) -> MandRILConfig:
         c = self.config
@@ -94,17 +90,8 @@ class PretrainFinetune(TrainedRewardMethod):
         """Fine-tune every task from the pre-trained weights, same-size tasks in one batched fit."""
         problems = self._check_ready(problems)
         trainer = self.require_trainer()
-        c = self.config
-        results: list[Union[MethodOutput, FitError]] = [None] * len(problems)  # type: ignore[list-item]
-        for group in group_by_shape(problems):
-            chosen = [problems[i] for i in group]
-            start = time.perf_counter()
-            batch = make_batch([p.model for p in chosen], [np.asarray(p.inputs) for p in chosen], [(p.states, p.actions) for p in chosen], None,
-                               self.architecture["n_actions"] is not None, torch_dtype(c.dtype))
-            init = expand_params({k: v.detach() for k, v in trainer.theta.items()}, len(chosen))
-            fits = fit_rewards(trainer.reward_model, init, batch, FitSettings.of(c), likelihood=c.likelihood, temperature=c.temperature,
-                               labels=[p.label for p in chosen], method=self.name)
-            seconds = (time.perf_counter() - start) / len(chosen)
-            for i, fit in zip(group, fits):
-                results[i] = fit if isinstance(fit, DivergenceError) else MethodOutput(reward=fit.reward, info={**fit.info(), "seconds": seconds})
-        return results
+
+        def start(chosen: list[FitProblem]) -> tuple[Any, dict]:
+            return trainer.reward_model, expand_params({k: v.detach() for k, v in trainer.theta.items()}, len(chosen))
+
+        return fit_in_groups(self, problems, start, self.architecture["n_actions"] is not None)

@@ -21,11 +21,24 @@ from mandril_envs.dataset import DemoDataset
 __all__ = ["TrainedRewardMethod", "training_source"]
 
 
-def training_source(data: Any, input_kind: str, dtype_name: str) -> DatasetSource:
+def _on_cpu(value: Any) -> Any:
+    """``value`` with every tensor moved to the CPU (so a state written on a GPU loads anywhere)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _on_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_on_cpu(v) for v in value)
+    return value
+
+
+def training_source(data: Any, input_kind: str, dtype_name: str, device: Any = None) -> DatasetSource:
     """``data`` as a :class:`DatasetSource` reading ``input_kind``: a :class:`DemoDataset` is wrapped, a
     source is checked (its input kind and dtype must be the method's)."""
     if isinstance(data, DemoDataset):
-        return DatasetSource(data, input_kind, dtype=torch_dtype(dtype_name))
+        return DatasetSource(data, input_kind, dtype=torch_dtype(dtype_name), device=device)
     if isinstance(data, DatasetSource):
         if data.input_kind != input_kind or data.dtype != torch_dtype(dtype_name):
             raise ValueError(f"the training source reads {data.input_kind!r} inputs as {data.dtype}, the method needs {input_kind!r} as {dtype_name}")
@@ -70,10 +83,12 @@ class TrainedRewardMethod(Method):
         sample = np.zeros(tuple(architecture["input_shape"]))
         n_actions = architecture["n_actions"]
         model = build_reward_model(c.reward_model, sample, int(architecture["n_states"]), self.trainer_config().seed, torch_dtype(c.dtype), n_actions)
+        if self.device is not None:
+            model = model.to(self.device)
         return MandRIL(model, self.trainer_config())
 
     def _prepare(self, data: Any, *, checkpoint: Any, log_dir: Any, progress: bool) -> None:
-        source = training_source(data, self.input_kind, self.config.dtype)
+        source = training_source(data, self.input_kind, self.config.dtype, self.device)
         first = source.models[0]
         self.architecture = {
             "input_shape": list(self.model_input_shape(tuple(np.shape(source.inputs[0])))),
@@ -92,10 +107,10 @@ class TrainedRewardMethod(Method):
             self.trainer.save_checkpoint(path)
 
     def state_dict(self) -> dict:
-        """The trained reward model, the trainer's state and the architecture it was built for."""
+        """The trained reward model, the trainer's state and the architecture it was built for (tensors on the CPU)."""
         if self.trainer is None or self.architecture is None:
             raise RuntimeError(f"{self.name} has nothing to save: prepare it first")
-        return {"architecture": dict(self.architecture), "trainer": self.trainer.state_dict()}
+        return {"architecture": dict(self.architecture), "trainer": _on_cpu(self.trainer.state_dict())}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Rebuild the reward model and restore the trainer from :meth:`state_dict`."""
@@ -108,6 +123,10 @@ class TrainedRewardMethod(Method):
         trainer.load_state(trainer_state, f"{self.name} prepared state")
         self.trainer, self.architecture = trainer, architecture
         self.prepared = True
+
+    def _moved(self) -> None:
+        if self.trainer is not None:  # rebuild on the device from the saved state (the optimizer follows the parameters)
+            self.load_state_dict(self.state_dict())
 
     def require_trainer(self) -> MandRIL:
         """The trained trainer (after :meth:`prepare` or :meth:`load_state_dict`)."""

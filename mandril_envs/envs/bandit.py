@@ -8,6 +8,8 @@ import numpy as np
 
 from mandril_envs.base import TabularTaskEnv
 from mandril_envs.model import TabularModel
+from mandril_envs.reward_noise import RewardNoise
+from mandril_envs.sizes import ModelShape
 from mandril_envs.tasks import TaskLike
 from mandril_envs.validation import check_choice, check_float_sequence, check_int
 
@@ -43,6 +45,7 @@ class BanditEnv(TabularTaskEnv):
     """
 
     family = "Bandit"
+    size_arguments = ("n_arms",)
 
     def __init__(
         self,
@@ -59,6 +62,10 @@ class BanditEnv(TabularTaskEnv):
             "arm_distribution": check_choice("arm_distribution", arm_distribution, ("bernoulli", "gaussian")),
         }
         super().__init__(config, task, obs_type, render_mode)
+
+    def _model_shape(self, config: dict, obs_type: str) -> ModelShape:
+        k = config["n_arms"]
+        return ModelShape(1, k, 1, 1, state_action_reward=True, param_numbers=k, observation_bytes=self._observation_nbytes(obs_type, 1, 1))
 
     def _sample_params(self, rng: np.random.Generator, split: str) -> dict:
         k = self.config["n_arms"]
@@ -89,10 +96,9 @@ class BanditEnv(TabularTaskEnv):
         """``(K,)`` the current task's arm means."""
         return self.model.reward_matrix[0]
 
-    def _sample_reward(self, state: int, action: int, mean: float) -> float:
-        if self.config["arm_distribution"] == "bernoulli":
-            return float(self.np_random.random() < mean)
-        return mean + float(self.np_random.normal())
+    def reward_noise(self) -> RewardNoise:
+        """Bernoulli arms pay 0/1; Gaussian arms pay ``N(mean, 1)``."""
+        return RewardNoise("bernoulli") if self.config["arm_distribution"] == "bernoulli" else RewardNoise("gaussian", 1.0)
 
     def _render_ansi(self) -> str:
         means = " ".join(f"{m:.2f}" for m in self.arm_means)

@@ -50,15 +50,15 @@ def test_bad_actions(env_id):
 
 
 @pytest.mark.parametrize("env_id", mandril_envs.ENV_IDS)
-def test_step_after_truncation(env_id):
+def test_step_before_reset_raises(env_id):
     env = gym.make(env_id).unwrapped
+    with pytest.raises(RuntimeError, match=r"step\(\) called before reset\(\)"):
+        env.step(0)
     env.reset(seed=0)
-    for _ in range(env.horizon):
+    env.step(0)
+    env.set_task(env.sample_tasks(1, "test", seed=1)[0])
+    with pytest.raises(RuntimeError, match="a new task needs a reset too"):
         env.step(0)
-    with pytest.raises(RuntimeError, match="after the episode was truncated"):
-        env.step(0)
-    env.reset()
-    env.step(0)  # fine again
 
 
 def test_task_from_another_family():
@@ -140,3 +140,69 @@ def test_sample_tasks_arguments():
     no_test = gym.make("mandril_envs/GridWorld-v0", test_combination_fraction=0.0).unwrapped
     with pytest.raises(ValueError, match="could not draw a 'test' sprite combination"):
         no_test.sample_tasks(1, "test")
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"n_goals": 0}, ValueError, "n_goals must be >= 1, got 0"),
+        ({"goal_spread": -1.0}, ValueError, r"goal_spread must be >= 0.0, got -1.0"),
+        ({"terrain_spread": float("inf")}, ValueError, "terrain_spread must be finite"),
+        ({"appearance_slope": "steep"}, TypeError, "appearance_slope must be a number"),
+        ({"sprite_feature_dim": 1}, ValueError, "sprite_feature_dim must be >= 2"),
+        ({"n_sprite_types": 6}, ValueError, "leaves 3 training sprite types of kind 'goal', fewer than the 4 goal sprites"),
+        ({"size": 2}, ValueError, "6 sprites do not fit on a 2x2 grid"),
+    ],
+)
+def test_gridworld_intent_bad_kwargs(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        gym.make("mandril_envs/GridWorld-Intent-v0", **kwargs)
+
+
+def test_gridworld_intent_bad_task_params():
+    from mandril_envs.envs.gridworld_intent import sprite_kind_is_goal
+
+    env = gym.make("mandril_envs/GridWorld-Intent-v0").unwrapped
+    params = env.task.params
+    goals, obstacles = params["goals"], params["obstacles"]
+    with pytest.raises(ValueError, match=r"must have keys \['goals', 'obstacles', 'terrain', 'terrain_weights'\]"):
+        env.set_task(_task_with(env, goal=goals[0]))
+    with pytest.raises(ValueError, match=r"params\['terrain_weights'\] must be a list of 4 numbers"):
+        env.set_task(_task_with(env, terrain_weights=[0.0]))
+    with pytest.raises(ValueError, match=r"params\['terrain_weights'\]\[1\] must be finite"):
+        env.set_task(_task_with(env, terrain_weights=[0.0, float("nan"), 0.0, 0.0]))
+    with pytest.raises(ValueError, match=r"params\['goals'\] must be a list of 4 sprites"):
+        env.set_task(_task_with(env, goals=goals[:3]))
+    with pytest.raises(ValueError, match=r"params\['goals\[0\]'\] must be \{'type': int, 'cell': \[row, col\], 'value': float\}"):
+        env.set_task(_task_with(env, goals=[{"type": goals[0]["type"], "cell": goals[0]["cell"]}] + goals[1:]))
+    with pytest.raises(TypeError, match=r"params\['obstacles\[1\]'\]\['penalty'\] must be a number"):
+        env.set_task(_task_with(env, obstacles=[obstacles[0], {**obstacles[1], "penalty": "high"}]))
+    with pytest.raises(ValueError, match="already taken"):
+        env.set_task(_task_with(env, obstacles=[obstacles[0], {**obstacles[1], "cell": goals[2]["cell"]}]))
+    obstacle_type = next(t for t in env.training_types if not sprite_kind_is_goal(t, 8))
+    with pytest.raises(ValueError, match=rf"params\['goals\[1\]'\]\['type'\] {obstacle_type} is an obstacle sprite type"):
+        env.set_task(_task_with(env, goals=[goals[0], {**goals[1], "type": obstacle_type}] + goals[2:]))
+
+
+def test_what_the_fuzz_test_found():
+    """Inputs the fuzz test (test_fuzz.py) found accepted or crashing, each now refused with a clear error."""
+    with pytest.raises(ValueError, match="task JSON is malformed: nested too deeply"):
+        Task.from_json("[" * 100_000)
+    grid = gym.make("mandril_envs/GridWorld-v0").unwrapped
+    task = grid.task.to_dict()
+    with pytest.raises(ValueError, match=r"task config differs from this env's config in \['obstacle_radius'\]"):
+        grid.set_task({**task, "config": {**task["config"], "obstacle_radius": True}})  # True == 1 to Python
+    terrain = [list(row) for row in task["params"]["terrain"]]
+    terrain[2][3] = True
+    with pytest.raises(TypeError, match=r"params\['terrain'\] must be 8x8 ints: params\['terrain'\]\[2, 3\] must be an int, got bool True"):
+        grid.set_task(_task_with(grid, terrain=terrain))
+    mdp = gym.make("mandril_envs/TabularMDP-v0").unwrapped
+    reward = np.asarray(mdp.task.params["reward"]).tolist()
+    reward[1][0] = True
+    with pytest.raises(TypeError, match=r"params\['reward'\]\[1, 0\] must be a number, got bool True"):
+        mdp.set_task(_task_with(mdp, reward=reward))
+    reward[1][0] = "0.5"
+    with pytest.raises(TypeError, match=r"params\['reward'\]\[1, 0\] must be a number, got str '0.5'"):
+        mdp.set_task(_task_with(mdp, reward=reward))
+    with pytest.raises(ValueError, match=r"params\['reward'\] must have shape \(10, 5\), got \(2,\)|ragged"):
+        mdp.set_task(_task_with(mdp, reward=[[1.0, 2.0], [3.0]]))

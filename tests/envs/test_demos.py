@@ -126,7 +126,7 @@ def _rewrite(path, **changes):
         (lambda d: {"rewards": np.full_like(d.rewards, np.nan)}, "rewards must be finite"),
         (lambda d: {"tasks": [t.to_dict() for t in d.tasks[:3]]}, r"states has shape \(4, 3, 17\), expected \(3, 3, 17\)"),
         (lambda d: {"actions": (d.actions + 1) % 9}, "a transition its model cannot produce"),
-        (lambda d: {"tasks": [{**t.to_dict(), "family": "Bandit"} for t in d.tasks]}, "tasks disagree with family"),
+        (lambda d: {"tasks": [{**t.to_dict(), "family": "Bandit"} for t in d.tasks]}, r"task 0 is a .Bandit. task of split .test., but meta says family .GridWorld."),
     ],
 )
 def test_corrupt_or_mismatched_files_are_refused(small_dataset, tmp_path, change, message):
@@ -144,7 +144,7 @@ def test_truncated_and_wrong_files(small_dataset, tmp_path):
         DemoDataset.load(tmp_path / "cut.npz")
     with pytest.raises(DatasetError, match="split is 'test', expected 'train'"):
         DemoDataset.load(path, split="train")
-    with pytest.raises(FileNotFoundError, match="no dataset file"):
+    with pytest.raises(FileNotFoundError, match="No such file or directory"):
         DemoDataset.load(tmp_path / "missing.npz")
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     with pytest.raises(DatasetError, match="missing array 'meta'"):
@@ -179,7 +179,7 @@ def test_cli_generate_and_info(tmp_path, capsys):
     "argv, message",
     [
         (["--env", "mandril_envs/Nope-v0"], "is not registered"),
-        (["--tasks", "0"], "n_tasks must be >= 1"),
+        (["--tasks", "0"], "--tasks must be >= 1, got 0"),
         (["--split", "valid"], "split must be one of"),
         (["--env-kwargs", '{"size": -1}'], "size must be >= 2"),
         (["--temperature", "-1"], "temperature must be > 0"),
@@ -196,3 +196,12 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, message):
 def test_module_entry_point_help():
     result = subprocess.run([sys.executable, "-m", "mandril_envs.demos", "generate", "--help"], capture_output=True, text=True, check=True)
     assert "--temperature" in result.stdout and "atomically" in result.stdout
+
+
+def test_a_dataset_whose_train_tasks_leak_held_out_sprites_is_refused(tmp_path):
+    dataset = collect("mandril_envs/GridWorld-v0", 2, 1, split="test_unseen")
+    path = dataset.save(tmp_path / "d.npz")
+    _rewrite(path, split="train", tasks=[{**t.to_dict(), "split": "train"} for t in dataset.tasks])
+    for verify in (True, False):
+        with pytest.raises(DatasetError, match=r"d.npz: task 0 \(train split\) is refused: task split 'train' cannot hold this task \(the split would leak\): goal sprite type \d+ is one of the unseen types"):
+            DemoDataset.load(path, verify=verify)

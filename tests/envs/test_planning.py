@@ -95,3 +95,59 @@ def test_planner_input_errors(switch_model):
         planning.state_visitation(switch_model, np.ones((1, 2, 2)) / 2)
     with pytest.raises(ValueError, match="probability distributions"):
         planning.state_visitation(switch_model, np.ones((2, 2, 2)))
+
+
+def _float32_softmax(logits: np.ndarray) -> np.ndarray:
+    """What SB3/imitation/torch hand over: a softmax computed in float32 (rows off by ~1e-7)."""
+    logits = logits.astype(np.float32)
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("env_id", ["mandril_envs/GridWorld-v0", "mandril_envs/Bandit-K50-v0", "mandril_envs/TabularMDP-v0"])
+def test_float32_policies_are_accepted_and_renormalised(env_id):
+    model = gym.make(env_id).unwrapped.model
+    plan = planning.soft_value_iteration(model)
+    policy32 = _float32_softmax(plan.q_values)
+    deviation = np.abs(policy32.astype(np.float64).sum(axis=2) - 1).max()
+    assert 1e-8 < deviation <= planning.policy_tolerance(model.action_dim)  # the case the old 1e-8 check refused
+    checked = planning.check_policy(model, policy32)
+    assert checked.dtype == np.float64 and np.abs(checked.sum(axis=2) - 1).max() < 1e-14
+    assert policy32.dtype == np.float32  # the caller's array is not touched
+    exact = planning.expected_return(model, plan.policy)
+    assert planning.expected_return(model, policy32) == pytest.approx(exact, rel=1e-5, abs=1e-5)
+    planning.policy_evaluation(model, policy32)
+    planning.state_visitation(model, policy32)
+
+
+def test_float64_policies_are_left_bit_for_bit(switch_model):
+    policy = planning.soft_value_iteration(switch_model).policy
+    np.testing.assert_array_equal(planning.check_policy(switch_model, policy), policy)
+
+
+def test_rollout_takes_float32_policies():
+    from mandril_envs.demos import rollout
+
+    env = gym.make("mandril_envs/GridWorld-v0")
+    policy32 = _float32_softmax(planning.soft_value_iteration(env.unwrapped.model).q_values)
+    assert len(rollout(env, policy32, 2, seed=0)) == 2
+    with pytest.raises(ValueError, match=r"largest deviation is \|sum - 1\| = 0.5 at \(t=3, s=7\)"):
+        bad = policy32.astype(np.float64)
+        bad[3, 7] *= 1.5
+        rollout(env, bad, 1)
+
+
+def test_policy_refusals_say_by_how_much_and_where(switch_model):
+    policy = planning.soft_value_iteration(switch_model).policy.copy()
+    policy[1, 0] += 1e-3  # a row off by 2e-3
+    with pytest.raises(ValueError, match=r"largest deviation is \|sum - 1\| = 0.002 at \(t=1, s=0\), more than the tolerance 9.54e-07"):
+        planning.expected_return(switch_model, policy)
+    policy = planning.soft_value_iteration(switch_model).policy.copy()
+    policy[0, 1] = [1.2, -0.2]
+    with pytest.raises(ValueError, match=r"entry -0.2 at \(t=0, s=1, a=1\) is negative"):
+        planning.state_visitation(switch_model, policy)
+    policy[0, 1] = [np.nan, 1.0]
+    with pytest.raises(ValueError, match=r"policy must be finite, got nan at \(t=0, s=1, a=0\)"):
+        planning.policy_evaluation(switch_model, policy)
+    with pytest.raises(TypeError, match="numeric"):
+        planning.check_policy(switch_model, [["a"]])

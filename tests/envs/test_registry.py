@@ -7,6 +7,7 @@ from gymnasium.utils.env_checker import check_env
 
 import mandril_envs
 from mandril_envs import testing
+from mandril_envs.envs import BanditEnv
 
 IDS = list(mandril_envs.ENV_IDS)
 
@@ -50,6 +51,28 @@ def test_spec_roundtrip(env_id):
 @pytest.mark.parametrize("env_id", IDS)
 def test_sync_vector_env(env_id):
     testing.check_vector_env(env_id)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_steps_after_truncation_are_graceful(env_id):
+    testing.check_step_after_truncation(gym.make(env_id))
+    testing.check_step_after_truncation(gym.make(env_id).unwrapped)
+
+
+def test_step_after_truncation_check_catches_an_env_that_keeps_paying():
+    class Overtime(mandril_envs.envs.BanditEnv):
+        def step(self, action):
+            self._past_horizon = False
+            return super().step(action)
+
+    with pytest.raises(AssertionError, match="a step after the horizon (paid|moved)"):
+        testing.check_step_after_truncation(Overtime())
+
+
+def test_deterministic_observation_ids_are_the_bandits():
+    ids = testing.deterministic_observation_ids(IDS)
+    assert ids == [rf"mandril_envs/Bandit{k}\-v0$" for k in ("", r"\-K5", r"\-K10", r"\-K50")]
+    assert testing.deterministic_observation_ids(["mandril_envs/GridWorld-v0"]) == []
 
 
 @pytest.mark.parametrize("env_id", IDS)

@@ -98,3 +98,44 @@ def test_every_option_of_every_command_has_help():
 
     missing = [f"{' '.join(path)} {action.option_strings[0]}" for path, action in walk(parser, ["mandril"]) if not action.help]
     assert not missing, missing
+
+
+@pytest.mark.parametrize("command", ["train", "bench", "adapt"])
+def test_outputs_that_cannot_be_written_are_refused_first(tmp_path, capsys, command):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    argv = {
+        "train": ["train", "mandril", *TINY, "--iterations", "1", "--out"],
+        "bench": ["bench", "run", "benchmarks/suites/smoke.toml", "--quiet", "--out"],
+        "adapt": ["adapt", "--run", str(tmp_path / "none"), "--out"],
+    }[command]
+    for out, message in ((blocker, "is a file"), (blocker / "sub", "lies under")):
+        target = str(out) + (".npz" if command == "adapt" else "")
+        if command == "adapt" and out == blocker:
+            continue
+        code = main([*argv, target])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_nan_in_inputs_is_named_not_blamed_on_the_rate():
+    import gymnasium as gym
+
+    from mandril import make
+    from mandril_envs.demos import task_demos
+
+    env = gym.make("mandril_envs/GridWorld-v0", size=4)
+    states, actions, _ = task_demos(env, 1, seed=0)
+    inputs = env.unwrapped.reward_input("features").copy()
+    inputs[0, 0] = np.nan
+    with pytest.raises(ValueError, match="inputs .* must be finite numbers: it holds NaN"):
+        make("maxent_linear").fit(env.unwrapped.model, inputs, states, actions)
+
+
+@pytest.mark.parametrize("flag, value", [("--inner-lr", "1e6"), ("--meta-lr", "1e9")])
+def test_a_diverging_training_run_stops_with_one_line_and_exit_1(tmp_path, capsys, flag, value):
+    out = tmp_path / "run"
+    code = main(["train", "mandril", *TINY, "--iterations", "40", flag, value, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and "MandRIL meta-iteration" in err and flag.strip("-").replace("-", "_") in err and len(err.strip().splitlines()) == 1, err
+    assert not (out / "prepared.pt").exists()

@@ -176,7 +176,7 @@ def test_matches_imitation_mceirl() -> None:
                  log_interval=None, custom_logger=imitation_logger.configure(format_strs=[]))
     mce.train(max_iter=400)
     with torch.no_grad():
-        theirs = net(torch.as_tensor(model.feature_matrix), None, None, None).numpy()
+        theirs = net(torch.as_tensor(np.array(model.feature_matrix)), None, None, None).numpy()
     states = np.stack([d.states for d in demos])
     actions = np.stack([d.actions for d in demos])
     ours = MaxEntIRL(LinearReward(model.feature_matrix.shape[1], bias=True), likelihood="p0", l2=1e-6, grad_tol=1e-7).fit(model, states, actions)
@@ -213,7 +213,7 @@ def test_gradient_equals_imitation_mceirl_up_to_its_final_state_term() -> None:
     last = np.bincount([d.states[-1] for d in demos], minlength=model.state_dim) / len(demos)
     mce = MCEIRL(empirical_visitation(model, demos) + last, shim, net, rng=np.random.default_rng(0),
                  optimizer_kwargs={"lr": 0.0}, log_interval=None, custom_logger=imitation_logger.configure(format_strs=[]))
-    features = torch.as_tensor(model.feature_matrix)
+    features = torch.as_tensor(np.array(model.feature_matrix))
     mce._train_step(features)  # lr 0: leaves the parameters, keeps their gradient
     theirs_weight, theirs_bias = net.mlp.dense_final.weight.grad, net.mlp.dense_final.bias.grad
     ours_model = LinearReward(features.shape[1], bias=True)

@@ -150,3 +150,19 @@ def test_demo_channels_for_features_maps_and_images():
 def test_a_training_source_must_match_the_method(pool):
     with pytest.raises(ValueError, match="reads 'features' inputs"):
         methods.make("mandril", **TINY["mandril"]).prepare(DatasetSource(pool, "features"))
+
+
+def test_devices_the_machine_lacks_are_refused_and_cpu_gives_the_same_numbers(pool, held_out):
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="torch sees no CUDA device"):
+            methods.make("maxent_tabular").to("cuda")
+    with pytest.raises(ValueError, match="device must be like 'cpu', 'cuda'"):
+        methods.make("maxent_tabular").to("gpu-please")
+    _, model, inputs, demos, _ = held_out[0]
+    plain = methods.make("mandril", **TINY["mandril"])
+    plain.prepare(pool)
+    moved = methods.make("mandril", **TINY["mandril"]).to("cpu")
+    moved.prepare(pool)
+    a = plain.fit(hide_reward(model), inputs["map"], demos.states, demos.actions)
+    b = moved.to("cpu").fit(hide_reward(model), inputs["map"], demos.states, demos.actions)
+    np.testing.assert_array_equal(a.reward, b.reward)

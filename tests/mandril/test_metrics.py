@@ -77,3 +77,24 @@ def test_an_output_with_a_reward_and_a_policy_is_scored_by_its_reward(switch_mod
     assert scores.evd == 0 and scores.policy_normalized_evd == pytest.approx(1.0)
     with pytest.raises(ValueError, match="needs a reward table or a policy table"):
         MethodOutput()
+
+
+def test_statistics_match_rliables_definitions():
+    from rliable import metrics as rliable_metrics
+
+    from mandril.eval.stats import interval, iqm, probability_of_improvement
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(3, 20)), rng.normal(0.3, 1, size=(2, 20))
+    assert iqm(x) == pytest.approx(rliable_metrics.aggregate_iqm(x), rel=1e-12)
+    assert probability_of_improvement(x, y) == pytest.approx(rliable_metrics.probability_of_improvement(x, y), rel=1e-12)
+    # hand-worked: one task, X's runs 1 and 3, Y's run 2: P(X > Y) = 1/2; a tie counts half
+    assert probability_of_improvement(np.array([[1.0], [3.0]]), np.array([[2.0]])) == 0.5
+    assert probability_of_improvement(np.array([[2.0]]), np.array([[2.0]])) == 0.5
+    wide = interval("iqm", [x], seed=0)
+    assert wide["low"] < wide["point"] < wide["high"]
+    better = interval("poi", [y, x], seed=0)  # y has the higher mean
+    assert better["point"] > 0.5 and better["low"] < better["point"] < better["high"]
+    assert interval("mean", [np.ones((2, 5))])["low"] == 1.0
+    with pytest.raises(ValueError, match="share the tasks"):
+        interval("poi", [x, y[:, :3]])

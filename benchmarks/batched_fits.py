@@ -1,0 +1,84 @@
+"""Batched fits against one task at a time, on a suite's cells, in one process.
+
+    .venv/bin/python benchmarks/batched_fits.py                       # the quick suite's MaxEnt cells
+    .venv/bin/python benchmarks/batched_fits.py --suite benchmarks/suites/smoke.toml --repeats 1
+    .venv/bin/python benchmarks/batched_fits.py --help
+
+For each batched MaxEnt-family method of the suite (``maxent_tabular``, ``maxent_linear``, ``maxent``)
+and each family, split and number of demos of the suite, the unit's tasks are fitted twice: all at
+once (``fit_batch``: what the harness does) and one task at a time (``fit`` per task), alternately,
+``--repeats`` times. Prints the median times, their ratio, and the largest difference between the two
+reward tables (the batched fit of a task must be the fit of that task alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", default=str(ROOT / "benchmarks" / "suites" / "quick.toml"), help="suite file whose cells are fitted")
+    parser.add_argument("--methods", default="maxent_tabular,maxent_linear,maxent", help="comma-separated batched methods")
+    parser.add_argument("--n-demos", default="", help="comma-separated demo counts (default: the suite's)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats of each side (median reported)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    import gymnasium as gym
+
+    from mandril.bench import load_suite
+    from mandril.bench.cells import Unit, cell_seed
+    from mandril.bench.work import held_out_tasks
+    from mandril.eval import shown_and_heldout_demos
+    from mandril.methods import FitProblem, hide_reward
+
+    suite = load_suite(args.suite)
+    wanted = [m for m in args.methods.split(",") if m in suite.methods]
+    print(f"{suite.name}: {', '.join(wanted)}; {platform.machine()}, {args.threads} torch thread(s), torch {torch.__version__}, median of {args.repeats}")
+    total_batched = total_single = 0.0
+    for family, spec in suite.families.items():
+        env = gym.make(spec.env_id, **spec.env_kwargs)
+        base = env.unwrapped
+        counts = [int(x) for x in args.n_demos.split(",")] if args.n_demos else suite.family_n_demos(family)
+        for method_name in wanted:
+            limits = suite.cells.get(method_name)
+            if limits is not None and limits.families and family not in limits.families:
+                continue
+            method = suite.make_method(method_name, family, suite.seeds[0])
+            for split in spec.splits:
+                for n in counts:
+                    unit = Unit(family, split, method_name, "", suite.seeds[0], n, spec.n_tasks, False)
+                    problems = []
+                    for task in held_out_tasks(base, split, spec.n_tasks, spec.task_seed):
+                        base.set_task(task)
+                        demos = shown_and_heldout_demos(env, n, unit.seed, spec.expert.settings())
+                        problems.append(FitProblem(hide_reward(base.model), base.reward_input(method.input_kind), demos.states, demos.actions, cell_seed(unit, task.index)))
+                    batched_times, single_times = [], []
+                    for _ in range(args.repeats):
+                        start = time.perf_counter()
+                        together = method.fit_batch(problems)
+                        batched_times.append(time.perf_counter() - start)
+                        start = time.perf_counter()
+                        alone = [method.fit_batch([p])[0] for p in problems]
+                        single_times.append(time.perf_counter() - start)
+                    diff = max(float(np.abs(a.reward - b.reward).max()) for a, b in zip(together, alone) if hasattr(a, "reward") and hasattr(b, "reward"))
+                    b, s = statistics.median(batched_times), statistics.median(single_times)
+                    total_batched, total_single = total_batched + b, total_single + s
+                    print(f"  {family:20s} {split:12s} n={n:<3d} {method_name:15s} {len(problems)} tasks: batched {b:7.2f} s, one at a time {s:7.2f} s, "
+                          f"{s / b:5.1f}x; max |diff| {diff:.1e}", flush=True)
+    print(f"all cells: batched {total_batched:.1f} s, one at a time {total_single:.1f} s: {total_single / total_batched:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""The benchmark harness: a suite (TOML) -> a grid of resumable cells -> records -> statistics and a report.
+
+    >>> from mandril.bench import load_suite, run_suite, write_report
+    >>> summary = run_suite(load_suite("benchmarks/suites/smoke.toml"), "reports/smoke", workers=2)
+    >>> write_report("reports/smoke")
+
+See :mod:`mandril.bench.suite` (the file format), :mod:`mandril.bench.cells` (cells and units),
+:mod:`mandril.bench.store` (the output directory), :mod:`mandril.bench.runners` (local workers, Ray)
+and :mod:`mandril.bench.report` (statistics and the report).
+"""
+
+from mandril.bench.cells import Preparation, Unit, preparations_of, units_of
+from mandril.bench.report import compare_with, summarize_records, write_report
+from mandril.bench.runners import BACKENDS, RunSummary, run_suite
+from mandril.bench.store import RunStore
+from mandril.bench.suite import Suite, load_suite, suite_from_dict
+
+__all__ = [
+    "BACKENDS",
+    "Preparation",
+    "RunStore",
+    "RunSummary",
+    "Suite",
+    "Unit",
+    "compare_with",
+    "load_suite",
+    "preparations_of",
+    "run_suite",
+    "suite_from_dict",
+    "summarize_records",
+    "units_of",
+    "write_report",
+]

@@ -1,0 +1,228 @@
+"""Running a suite: preparations and units on this process, a local process pool, or Ray.
+
+The driver (this process) decides what is left (:class:`~mandril.bench.store.RunStore`), hands
+preparations and units to workers as their inputs become ready (a unit waits for its method's
+preparation; other units start at once), and writes every result itself, atomically, as it arrives.
+Workers run the pure functions of :mod:`mandril.bench.work` with one torch thread each, so every
+backend produces the same records.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from mandril.bench.cells import Unit, preparations_of, units_of
+from mandril.bench.store import RunStore
+from mandril.bench.suite import Suite
+from mandril.bench.work import run_preparation, run_unit
+
+__all__ = ["run_suite", "RunSummary", "BACKENDS"]
+
+BACKENDS = ("local", "ray")
+
+
+@dataclass
+class RunSummary:
+    """What a run did: cells done before it and by it, cells that failed, its wall time."""
+
+    cells: int = 0
+    done_before: int = 0
+    done_now: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+
+class _Inline:
+    """Runs each job when it is submitted, in this process (one worker, no pool: simplest to debug)."""
+
+    def submit(self, fn: Callable, *args: Any) -> Future:
+        future: Future = Future()
+        future.set_result(fn(*args))
+        return future
+
+    def shutdown(self) -> None:
+        pass
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+class _Pool:
+    """A local process pool (spawned processes, one torch thread each)."""
+
+    def __init__(self, workers: int, threads: int) -> None:
+        import multiprocessing
+
+        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init, initargs=(threads,))
+
+    def submit(self, fn: Callable, *args: Any) -> Future:
+        return self.pool.submit(fn, *args)
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Ray:
+    """Ray tasks (a local Ray instance, or a cluster at ``address``); results come back to the driver."""
+
+    def __init__(self, workers: int, address: Optional[str]) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ValueError("--backend ray needs Ray: pip install 'mandril[ray]'") from None
+        self.ray = ray
+        if not ray.is_initialized():
+            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+            if address:
+                ray.init(address=address, **options)
+            else:
+                ray.init(num_cpus=workers, **options)
+            self._owns = True
+        else:
+            self._owns = False
+        self.remote = {fn: ray.remote(num_cpus=1)(fn) for fn in (run_preparation, run_unit)}
+
+    def submit(self, fn: Callable, *args: Any) -> Future:
+        return self.remote[fn].remote(*args).future()  # the work functions set their own torch threads
+
+    def shutdown(self) -> None:
+        if self._owns:
+            self.ray.shutdown()
+
+
+def _check_device(device: str) -> None:
+    """Refuse a device torch cannot use here, before any work."""
+    from mandril.methods import make
+
+    make("zero_reward").to(device)
+
+
+def _executor(backend: str, workers: int, threads: int, address: Optional[str]) -> Any:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    if backend == "ray":
+        return _Ray(workers, address)
+    if address:
+        raise ValueError("--ray-address needs --backend ray")
+    return _Inline() if workers == 1 else _Pool(workers, threads)
+
+
+def run_suite(
+    suite: Suite,
+    out: Any,
+    *,
+    resume: bool = False,
+    workers: int = 1,
+    backend: str = "local",
+    ray_address: Optional[str] = None,
+    progress: bool = True,
+    prepared_dir: Any = None,
+    device: Optional[str] = None,
+) -> RunSummary:
+    """Run every cell of ``suite`` not yet done in ``out`` (see the module docstring).
+
+    Args:
+        suite: the suite.
+        out: its output directory (refused if it holds another suite, or this one without ``resume``).
+        resume: continue the run in ``out``.
+        workers: worker processes (1: in this process).
+        backend: ``"local"`` or ``"ray"``.
+        ray_address: a Ray cluster to join (default: start a local Ray instance).
+        progress: show a progress bar over cells, with the method and an ETA.
+        prepared_dir: where prepared methods are kept (default ``out/prepared``; a tuning sweep shares one).
+        device: where the methods' torch work runs (``"cpu"``, ``"cuda"``; default torch's default, the CPU).
+            Results on a GPU can differ from the CPU's in the last bits; a suite's records say nothing
+            of the device, so keep one device per output directory.
+
+    Returns:
+        A :class:`RunSummary`; failed cells are recorded, not raised.
+    """
+    from tqdm.auto import tqdm
+
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 1024:
+        raise ValueError(f"workers must be an int between 1 and 1024, got {workers!r}")
+    if device is not None:
+        _check_device(device)
+    store = RunStore(out, prepared_dir)
+    units = units_of(suite)
+    preparations = preparations_of(units)
+    store.open(suite, resume)
+    start = time.perf_counter()
+    summary = RunSummary(cells=sum(u.n_tasks for u in units))
+    left = [u for u in units if not store.unit_done(u)]
+    summary.done_before = summary.cells - sum(u.n_tasks for u in left)
+    waiting: dict[str, list[Unit]] = {}
+    ready: list[Unit] = []
+    for unit in left:
+        if unit.needs_preparation and not store.preparation_done(unit.preparation):
+            waiting.setdefault(unit.preparation.id, []).append(unit)
+        else:
+            ready.append(unit)
+    to_prepare = [p for p in preparations if p.id in waiting]
+    executor = _executor(backend, workers, suite.threads, ray_address)
+    suite_data = suite.to_dict()
+    bar = tqdm(total=summary.cells, initial=summary.done_before, desc=f"bench {suite.name}", unit="cell", disable=not progress, dynamic_ncols=True)
+    running: dict[Future, tuple[str, Any]] = {}
+    states: dict[str, tuple[Optional[dict], Optional[str]]] = {}
+
+    def submit_unit(unit: Unit) -> None:
+        state, error = None, None
+        if unit.needs_preparation:
+            if unit.preparation.id not in states:
+                state_, error_, _ = store.read_preparation(unit.preparation)
+                states[unit.preparation.id] = (state_, error_)
+            state, error = states[unit.preparation.id]
+        running[executor.submit(run_unit, suite_data, unit, state, error, device)] = ("unit", unit)
+
+    def collect(future: Future) -> None:
+        kind, job = running.pop(future)
+        result = future.result()
+        if kind == "preparation":
+            store.write_preparation(job, result)
+            states[job.id] = (result["state"], result["error"])
+            message = f"failed: {result['error']}" if result["error"] else f"done in {result['seconds']:.0f} s"
+            if progress:
+                bar.write(f"prepared {job.method} on {job.family} (seed {job.seed}): {message}")
+            for unit in waiting.pop(job.id, []):
+                ready.append(unit)
+        else:
+            store.write_unit(job, result)
+            failures = [r for r in result if r.get("error")]
+            summary.done_now += len(result)
+            summary.failed += len(failures)
+            summary.failures += [f"{job.id} task {r['task']}: {r['error']}" for r in failures]
+            bar.update(len(result))
+            bar.set_postfix_str(f"{job.method} on {job.family}/{job.split}, n={job.n_demos}", refresh=False)
+
+    capacity = max(2 * workers, 2)
+    try:
+        inline = isinstance(executor, _Inline)
+        for preparation in to_prepare:  # the long jobs first
+            # a training checkpoint lives on this machine's disk: not for workers of a remote cluster
+            checkpoint = None if ray_address else str(store.training_checkpoint(preparation))
+            if inline and progress:
+                bar.write(f"preparing {preparation.method} on {preparation.family} (seed {preparation.seed})...")
+            running[executor.submit(run_preparation, suite_data, preparation, checkpoint, False, device)] = ("preparation", preparation)
+            if inline:
+                collect(next(iter(running)))
+        while ready or running:
+            while ready and len(running) < capacity:
+                submit_unit(ready.pop(0))
+                if inline:
+                    collect(next(iter(running)))
+            if running:
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in done:
+                    collect(future)
+    finally:
+        bar.close()
+        executor.shutdown()
+    summary.seconds = time.perf_counter() - start
+    return summary

@@ -1,0 +1,397 @@
+"""Benchmark suites: a TOML file -> a checked :class:`Suite`, and the settings each method gets per family.
+
+A suite file (see ``benchmarks/suites/*.toml``)::
+
+    name = "quick"
+    methods = ["mandril", "maxent_tabular", "expert", ...]   # names in mandril.methods.METHODS
+    seeds = [0, 1]              # runs: each seed prepares the methods afresh and draws fresh demos
+    n_demos = [1, 2, 4, 8]      # demos shown to each method on each held-out task
+    likelihood = "start"        # the one likelihood of every MaxEnt-family method ("start" or "p0")
+
+    [families.gridworld]        # one table per task family
+    env_id = "mandril_envs/GridWorld-v0"
+    splits = ["test", "test_unseen"]
+    n_tasks = 30                # held-out tasks per split
+    reward_model = { kind = "conv", hidden = [32, 32] }   # the neural model of every neural method
+    input_kind = "map"
+    [families.gridworld.train]  # the training pool of methods that learn from training tasks
+    n_tasks = 500
+    n_demos = 20
+    [families.gridworld.methods.mandril]                  # settings for this family only
+    iterations = 1500
+
+    [settings.maxent_tabular]   # settings of a method, every family (e.g. from a tuning sweep)
+    l2 = 0.01
+
+    [cells.airl]                # a reduced grid of cells for an expensive method
+    n_tasks = 5
+    n_demos = [4, 16]
+
+Everything is checked when the file is read, before any work: unknown keys (named, with the allowed
+ones), wrong types, unknown methods or families, splits a family does not have, impossible sizes,
+and every method's settings on every family (the method is built). Errors name the file and the key.
+
+A method's settings on a family are, in order of precedence: the family's ``methods`` table, the
+suite's ``settings`` table, the suite's ``likelihood`` (every method with a ``likelihood`` setting),
+the family's ``reward_model`` and ``input_kind`` (methods with a neural reward model), the method's
+defaults. ``seed`` is the run's seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+from mandril.core.config import build_dataclass, dataclass_to_dict, load_toml
+from mandril.data.batch import check_likelihood
+from mandril.rewards.spec import RewardModelSpec
+
+__all__ = ["Suite", "FamilySpec", "PoolSpec", "CellLimits", "load_suite", "suite_from_dict", "VALIDATION_SPLIT", "VALIDATION_START", "MAX_CELLS"]
+
+#: The harness split of tuning sweeps: tasks of the family's ``train`` split from index
+#: :data:`VALIDATION_START` on, which no training pool reaches (pools are tasks ``0 .. n_tasks - 1``).
+VALIDATION_SPLIT = "validation"
+VALIDATION_START = 1_000_000
+
+#: The most cells a suite may have, and the most held-out tasks or demos per cell: bigger is refused.
+MAX_CELLS = 2_000_000
+MAX_TASKS = 100_000
+MAX_DEMOS = 10_000
+MAX_POOL = 1_000_000
+
+
+def _check_int(where: str, value: int, minimum: int, maximum: int) -> None:
+    if value < minimum or value > maximum:
+        raise ValueError(f"{where} must be between {minimum} and {maximum}, got {value}")
+
+
+def _check_ints(where: str, values: tuple[int, ...], minimum: int, maximum: int, allow_empty: bool = False) -> None:
+    if not values and not allow_empty:
+        raise ValueError(f"{where} must be a non-empty list")
+    for value in values:
+        _check_int(f"{where} entries", value, minimum, maximum)
+    if len(set(values)) != len(values):
+        raise ValueError(f"{where} has repeated entries: {list(values)}")
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """The training pool of one family (for methods that learn from training tasks).
+
+    Attributes:
+        n_tasks: training tasks (``train`` split, tasks ``0 .. n_tasks - 1`` of the stream ``task_seed``).
+        n_demos: expert demos per training task.
+        task_seed: seed of the training task stream.
+        demo_seed: seed of the training demos.
+    """
+
+    n_tasks: int = 500
+    n_demos: int = 20
+    task_seed: int = 0
+    demo_seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_int("[train] n_tasks", self.n_tasks, 1, MAX_POOL)
+        _check_int("[train] n_demos", self.n_demos, 2, MAX_DEMOS)
+        _check_int("[train] task_seed", self.task_seed, 0, 2**63 - 1)
+        _check_int("[train] demo_seed", self.demo_seed, 0, 2**63 - 1)
+
+
+@dataclass(frozen=True)
+class ExpertSpec:
+    """The demonstrator (:class:`mandril_envs.demos.ExpertSettings`).
+
+    Attributes:
+        policy: ``"soft"``, ``"optimal"`` or ``"epsilon"``.
+        temperature: soft-expert temperature.
+        epsilon: epsilon-expert exploration rate.
+    """
+
+    policy: str = "soft"
+    temperature: float = 1.0
+    epsilon: float = 0.1
+
+    def settings(self) -> Any:
+        """As :class:`mandril_envs.demos.ExpertSettings` (which checks the values)."""
+        from mandril_envs.demos import ExpertSettings
+
+        return ExpertSettings(self.policy, self.temperature, self.epsilon)
+
+    def __post_init__(self) -> None:
+        self.settings()
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """One task family of a suite.
+
+    Attributes:
+        env_id: a registered ``mandril_envs/`` id.
+        env_kwargs: the family config (env kwargs).
+        splits: held-out splits to score on (the env's test splits, or ``"validation"`` for tuning).
+        n_tasks: held-out tasks per split (tasks ``0 .. n_tasks - 1`` of the stream ``task_seed``).
+        task_seed: seed of the held-out task stream.
+        n_demos: demo counts for this family (default: the suite's).
+        reward_model: the neural reward model of the methods that use one (MandRIL, pre-train +
+            fine-tune, demo-conditioned, maxent); default: each method's own.
+        input_kind: what that model reads (``features``; ``map`` or ``rgb`` on grids).
+        expert: the demonstrator of training and held-out demos.
+        train: the training pool.
+        methods: per-method settings for this family only (``{method: {setting: value}}``).
+    """
+
+    env_id: str
+    env_kwargs: dict = field(default_factory=dict)
+    splits: tuple[str, ...] = ("test",)
+    n_tasks: int = 30
+    task_seed: int = 1
+    n_demos: tuple[int, ...] = ()
+    reward_model: Optional[RewardModelSpec] = None
+    input_kind: str = "features"
+    expert: ExpertSpec = field(default_factory=ExpertSpec)
+    train: PoolSpec = field(default_factory=PoolSpec)
+    methods: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_int("n_tasks", self.n_tasks, 1, MAX_TASKS)
+        _check_int("task_seed", self.task_seed, 0, 2**63 - 1)
+        _check_ints("n_demos", self.n_demos, 1, MAX_DEMOS, allow_empty=True)
+        if not self.splits or len(set(self.splits)) != len(self.splits):
+            raise ValueError(f"splits must be a non-empty list without repeats, got {list(self.splits)}")
+        if "train" in self.splits:
+            raise ValueError(f"splits must not include 'train' (the training pool's split); for tuning use '{VALIDATION_SPLIT}', train-split tasks no pool reaches")
+
+
+@dataclass(frozen=True)
+class CellLimits:
+    """A reduced grid of cells for one method (an expensive one); empty means no limit.
+
+    Attributes:
+        families: only these families.
+        splits: only these splits.
+        n_demos: only these demo counts.
+        n_tasks: only the first ``n_tasks`` held-out tasks of each split (0: all).
+        seeds: only these seeds.
+    """
+
+    families: tuple[str, ...] = ()
+    splits: tuple[str, ...] = ()
+    n_demos: tuple[int, ...] = ()
+    n_tasks: int = 0
+    seeds: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_int("n_tasks", self.n_tasks, 0, MAX_TASKS)
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A benchmark suite (see the module docstring).
+
+    Attributes:
+        name: the suite's name.
+        description: one paragraph for the report.
+        methods: method names from :data:`mandril.methods.METHODS`.
+        families: ``{name: FamilySpec}``.
+        seeds: runs; each seed prepares methods afresh and draws fresh demos.
+        n_demos: demos per held-out task (nested across settings: ``n = 1`` sees the first of ``n = 2``'s).
+        likelihood: the likelihood of every MaxEnt-family method.
+        settings: ``{method: {setting: value}}`` for every family.
+        cells: ``{method: CellLimits}``.
+        threads: torch threads per worker.
+    """
+
+    name: str
+    methods: tuple[str, ...]
+    families: dict
+    description: str = ""
+    seeds: tuple[int, ...] = (0,)
+    n_demos: tuple[int, ...] = (1, 2, 4, 8)
+    likelihood: str = "start"
+    settings: dict = field(default_factory=dict)
+    cells: dict = field(default_factory=dict)
+    threads: int = 1
+
+    def family_n_demos(self, family: str) -> tuple[int, ...]:
+        """The demo counts of ``family``."""
+        return self.families[family].n_demos or self.n_demos
+
+    def method_settings(self, method: str, family: str, seed: int) -> dict:
+        """The settings ``method`` gets on ``family`` in run ``seed`` (see the module docstring)."""
+        from mandril.methods import METHODS
+
+        cls = METHODS[method]
+        names = {f.name for f in fields(cls.Config)}
+        spec = self.families[family]
+        resolved: dict = {}
+        if cls.family_reward_model and spec.reward_model is not None:
+            resolved["reward_model"] = dataclass_to_dict(spec.reward_model)
+            resolved["input_kind"] = spec.input_kind
+        if "likelihood" in names:
+            resolved["likelihood"] = self.likelihood
+        resolved.update(self.settings.get(method, {}))
+        resolved.update(spec.methods.get(method, {}))
+        if "seed" in names:
+            resolved["seed"] = seed
+        return resolved
+
+    def make_method(self, method: str, family: str, seed: int) -> Any:
+        """The method, configured for ``family`` and run ``seed``."""
+        from mandril.methods import make
+
+        return make(method, **self.method_settings(method, family, seed))
+
+    def config_hash(self, method: str, family: str) -> str:
+        """A short hash of the method's settings on the family (the run's seed left out)."""
+        settings = dataclass_to_dict(self.make_method(method, family, 0).config)
+        settings.pop("seed", None)
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+
+    def preparation_hash(self, method: str, family: str) -> str:
+        """A short hash of what a preparation depends on: the method's settings that shape it (not the
+        seed, not those that only change fits of new tasks), the family and its training pool."""
+        from mandril.methods import METHODS
+
+        settings = dataclass_to_dict(self.make_method(method, family, 0).config)
+        for name in ("seed", *METHODS[method].fit_only_settings):
+            settings.pop(name, None)
+        spec = self.families[family]
+        shaped = {"method": method, "settings": settings, "env_id": spec.env_id, "env_config": self.env_configs()[family],
+                  "train": dataclass_to_dict(spec.train), "expert": dataclass_to_dict(spec.expert)}
+        return hashlib.sha256(json.dumps(shaped, sort_keys=True).encode()).hexdigest()[:10]
+
+    def to_dict(self) -> dict:
+        """The suite as plain data (round-trips through :func:`suite_from_dict`)."""
+        return dataclass_to_dict(self)
+
+    def env_configs(self) -> dict:
+        """Every family's complete env config, defaults included (what ``env.unwrapped.config`` says)."""
+        import gymnasium as gym
+
+        return {name: gym.make(spec.env_id, **spec.env_kwargs).unwrapped.config for name, spec in self.families.items()}
+
+    def digest(self) -> str:
+        """A hash of everything that decides the results: the whole suite, and each family's complete env
+        config (so a changed default of an env makes another suite)."""
+        shaped = {"suite": self.to_dict(), "envs": self.env_configs()}
+        return hashlib.sha256(json.dumps(shaped, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def suite_from_dict(data: Mapping[str, Any], where: str = "suite") -> Suite:
+    """Build and check a :class:`Suite` from plain data (a parsed TOML file); errors name ``where`` and the key."""
+    try:
+        return _suite_from_dict(data, where)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{where}: {error}") from None
+
+
+def _suite_from_dict(data: Mapping[str, Any], where: str) -> Suite:
+    import gymnasium as gym
+
+    from mandril.methods import METHODS
+    from mandril_envs.registration import check_env_id
+
+    if not isinstance(data, Mapping):
+        raise TypeError(f"a suite must be a table, got {type(data).__name__}")
+    data = dict(data)
+    families_data = data.pop("families", None)
+    if not isinstance(families_data, Mapping) or not families_data:
+        raise ValueError("[families] must have at least one table, e.g. [families.gridworld] with env_id = 'mandril_envs/GridWorld-v0'")
+    cells_data = data.pop("cells", {})
+    if not isinstance(cells_data, Mapping):
+        raise TypeError(f"[cells] must be a table, got {type(cells_data).__name__}")
+    families = {}
+    for name, table in families_data.items():
+        if not isinstance(table, Mapping):
+            raise TypeError(f"[families.{name}] must be a table, got {type(table).__name__}")
+        if "env_id" in table:  # before anything reaches gym.make: an id naming a module would import it
+            check_env_id(table["env_id"], f"[families.{name}] env_id")
+        families[name] = build_dataclass(FamilySpec, table, f"[families.{name}]")
+    cells = {name: build_dataclass(CellLimits, table, f"[cells.{name}]") for name, table in cells_data.items()}
+    suite = build_dataclass(Suite, {**data, "families": families, "cells": cells})
+    if not suite.name.strip():
+        raise ValueError("name must be a non-empty string")
+    unknown = [m for m in suite.methods if m not in METHODS]
+    if not suite.methods or unknown or len(set(suite.methods)) != len(suite.methods):
+        raise ValueError(f"methods must be a non-empty list of distinct names from {list(METHODS)}, got {list(suite.methods)}")
+    _check_ints("seeds", suite.seeds, 0, 2**31 - 1)
+    _check_ints("n_demos", suite.n_demos, 1, MAX_DEMOS)
+    check_likelihood(suite.likelihood)
+    _check_int("threads", suite.threads, 1, 256)
+    for section, table in (("settings", suite.settings), ("cells", suite.cells)):
+        stray = sorted(set(table) - set(suite.methods))
+        if stray:
+            raise ValueError(f"[{section}] names methods that are not in methods: {stray}")
+        if section == "settings":
+            for method, values in table.items():
+                if not isinstance(values, Mapping):
+                    raise TypeError(f"[settings.{method}] must be a table, got {type(values).__name__}")
+    for name, spec in families.items():
+        env = gym.make(spec.env_id, **spec.env_kwargs)
+        base = env.unwrapped
+        allowed = [s for s in base.splits if s != "train"] + [VALIDATION_SPLIT]
+        bad = [s for s in spec.splits if s not in allowed]
+        if bad:
+            raise ValueError(f"[families.{name}] splits {bad} are not splits of {spec.env_id}: allowed {allowed}")
+        if spec.input_kind not in base.reward_input_kinds:
+            raise ValueError(f"[families.{name}] input_kind {spec.input_kind!r} is not offered by {spec.env_id}: it offers {list(base.reward_input_kinds)}")
+        stray = sorted(set(spec.methods) - set(suite.methods))
+        if stray:
+            raise ValueError(f"[families.{name}.methods] names methods that are not in methods: {stray}")
+        for method in suite.methods:
+            try:
+                built = suite.make_method(method, name, suite.seeds[0])
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"method {method!r} on family {name!r}: {error}") from None
+            if built.input_kind not in base.reward_input_kinds:
+                raise ValueError(f"method {method!r} reads {built.input_kind!r} inputs, which {spec.env_id} does not offer ({list(base.reward_input_kinds)}): set reward_model/input_kind in [families.{name}]")
+        spec.expert.settings()
+    for method, limits in cells.items():
+        stray = [f for f in limits.families if f not in families]
+        if stray:
+            raise ValueError(f"[cells.{method}] families {stray} are not families of the suite")
+    total = sum(len(suite.seeds) * len(spec.splits) * spec.n_tasks * len(suite.family_n_demos(name)) for name, spec in families.items()) * len(suite.methods)
+    if total > MAX_CELLS:
+        raise ValueError(f"the suite has {total:,} cells, more than the {MAX_CELLS:,} allowed: fewer tasks, demo counts, seeds or methods")
+    return suite
+
+
+def tuned_settings(path: Path) -> dict:
+    """The ``{family: {method: settings}}`` of a tuning sweep's ``selected.toml``."""
+    data = load_toml(path)
+    families = data.get("families", {})
+    if set(data) - {"families"} or not isinstance(families, dict):
+        raise ValueError(f"{path}: a tuned-settings file holds only [families.F.methods.M] tables")
+    out: dict = {}
+    for family, table in families.items():
+        if not isinstance(table, dict) or set(table) - {"methods"} or not isinstance(table.get("methods", {}), dict):
+            raise ValueError(f"{path}: [families.{family}] may only hold methods.M tables")
+        out[family] = table.get("methods", {})
+    return out
+
+
+def load_suite(path: Union[str, Path]) -> Suite:
+    """Read and check a suite TOML file (see the module docstring); errors name the file and the key.
+
+    A top-level ``tuned = "FILE"`` (relative to the suite file) includes a tuning sweep's selected
+    settings as per-family method settings; the suite's own ``[families.F.methods.M]`` entries win.
+    """
+    path = Path(path)
+    data = load_toml(path)
+    tuned = data.pop("tuned", None)
+    if tuned is not None:
+        if not isinstance(tuned, str):
+            raise TypeError(f"{path}: tuned must be a file name (relative to the suite), got {type(tuned).__name__}")
+        selected = tuned_settings(path.parent / tuned)
+        families = data.get("families", {})
+        for family, methods in selected.items():
+            if not isinstance(families, dict) or family not in families or not isinstance(families[family], dict):
+                raise ValueError(f"{path}: {tuned} tunes family {family!r}, which the suite does not have")
+            own = families[family].setdefault("methods", {})
+            for method, settings in methods.items():
+                if method in data.get("methods", []):
+                    own[method] = {**settings, **own.get(method, {})}
+    return suite_from_dict(data, str(path))

@@ -1,0 +1,150 @@
+"""What a worker does: a preparation, or a unit of cells. Pure functions of plain inputs, so any
+backend (this process, a process pool, Ray) runs them and gets the same results.
+
+A unit's records, one per cell (see :func:`run_unit`), hold every key of the cell, the scores, the
+method's diagnostics, the wall time and the error if the fit failed; no absolute paths.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from functools import lru_cache
+from typing import Any, Optional
+
+from mandril.bench.cells import Preparation, Unit, cell_seed
+from mandril.bench.suite import VALIDATION_SPLIT, VALIDATION_START, Suite, suite_from_dict
+
+__all__ = ["run_preparation", "run_unit", "held_out_tasks", "training_pool", "RECORD_KEYS"]
+
+#: The keys of every record, in order.
+RECORD_KEYS = (
+    "suite", "family", "env_id", "split", "method", "config_hash", "seed", "task", "n_demos", "error", "seconds",
+    "evd", "normalized_evd", "optimal_return", "learned_return", "random_return", "demo_nll", "success",
+    "policy_evd", "policy_normalized_evd", "info",
+)
+
+
+@lru_cache(maxsize=4)
+def _suite(text: str) -> Suite:
+    import json
+
+    return suite_from_dict(json.loads(text))
+
+
+def suite_of(suite_data: dict) -> Suite:
+    """The suite of plain data, parsed once per process."""
+    import json
+
+    return _suite(json.dumps(suite_data, sort_keys=True))
+
+
+@lru_cache(maxsize=8)
+def _pool(env_id: str, kwargs_json: str, n_tasks: int, n_demos: int, task_seed: int, demo_seed: int, expert_json: str) -> Any:
+    import json
+
+    from mandril_envs.dataset import collect
+    from mandril_envs.demos import ExpertSettings
+
+    return collect(env_id, n_tasks, n_demos, "train", task_seed, demo_seed, ExpertSettings(**json.loads(expert_json)), json.loads(kwargs_json))
+
+
+def training_pool(suite: Suite, family: str) -> Any:
+    """The family's training pool (a :class:`~mandril_envs.dataset.DemoDataset`), built once per process."""
+    import json
+    from dataclasses import asdict
+
+    spec = suite.families[family]
+    pool = spec.train
+    return _pool(spec.env_id, json.dumps(spec.env_kwargs, sort_keys=True), pool.n_tasks, pool.n_demos, pool.task_seed, pool.demo_seed, json.dumps(asdict(spec.expert)))
+
+
+def held_out_tasks(base: Any, split: str, n_tasks: int, task_seed: int) -> list:
+    """The first ``n_tasks`` held-out tasks of ``split`` (``"validation"``: train-split tasks no training pool reaches)."""
+    if split == VALIDATION_SPLIT:
+        return base.sample_tasks(n_tasks, "train", seed=task_seed, start=VALIDATION_START)
+    return base.sample_tasks(n_tasks, split, seed=task_seed)
+
+
+def _error_text(error: BaseException) -> str:
+    """``Type: message``; for an unexpected kind of error (a bug), where it was raised."""
+    from mandril.methods import FitError
+
+    text = f"{type(error).__name__}: {error}"
+    if not isinstance(error, (ValueError, TypeError, FitError)) and error.__traceback__ is not None:
+        frame = traceback.extract_tb(error.__traceback__)[-1]
+        text += f" (in {frame.name}, {frame.filename.rsplit('/', 1)[-1]} line {frame.lineno})"
+    return text
+
+
+def run_preparation(suite_data: dict, preparation: Preparation, checkpoint: Optional[str] = None, progress: bool = False, device: Optional[str] = None) -> dict:
+    """Prepare one method on one family's training pool.
+
+    Returns:
+        ``{"id", "state": method.state_dict() or None, "seconds", "error": None or text}``.
+    """
+    import torch
+
+    start = time.perf_counter()
+    try:
+        suite = suite_of(suite_data)
+        torch.set_num_threads(suite.threads)
+        method = suite.make_method(preparation.method, preparation.family, preparation.seed)
+        if device is not None:
+            method.to(device)
+        method.prepare(training_pool(suite, preparation.family), checkpoint=checkpoint, progress=progress)
+        return {"id": preparation.id, "state": method.state_dict(), "seconds": time.perf_counter() - start, "error": None}
+    except Exception as error:  # recorded, and the units that need it fail with it; the rest go on
+        return {"id": preparation.id, "state": None, "seconds": time.perf_counter() - start, "error": _error_text(error)}
+
+
+def run_unit(suite_data: dict, unit: Unit, state: Optional[dict] = None, preparation_error: Optional[str] = None, device: Optional[str] = None) -> list[dict]:
+    """Score one unit's cells; one record per cell (see :data:`RECORD_KEYS`)."""
+    import gymnasium as gym
+    import torch
+
+    from mandril.eval import score, shown_and_heldout_demos
+    from mandril.methods import FitError, FitProblem, hide_reward
+
+    suite = suite_of(suite_data)
+    spec = suite.families[unit.family]
+    base_record = {"suite": suite.name, "family": unit.family, "env_id": spec.env_id, "split": unit.split, "method": unit.method,
+                   "config_hash": unit.config_hash, "seed": unit.seed, "n_demos": unit.n_demos}
+
+    def failed(task: int, message: str, seconds: float = 0.0) -> dict:
+        return {**{key: None for key in RECORD_KEYS}, **base_record, "task": task, "error": message, "seconds": seconds, "info": {}}
+
+    if preparation_error is not None:
+        return [failed(t, f"preparation failed: {preparation_error}") for t in range(unit.n_tasks)]
+    start = time.perf_counter()
+    try:
+        torch.set_num_threads(suite.threads)
+        method = suite.make_method(unit.method, unit.family, unit.seed)
+        if device is not None:
+            method.to(device)
+        if unit.needs_preparation:
+            method.load_state_dict(state)
+        env = gym.make(spec.env_id, **spec.env_kwargs)
+        base = env.unwrapped
+        expert = spec.expert.settings()
+        problems, truths = [], []
+        for task in held_out_tasks(base, unit.split, unit.n_tasks, spec.task_seed):
+            base.set_task(task)
+            demos = shown_and_heldout_demos(env, unit.n_demos, unit.seed, expert)
+            model = base.model if method.reads_true_reward else hide_reward(base.model)
+            problems.append(FitProblem(model, base.reward_input(method.input_kind), demos.states, demos.actions, cell_seed(unit, task.index), f"{unit.split}/{task.index}"))
+            truths.append((task.index, base.model, demos, base.goal_state))
+        fit_start = time.perf_counter()
+        outputs = method.fit_batch(problems)
+        per_cell = (time.perf_counter() - fit_start) / max(1, len(problems))
+    except Exception as error:  # a bug or bad settings: every cell of the unit records it
+        return [failed(t, _error_text(error), (time.perf_counter() - start) / max(1, unit.n_tasks)) for t in range(unit.n_tasks)]
+    records = []
+    for (index, model, demos, goal), output in zip(truths, outputs):
+        if isinstance(output, FitError):
+            records.append(failed(index, str(output), per_cell))
+            continue
+        scores = score(model, output, demos.heldout_states, demos.heldout_actions, goal).as_dict()
+        info = {k: v for k, v in output.info.items() if k != "seconds"}
+        records.append({**base_record, "task": index, "error": None, "seconds": float(output.info.get("seconds", per_cell)), **scores, "info": info})
+    return [{key: record.get(key) for key in RECORD_KEYS} for record in records]

@@ -1,0 +1,96 @@
+"""``mandril bench run|report|status``: the benchmark harness.
+
+    mandril bench run benchmarks/suites/quick.toml --out reports/quick --workers 2
+    mandril bench run benchmarks/suites/quick.toml --out reports/quick --resume     # after a kill
+    mandril bench status reports/quick
+    mandril bench report reports/quick
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from mandril.cli.options import HelpFormatter, positive_int
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add ``bench`` with ``run``, ``report`` and ``status``."""
+    bench = subparsers.add_parser(
+        "bench",
+        help="run a benchmark suite, report it, or show how far it got",
+        description="The benchmark harness: a suite file (benchmarks/suites/*.toml) is a grid of cells (family, split, method, "
+        "seed, task, number of demos), each scored against the true model and recorded as it finishes; a killed run resumes "
+        "with --resume and ends with exactly the records of an uninterrupted one.",
+    )
+    commands = bench.add_subparsers(dest="bench_command", metavar="ACTION", required=True)
+    run = commands.add_parser(
+        "run",
+        help="run (or resume) a suite, then write its report",
+        description="Run every cell of SUITE not yet done in --out, with a progress bar over cells, then write report.md, "
+        "summary.csv and plots. Exits 0 when every cell succeeded, 1 when some cells failed (they are recorded; the rest ran), "
+        "2 on bad input (nothing is run).",
+        formatter_class=HelpFormatter,
+    )
+    run.add_argument("suite", help="suite TOML file (e.g. benchmarks/suites/quick.toml)")
+    run.add_argument("--out", required=True, help="output directory (refused if it holds another suite, or this one without --resume)")
+    run.add_argument("--resume", action="store_true", help="continue the run in --out: skip finished cells and preparations")
+    run.add_argument("--workers", type=positive_int, default=1, help="worker processes (each with one torch thread); 1 runs in this process")
+    run.add_argument("--backend", choices=["local", "ray"], default="local", help="local process pool, or Ray tasks")
+    run.add_argument("--ray-address", help="a Ray cluster to join (default with --backend ray: a local Ray instance)")
+    run.add_argument("--device", default="cpu", help="where batched fits and training run: cpu, or cuda (cuda:N) when a GPU is there")
+    run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    run.set_defaults(func=_cmd_run)
+    report = commands.add_parser("report", help="(re)write the report of an output directory", formatter_class=HelpFormatter,
+                                 description="Compute the statistics of DIR's records and write report.md, summary.csv, summary.json, comparisons.csv and plots/.")
+    report.add_argument("dir", help="output directory of 'mandril bench run'")
+    report.set_defaults(func=_cmd_report)
+    status = commands.add_parser("status", help="cells done, failed and left, per method", formatter_class=HelpFormatter,
+                                 description="Count the cells of DIR's suite that are done, failed and left, per method.")
+    status.add_argument("dir", help="output directory of 'mandril bench run'")
+    status.set_defaults(func=_cmd_status)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from mandril.bench import load_suite, run_suite, write_report
+
+    from mandril.core.io import check_writable_dir
+
+    suite = load_suite(args.suite)  # every setting of every method on every family is checked here
+    check_writable_dir(args.out)
+    summary = run_suite(suite, args.out, resume=args.resume, workers=args.workers, backend=args.backend, ray_address=args.ray_address,
+                        progress=not args.quiet, device=None if args.device == "cpu" else args.device)
+    if not args.no_report and summary.done_before + summary.done_now > 0:
+        write_report(args.out)
+    if not args.quiet:
+        print(f"{suite.name}: {summary.done_now} cells run in {summary.seconds:.0f} s ({summary.done_before} were done before), "
+              f"{summary.failed} failed; report: {Path(args.out) / 'report.md'}")
+        for failure in summary.failures[:10]:
+            print(f"  failed: {failure}")
+        if len(summary.failures) > 10:
+            print(f"  ... and {len(summary.failures) - 10} more (see the records)")
+    return 1 if summary.failed else 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from mandril.bench import write_report
+
+    result = write_report(args.dir)
+    print(f"wrote {Path(args.dir) / 'report.md'} ({len(result['rows'])} rows, {len(result['comparisons'])} comparisons)")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from mandril.bench import RunStore, units_of
+
+    store = RunStore(args.dir)
+    table = store.status(units_of(store.suite()))
+    width = max(len(m) for m in table)
+    print(f"{'method':{width}s}  {'cells':>7s} {'done':>7s} {'failed':>7s} {'left':>7s}")
+    for method, row in table.items():
+        print(f"{method:{width}s}  {row['cells']:7d} {row['done']:7d} {row['failed']:7d} {row['left']:7d}")
+    return 0

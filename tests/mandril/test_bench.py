@@ -1,0 +1,228 @@
+"""The benchmark harness: the smoke suite end to end on every backend, kill and resume, refusals, and a fuzz of suite files."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mandril.bench import RunStore, load_suite, run_suite, suite_from_dict, units_of, write_report
+from mandril.cli import main
+from mandril.core.config import load_toml
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "benchmarks" / "suites" / "smoke.toml"
+
+
+def comparable(directory: Path) -> list[str]:
+    """Every record of a run, timings removed, sorted: what two runs must share exactly."""
+    out = []
+    for path in sorted((directory / "records").glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            record.pop("seconds")
+            record["info"].pop("seconds", None)
+            out.append(json.dumps(record, sort_keys=True))
+    return sorted(out)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    assert main(["bench", "run", str(SMOKE), "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_the_smoke_suite_covers_every_method_and_family(smoke_run):
+    from mandril.methods import METHODS
+
+    suite = load_suite(SMOKE)
+    assert sorted(suite.methods) == sorted(METHODS)
+    records = RunStore(smoke_run).records()
+    assert len(records) == sum(u.n_tasks for u in units_of(suite))
+    assert {r["family"] for r in records} == set(suite.families) and {r["method"] for r in records} == set(METHODS)
+    for record in records:
+        assert record["error"] is None and record["normalized_evd"] >= 0 and record["demo_nll"] > 0
+        assert not any(isinstance(v, str) and v.startswith("/") for v in record.values())  # no absolute paths
+    for name in ("report.md", "summary.csv", "summary.json", "comparisons.csv", "plots/gridworld.png", "plots/aggregate.png"):
+        assert (smoke_run / name).is_file(), name
+    report = (smoke_run / "report.md").read_text()
+    assert "Where MandRIL wins, ties and loses" in report and "| **mandril** |" in report and "git commit" in report
+
+
+def test_references_sit_where_they_should(smoke_run):
+    summary = json.loads((smoke_run / "summary.json").read_text())["rows"]
+    for row in summary:
+        if row["method"] == "expert":
+            assert row["nevd_iqm"] == pytest.approx(0, abs=1e-9)
+        if row["method"] == "uniform_policy":
+            assert row["nevd_iqm"] == pytest.approx(1, abs=1e-9)
+
+
+def test_a_process_pool_gives_the_same_records(smoke_run, tmp_path):
+    out = tmp_path / "pool"
+    assert main(["bench", "run", str(SMOKE), "--out", str(out), "--workers", "2", "--quiet", "--no-report"]) == 0
+    assert comparable(out) == comparable(smoke_run)
+
+
+def test_ray_gives_the_same_records(smoke_run, tmp_path):
+    pytest.importorskip("ray")
+    out = tmp_path / "ray"
+    assert main(["bench", "run", str(SMOKE), "--out", str(out), "--workers", "2", "--backend", "ray", "--quiet", "--no-report"]) == 0
+    assert comparable(out) == comparable(smoke_run)
+
+
+@pytest.mark.parametrize("when", ["preparing", "scoring"])
+def test_a_run_killed_with_sigkill_resumes_to_exactly_the_uninterrupted_records(smoke_run, tmp_path, when):
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "mandril.cli", "bench", "run", str(SMOKE), "--out", str(out), "--quiet", "--no-report"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and process.poll() is None:
+            if when == "preparing" and any((out / "prepared").glob("*.training.pt")) if (out / "prepared").is_dir() else False:
+                break
+            if when == "scoring" and len(list((out / "records").glob("*.jsonl"))) >= 20 if (out / "records").is_dir() else False:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, "the run ended before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert comparable(out) != comparable(smoke_run)  # it was interrupted
+    assert main(["bench", "run", str(SMOKE), "--out", str(out), "--resume", "--quiet", "--no-report"]) == 0
+    assert comparable(out) == comparable(smoke_run)
+    assert not list(out.rglob(".*.tmp"))
+
+
+def test_an_output_directory_holds_one_suite(smoke_run, tmp_path, capsys):
+    assert main(["bench", "run", str(SMOKE), "--out", str(smoke_run), "--quiet"]) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    other = tmp_path / "other.toml"
+    other.write_text(SMOKE.read_text().replace('name = "smoke"', 'name = "other"'))
+    assert main(["bench", "run", str(other), "--out", str(smoke_run), "--resume", "--quiet"]) == 2
+    assert "holds the results of another suite ('smoke'" in capsys.readouterr().err
+    assert main(["bench", "run", str(SMOKE), "--out", str(smoke_run), "--resume", "--quiet", "--no-report"]) == 0  # nothing left
+    assert main(["bench", "status", str(smoke_run)]) == 0
+    assert "mandril" in capsys.readouterr().out
+
+
+def test_a_failed_cell_is_recorded_and_the_rest_run(tmp_path, capsys):
+    data = load_toml(SMOKE)
+    data["methods"] = ["maxent_tabular", "zero_reward"]
+    data["settings"] = {"maxent_tabular": {"l2": 0.0, "likelihood": "p0", "max_steps": 200}}  # no lower bound: diverges
+    data["families"] = {"gridworld": data["families"]["gridworld"]}
+    suite = suite_from_dict(data)
+    summary = run_suite(suite, tmp_path / "run", progress=False)
+    assert summary.failed > 0 and summary.done_now == summary.cells
+    records = RunStore(tmp_path / "run").records()
+    failed = [r for r in records if r["error"]]
+    assert all("diverged" in r["error"] and r["normalized_evd"] is None for r in failed)
+    rows = write_report(tmp_path / "run")["rows"]
+    assert sum(r["failed"] for r in rows) == summary.failed  # counted, and scored as the zero reward
+
+
+VALID = load_toml(SMOKE)
+
+
+#: Impossible values per key of the smoke suite.
+BAD = {
+    ("name",): [5, "", ["x"]],
+    ("seeds",): [0, [-1], [2.5], [], ["a"], [0, 0]],
+    ("n_demos",): [[0], [10**12], [2.5], [], "ten"],
+    ("methods",): [["airl2"], [], "mandril", [1]],
+    ("likelihood",): ["both", 3],
+    ("threads",): [0, 1.5, "one", True],
+    ("families", "gridworld", "n_tasks"): [0, 10**12, 2.5, -1],
+    ("families", "gridworld", "splits"): [["validaton"], ["train"], [], "test", ["test", "test"]],
+    ("families", "gridworld", "env_id"): ["mandril_envs/Nope-v0", "this:Zen-v0", "CartPole-v1", 7],
+    ("families", "gridworld", "env_kwargs"): [{"size": 1}, {"size": "big"}, {"bogus": 1}, 3],
+    ("families", "gridworld", "train", "n_tasks"): [0, 10**12, "many"],
+    ("families", "gridworld", "train", "n_demos"): [1, 0, 10**9],
+    ("families", "gridworld", "reward_model"): [{"kind": "transformer"}, {"kind": "conv", "hidden": [0]}, "conv"],
+    ("families", "gridworld", "input_kind"): ["pixels", 1],
+    ("families", "bandit", "input_kind"): ["map"],
+    ("settings", "mandril", "iterations"): [-5, "ten", 2.5],
+    ("settings", "mandril", "inner_lr"): [0, -1, "fast"],
+    ("settings", "maxent", "lr"): [0, -1, "ten", True],
+    ("settings", "maxent", "max_steps"): [0, 2.5, -1],
+    ("settings", "maxent", "optimizer"): ["rmsprop"],
+    ("families", "bandit", "task_seed"): [-1, 1.5],
+}
+
+
+def _mutations() -> list[tuple[str, dict]]:
+    """Malformed suites: (what, data)."""
+    import copy
+
+    out = []
+    for path, values in BAD.items():
+        for value in values:
+            data = copy.deepcopy(VALID)
+            target = data
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = value
+            out.append((f"{'.'.join(path)} = {value!r}", data))
+    for path in (("name",), ("methods",), ("families",), ("families", "gridworld", "env_id")):
+        data = copy.deepcopy(VALID)
+        target = data
+        for key in path[:-1]:
+            target = target[key]
+        del target[path[-1]]
+        out.append((f"no {'.'.join(path)}", data))
+    for key, value in (("bogus", 1), ("families", {"x": {}}), ("families", {}), ("cells", {"mandril": {"n_tasks": -3}}), ("settings", {"airl2": {}}),
+                       ("cells", {"maxent": {"families": ["nowhere"]}}), ("settings", {"maxent": {"learning_rate": 0.1}})):
+        data = copy.deepcopy(VALID)
+        data[key] = value
+        out.append((f"{key} = {value!r}", data))
+    return out
+
+
+def _toml(data: dict) -> str:
+    """A small TOML writer for the fuzz (the values used here)."""
+    import math
+
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, float) and math.isnan(v):
+            return "nan"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{json.dumps(k)} = {value(x)}" for k, x in v.items()) + "}"
+        raise TypeError(v)
+
+    lines = []
+    for key, v in data.items():
+        lines.append(f"{json.dumps(key)} = {value(v)}")
+    return "\n".join(lines) + "\n"
+
+
+def test_fuzzed_suite_files_are_refused_before_anything_runs(tmp_path, capsys):
+    texts = [(what, _toml(data)) for what, data in _mutations()]
+    texts += [("garbage", "name = [\n"), ("binary", "\x00\x01\x02"), ("empty", ""), ("not a table", "families = 3\n")]
+    refused = 0
+    for i, (what, text) in enumerate(texts):
+        path = tmp_path / f"suite{i}.toml"
+        path.write_text(text)
+        out = tmp_path / f"out{i}"
+        code = main(["bench", "run", str(path), "--out", str(out), "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2, f"{what}: exit {code}, {err}"
+        assert err.startswith("mandril bench: error:") and len(err.strip().splitlines()) == 1 and "Traceback" not in err, f"{what}: {err}"
+        assert not out.exists(), what
+        refused += 1
+    assert refused == len(texts) > 60
