@@ -313,7 +313,7 @@ def test_fits_print_nothing_and_write_no_files(grid, tmp_path, monkeypatch, capf
         ("gail", {"disc_lr": -1.0}, ValueError, r"disc_lr must be a finite number > 0"),
         ("gail", {"discriminator_input": "pixels"}, ValueError, r"discriminator_input must be one of"),
         ("gail", {"time_feature": "clock"}, ValueError, r"time_feature must be one of \['none', 'onehot', 'fraction'\]"),
-        ("bc", {"n_batches": 0}, ValueError, r"n_batches must be >= 1, got 0"),
+        ("bc", {"n_batches": 0}, ValueError, r"n_batches must be an int >= 1, got 0"),
         ("bc", {"lr": 0.0}, ValueError, r"lr must be a finite number > 0"),
         ("bc", {"epochs": 3}, ValueError, r"\[bc\]: unknown key \['epochs'\]"),
     ],

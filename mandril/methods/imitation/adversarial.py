@@ -22,22 +22,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from mandril.core.config import check_ints, check_numbers
 from mandril.methods.base import DivergenceError, FitProblem, Method, MethodOutput
 from mandril.methods.imitation.adapters import TIME_FEATURES
 
 __all__ = ["AdversarialConfig", "AdversarialMethod"]
 
 _REWARD_INPUTS = ("auto", "state", "state_action")
-
-
-def _positive_int(name: str, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-
-
-def _positive_float(name: str, value: float) -> None:
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
 def _hidden(name: str, value: tuple[int, ...]) -> None:
@@ -99,17 +90,13 @@ class AdversarialConfig:
     max_abs_reward: float = 1e4
 
     def __post_init__(self) -> None:
-        for name in ("total_timesteps", "n_envs", "n_steps", "n_epochs", "demo_batch_size", "disc_updates_per_round"):
-            _positive_int(name, getattr(self, name))
+        check_ints(self, **{name: 1 for name in ("total_timesteps", "n_envs", "n_steps", "n_epochs", "demo_batch_size", "disc_updates_per_round")})
         rollout = self.n_envs * self.n_steps
         if not 2 <= self.batch_size <= rollout:
             raise ValueError(f"batch_size must be in [2, n_envs * n_steps = {rollout}], got {self.batch_size}")
         if self.total_timesteps < rollout:
             raise ValueError(f"total_timesteps must be >= n_envs * n_steps = {rollout} (one round), got {self.total_timesteps}")
-        for name in ("gen_lr", "disc_lr", "max_abs_reward"):
-            _positive_float(name, getattr(self, name))
-        if not (math.isfinite(self.ent_coef) and self.ent_coef >= 0):
-            raise ValueError(f"ent_coef must be a finite number >= 0, got {self.ent_coef!r}")
+        check_numbers(self, positive=("gen_lr", "disc_lr", "max_abs_reward"), non_negative=("ent_coef",))
         for name in ("gamma", "gae_lambda"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)!r}")

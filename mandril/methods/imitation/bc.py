@@ -17,6 +17,7 @@ import warnings
 from dataclasses import dataclass
 from typing import ClassVar
 
+from mandril.core.config import check_ints, check_numbers
 from mandril.methods.base import FitProblem, Method, MethodOutput
 from mandril.methods.imitation.adapters import TIME_FEATURES
 from mandril.methods.imitation.adversarial import _hidden
@@ -62,14 +63,8 @@ class BCConfig:
     time_feature: str = "none"
 
     def __post_init__(self) -> None:
-        for name in ("n_batches", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
-        for name in ("ent_weight", "l2_weight"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}")
+        check_ints(self, n_batches=1, batch_size=1)
+        check_numbers(self, positive=("lr",), non_negative=("ent_weight", "l2_weight"))
         _hidden("hidden", self.hidden)
         if self.time_feature not in TIME_FEATURES:
             raise ValueError(f"time_feature must be one of {list(TIME_FEATURES)}, got {self.time_feature!r}")
