@@ -226,3 +226,21 @@ def test_fuzzed_suite_files_are_refused_before_anything_runs(tmp_path, capsys):
         assert not out.exists(), what
         refused += 1
     assert refused == len(texts) > 60
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "benchmarks" / "suites").glob("*.toml")), ids=lambda p: p.name)
+def test_every_committed_suite_loads_and_builds_every_method_on_every_family(path):
+    suite = load_suite(path)  # builds each method with its settings on each family: a stale setting fails here
+    assert suite.methods and suite.families
+    for method, limits in suite.cells.items():
+        assert method in suite.methods and set(limits.families) <= set(suite.families)
+
+
+# *-selected.toml are sweeps' outputs, included by suites (checked with them)
+@pytest.mark.parametrize("path", sorted(p for p in (ROOT / "benchmarks" / "tuning").glob("*.toml") if not p.name.endswith("-selected.toml")),
+                         ids=lambda p: p.name)
+def test_every_committed_tuning_sweep_loads(path):
+    from mandril.bench.tune import load_sweep
+
+    sweep, suite = load_sweep(path)
+    assert set(sweep.grid) | set(sweep.per_n) <= set(suite.methods)
