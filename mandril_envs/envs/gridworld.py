@@ -60,6 +60,35 @@ def _combination_is_test(goal: "int | Sequence[int]", obstacles: Sequence[int], 
 def _span(types: tuple[int, ...]) -> str:
     return f"{types[0]}..{types[-1]}" if types else "(none)"
 
+def check_sprite_split(env: "GridWorldEnv", goals: Sequence[int], obstacles: Sequence[int], split: str, goal_role: str = "goals") -> None:
+    """Raise a ValueError naming the sprite if a task's goal and obstacle types cannot belong to ``split``.
+
+    The types must be distinct; ``"test_unseen"`` holds only the env's unseen types, the other splits
+    none of them; ``"test"`` holds exactly the held-out (goal types, obstacle types) combinations.
+    ``goal_role``: how the goals are named in messages (``"goal"`` for one goal, else ``goals[i]``).
+    """
+    types = list(goals) + list(obstacles)
+    roles = ([goal_role] if goal_role == "goal" else [f"{goal_role}[{i}]" for i in range(len(goals))]) + [f"obstacles[{j}]" for j in range(len(obstacles))]
+    if len(set(types)) != len(types):
+        raise ValueError(f"a task's sprite types must be distinct (no split draws a type twice), got {types}")
+    leak = f"task split {split!r} cannot hold this task (the split would leak)"
+    unseen = env.unseen_types
+    if split == "test_unseen":
+        for role, kind in zip(roles, types):
+            if kind not in unseen:
+                raise ValueError(f"{leak}: {role} sprite type {kind} is a training type; 'test_unseen' uses only the unseen types {_span(unseen)}")
+        return
+    for role, kind in zip(roles, types):
+        if kind in unseen:
+            raise ValueError(f"{leak}: {role} sprite type {kind} is one of the unseen types {_span(unseen)}, kept for 'test_unseen'")
+    goal_key = goals[0] if goal_role == "goal" else list(goals)
+    held_out = _combination_is_test(goal_key, list(obstacles), env.config["test_combination_fraction"])
+    if held_out != (split == "test"):
+        kind = "a held-out (test) combination" if held_out else "a training combination"
+        what = f"goal {goals[0]}" if goal_role == "goal" else f"goals {sorted(goals)}"
+        raise ValueError(f"{leak}: the sprite combination {what} with obstacles {sorted(obstacles)} is {kind}")
+
+
 
 def _smooth(field: np.ndarray) -> np.ndarray:
     padded = np.pad(field, 1, mode="edge")
@@ -373,23 +402,7 @@ class GridWorldEnv(TabularTaskEnv):
     def _check_split(self, params: dict, split: str) -> None:
         """The sprite types must be distinct and of the split: training types in a training combination
         (``"train"``), training types in a held-out combination (``"test"``), unseen types (``"test_unseen"``)."""
-        types = [params["goal"]["type"]] + [o["type"] for o in params["obstacles"]]
-        roles = ["goal"] + [f"obstacles[{i}]" for i in range(len(types) - 1)]
-        if len(set(types)) != len(types):
-            raise ValueError(f"a task's sprite types must be distinct (no split draws a type twice), got {types}")
-        leak = f"task split {split!r} cannot hold this task (the split would leak)"
-        if split == "test_unseen":
-            for role, kind in zip(roles, types):
-                if kind not in self.unseen_types:
-                    raise ValueError(f"{leak}: {role} sprite type {kind} is a training type; 'test_unseen' uses only the unseen types {_span(self.unseen_types)}")
-            return
-        for role, kind in zip(roles, types):
-            if kind in self.unseen_types:
-                raise ValueError(f"{leak}: {role} sprite type {kind} is one of the unseen types {_span(self.unseen_types)}, kept for 'test_unseen'")
-        held_out = _combination_is_test(types[0], types[1:], self.config["test_combination_fraction"])
-        if held_out != (split == "test"):
-            kind = "a held-out (test) combination" if held_out else "a training combination"
-            raise ValueError(f"{leak}: the sprite combination goal {types[0]} with obstacles {sorted(types[1:])} is {kind}")
+        check_sprite_split(self, [params["goal"]["type"]], [o["type"] for o in params["obstacles"]], split, "goal")
 
     def _build_model(self, params: dict) -> TabularModel:
         c = self.config

@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from mandril_envs.envs.gridworld import GridWorldEnv, _combination_is_test, _span, grid_config, sprite_appearance
+from mandril_envs.envs.gridworld import GridWorldEnv, _combination_is_test, check_sprite_split, grid_config, sprite_appearance
 from mandril_envs.envs.intent import LinearIntent
 from mandril_envs.model import TabularModel
 from mandril_envs.sizes import ModelShape
@@ -240,25 +240,7 @@ class GridWorldIntentEnv(GridWorldEnv):
     def _check_split(self, params: dict, split: str) -> None:
         """As GridWorld's: distinct types, unseen types only in ``"test_unseen"``, and a (goal types,
         obstacle types) combination of the task's own split."""
-        goals = [g["type"] for g in params["goals"]]
-        obstacles = [o["type"] for o in params["obstacles"]]
-        types = goals + obstacles
-        roles = [f"goals[{i}]" for i in range(len(goals))] + [f"obstacles[{j}]" for j in range(len(obstacles))]
-        if len(set(types)) != len(types):
-            raise ValueError(f"a task's sprite types must be distinct (no split draws a type twice), got {types}")
-        leak = f"task split {split!r} cannot hold this task (the split would leak)"
-        if split == "test_unseen":
-            for role, kind in zip(roles, types):
-                if kind not in self.unseen_types:
-                    raise ValueError(f"{leak}: {role} sprite type {kind} is a training type; 'test_unseen' uses only the unseen types {_span(self.unseen_types)}")
-            return
-        for role, kind in zip(roles, types):
-            if kind in self.unseen_types:
-                raise ValueError(f"{leak}: {role} sprite type {kind} is one of the unseen types {_span(self.unseen_types)}, kept for 'test_unseen'")
-        held_out = _combination_is_test(goals, obstacles, self.config["test_combination_fraction"])
-        if held_out != (split == "test"):
-            kind = "a held-out (test) combination" if held_out else "a training combination"
-            raise ValueError(f"{leak}: the sprite combination goals {sorted(goals)} with obstacles {sorted(obstacles)} is {kind}")
+        check_sprite_split(self, [g["type"] for g in params["goals"]], [o["type"] for o in params["obstacles"]], split)
 
     def _model_shape(self, config: dict, obs_type: str) -> ModelShape:
         shape = super()._model_shape(config, obs_type)

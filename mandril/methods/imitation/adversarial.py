@@ -129,9 +129,26 @@ class AdversarialMethod(Method):
 
     kind: ClassVar[str] = "imitation"
 
-    def _build_trainer(self, problem: FitProblem, observations: Any, venv: Any, ppo: Any, demos: list, demo_batch_size: int, logger: Any) -> tuple[Any, dict]:
-        """``(trainer, parts)``: imitation's trainer and whatever :meth:`_read_result` needs."""
+    def _trainer_parts(self, problem: FitProblem, observations: Any, venv: Any) -> tuple[type, Any, dict]:
+        """``(imitation's trainer class, its reward net, parts)``: ``parts`` is whatever
+        :meth:`_read_result` needs."""
         raise NotImplementedError  # pragma: no cover
+
+    def _build_trainer(self, problem: FitProblem, observations: Any, venv: Any, ppo: Any, demos: list, demo_batch_size: int, logger: Any) -> tuple[Any, dict]:
+        """``(trainer, parts)``: imitation's trainer on fixed-horizon demos, with this config's discriminator settings."""
+        trainer_class, net, parts = self._trainer_parts(problem, observations, venv)
+        trainer = trainer_class(
+            demonstrations=demos,
+            demo_batch_size=demo_batch_size,
+            venv=venv,
+            gen_algo=ppo,
+            reward_net=net,
+            n_disc_updates_per_round=self.config.disc_updates_per_round,
+            disc_opt_kwargs={"lr": self.config.disc_lr},
+            custom_logger=logger,
+            allow_variable_horizon=False,
+        )
+        return trainer, parts
 
     def _read_result(self, problem: FitProblem, observations: Any, trainer: Any, parts: dict) -> MethodOutput:
         raise NotImplementedError  # pragma: no cover

@@ -64,7 +64,7 @@ class AIRL(AdversarialMethod):
     Config: ClassVar[type] = AIRLConfig
     output: ClassVar[str] = "reward+policy"
 
-    def _build_trainer(self, problem: FitProblem, observations: Any, venv: Any, ppo: Any, demos: list, demo_batch_size: int, logger: Any) -> tuple[Any, dict]:
+    def _trainer_parts(self, problem: FitProblem, observations: Any, venv: Any) -> tuple[type, Any, dict]:
         from imitation.algorithms.adversarial.airl import AIRL as ImitationAIRL
 
         from mandril.methods.imitation.common import build_state_reward_net
@@ -74,18 +74,7 @@ class AIRL(AdversarialMethod):
         net, reward = build_state_reward_net(
             observations, venv.action_space, use_action=use_action, hidden=c.reward_hidden, potential_hidden=c.potential_hidden if c.shaped else None, discount=c.gamma
         )
-        trainer = ImitationAIRL(
-            demonstrations=demos,
-            demo_batch_size=demo_batch_size,
-            venv=venv,
-            gen_algo=ppo,
-            reward_net=net,
-            n_disc_updates_per_round=c.disc_updates_per_round,
-            disc_opt_kwargs={"lr": c.disc_lr},
-            custom_logger=logger,
-            allow_variable_horizon=False,
-        )
-        return trainer, {"reward": reward, "use_action": use_action}
+        return ImitationAIRL, net, {"reward": reward, "use_action": use_action}
 
     def _read_result(self, problem: FitProblem, observations: Any, trainer: Any, parts: dict) -> MethodOutput:
         import numpy as np

@@ -53,7 +53,7 @@ class GAIL(AdversarialMethod):
         if self.config.discriminator_reward:
             self.output = "reward+policy"  # type: ignore[misc]
 
-    def _build_trainer(self, problem: FitProblem, observations: Any, venv: Any, ppo: Any, demos: list, demo_batch_size: int, logger: Any) -> tuple[Any, dict]:
+    def _trainer_parts(self, problem: FitProblem, observations: Any, venv: Any) -> tuple[type, Any, dict]:
         from imitation.algorithms.adversarial.gail import GAIL as ImitationGAIL
         from imitation.algorithms.adversarial.gail import RewardNetFromDiscriminatorLogit
 
@@ -62,18 +62,7 @@ class GAIL(AdversarialMethod):
         c = self.config
         use_action = reward_uses_action(c.discriminator_input, problem)
         net, logits = build_state_reward_net(observations, venv.action_space, use_action=use_action, hidden=c.reward_hidden)
-        trainer = ImitationGAIL(
-            demonstrations=demos,
-            demo_batch_size=demo_batch_size,
-            venv=venv,
-            gen_algo=ppo,
-            reward_net=net,
-            n_disc_updates_per_round=c.disc_updates_per_round,
-            disc_opt_kwargs={"lr": c.disc_lr},
-            custom_logger=logger,
-            allow_variable_horizon=False,
-        )
-        return trainer, {"paid": RewardNetFromDiscriminatorLogit(logits), "use_action": use_action}
+        return ImitationGAIL, net, {"paid": RewardNetFromDiscriminatorLogit(logits), "use_action": use_action}
 
     def _read_result(self, problem: FitProblem, observations: Any, trainer: Any, parts: dict) -> MethodOutput:
         import numpy as np
