@@ -119,6 +119,7 @@ def test_a_failed_cell_is_recorded_and_the_rest_run(tmp_path, capsys):
     data["methods"] = ["maxent_tabular", "zero_reward"]
     data["settings"] = {"maxent_tabular": {"l2": 0.0, "likelihood": "p0", "max_steps": 200}}  # no lower bound: diverges
     data["families"] = {"gridworld": data["families"]["gridworld"]}
+    data["cells"] = {}
     suite = suite_from_dict(data)
     summary = run_suite(suite, tmp_path / "run", progress=False)
     assert summary.failed > 0 and summary.done_now == summary.cells
