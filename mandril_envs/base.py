@@ -66,9 +66,21 @@ class TabularTaskEnv(gym.Env, ABC):
     def _check_params(self, params: dict) -> None:
         """Raise a ValueError/TypeError naming the problem if ``params`` is not a valid task of this family."""
 
+    def sample_rewards(self, means: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Rewards paid at steps whose mean rewards are ``means`` (any shape), drawn with ``rng``.
+
+        The family's reward noise, vectorised: ``step()`` pays ``sample_rewards([mean], np_random)[0]``,
+        and samplers that run many episodes from the known model at once (``mandril.maml_rl``) call
+        it with whole batches, so the noise is written once. Default: the means themselves.
+
+        Returns:
+            float64 array of the shape of ``means``.
+        """
+        return np.array(means, dtype=np.float64)
+
     def _sample_reward(self, state: int, action: int, mean: float) -> float:
-        """The reward ``step()`` returns, whose expectation is ``mean`` (``mean`` itself by default)."""
-        return mean
+        """The reward ``step()`` returns, whose expectation is ``mean`` (see :meth:`sample_rewards`)."""
+        return float(self.sample_rewards(np.array([mean]), self.np_random)[0])
 
     # --- tasks -------------------------------------------------------------------------------
     def sample_tasks(self, n: int, split: str = "train", seed: int = 0, start: int = 0) -> list[Task]:

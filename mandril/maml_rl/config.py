@@ -182,18 +182,23 @@ class TRPOConfig:
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """The vectorised sampler.
+    """The multi-task sampler (:mod:`mandril.maml_rl.sampler`).
 
     Attributes:
-        vector: ``"sync"`` (one process, default) or ``"async"`` (Gymnasium's ``AsyncVectorEnv``: one
-            worker process per sub-env, so only sensible with few sub-envs).
-        envs_per_task: at most this many sub-envs per task; a task's episodes run in rounds.
+        backend: ``"model"`` (default: every episode of every task at once from the tasks' known
+            models and the family's reward noise) or ``"gym"`` (Gymnasium vector envs stepping the
+            env code itself: the same distribution, slower).
+        vector: ``"gym"`` backend: ``"sync"`` (one process) or ``"async"`` (Gymnasium's
+            ``AsyncVectorEnv``: one worker process per sub-env, so only sensible with few sub-envs).
+        envs_per_task: ``"gym"`` backend: at most this many sub-envs per task; a task's episodes run in rounds.
     """
 
+    backend: str = "model"
     vector: str = "sync"
     envs_per_task: int = 20
 
     def __post_init__(self) -> None:
+        _choice("sampler", "backend", self.backend, ("model", "gym"))
         _choice("sampler", "vector", self.vector, ("sync", "async"))
         _positive("sampler", "envs_per_task", self.envs_per_task)
 

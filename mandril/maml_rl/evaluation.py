@@ -14,7 +14,7 @@ over tasks (:func:`mandril.metrics.summarize`), 95%.
 from __future__ import annotations
 
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from mandril.metrics import summarize as metrics_summarize
 from mandril.maml_rl.builders import build_policy, build_sampler
 from mandril.maml_rl.config import Config, config_to_dict
 from mandril.maml_rl.metalearner import MAMLTRPO
-from mandril.maml_rl.policies import Policy
+from mandril.maml_rl.policies import Policy, task_params
 from mandril.maml_rl.reference import bandit_reference_returns, mdp_reference_returns
 from mandril.maml_rl.sampler import MultiTaskSampler, encode_observations
 from mandril_envs.planning import expected_return
@@ -44,15 +44,18 @@ def summarize(values: Sequence[float], seed: int = 0) -> dict:
     return out
 
 
-def exact_returns(sampler: MultiTaskSampler, policy: Policy, params: Sequence[Params], tasks: Sequence[Any]) -> np.ndarray:
+def exact_returns(sampler: MultiTaskSampler, policy: Policy, params: Union[Params, Sequence[Params]], tasks: Sequence[Any]) -> np.ndarray:
     """``(M,)`` exact expected episode return of the (stationary) policy ``params[i]`` in task ``i``.
 
-    The policy is evaluated at the observation of every state of the task's known model and
-    scored by :func:`mandril_envs.planning.expected_return`.
+    ``params``: one dict for every task, a task-batched dict or a list of ``M`` dicts. The policy
+    is evaluated at the observation of every state of the task's known model and scored by
+    :func:`mandril_envs.planning.expected_return`.
     """
     env = sampler.probe.unwrapped
+    batched = isinstance(params, Mapping) and policy.is_task_batched(params)
     out = []
-    for task, p in zip(tasks, params):
+    for i, task in enumerate(tasks):
+        p = task_params(params, i) if batched else (params if isinstance(params, Mapping) else params[i])
         env.set_task(task)
         model = env.model
         obs = encode_observations(sampler.observation_space, np.asarray([env.observation(s) for s in range(model.state_dim)]),
@@ -118,7 +121,7 @@ def evaluate(config: Config, policy_state: dict, *, n_tasks: Optional[int] = Non
                                       valid_episodes=config.test.n_episodes)
             columns["pre_sampled"] += rollouts.train[0].episode_returns().mean(dim=1).tolist()
             columns["post_sampled"] += rollouts.valid.episode_returns().mean(dim=1).tolist()
-            columns["pre"] += exact_returns(sampler, policy, [theta] * len(chunk), chunk).tolist()
+            columns["pre"] += exact_returns(sampler, policy, theta, chunk).tolist()
             columns["post"] += exact_returns(sampler, policy, rollouts.adapted, chunk).tolist()
         n = m.fast_batch_size
         per_task: dict[str, list[float]] = {f"maml_{k}": list(np.asarray(v) * n) for k, v in columns.items()}

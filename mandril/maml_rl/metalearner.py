@@ -14,8 +14,14 @@ The TRPO step solves ``(H_KL + damping I) x = grad L`` by conjugate gradient, sc
 quadratic KL model equals ``max_kl`` and backtracks until the surrogate improves within the trust
 region. ``phi_i(theta)`` keeps the graph through the inner gradient (second order) unless
 ``first_order``; the Hessian-vector products are exact (double backprop: third derivatives
-through the inner step) or finite differences of the KL gradient (``hvp="finite_difference"``).
-The inner step is :func:`mandril.functional.gradient_step`, shared with MandRIL.
+through the inner step) or finite differences of the KL gradient (``hvp="finite_difference"``);
+see ``benchmarks/maml/README.md`` ("The meta-gradient") for the derivation.
+The inner step is :func:`mandril.functional.adapt`, shared with MandRIL.
+
+All ``N`` tasks of a meta-batch are processed at once: ``theta`` is expanded to a task-batched
+dict (:func:`~mandril.maml_rl.policies.expand_params`), the inner gradient of the *sum* of the
+per-task losses with respect to it is each task's own gradient, and every loss is one batched
+computation over ``(N, T, B)`` tensors.
 """
 
 from __future__ import annotations
@@ -24,14 +30,14 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from mandril.functional import Params, gradient_step
+from mandril import functional
+from mandril.functional import Params
 from mandril.maml_rl.advantages import discounted_returns, gae, normalize
 from mandril.maml_rl.baseline import LinearFeatureBaseline
-from mandril.maml_rl.policies import Policy
+from mandril.maml_rl.policies import Policy, expand_params
 from mandril.maml_rl.sampler import EpisodeBatch, MultiTaskSampler
 from mandril.maml_rl.trpo import conjugate_gradient, exact_hvp, finite_difference_hvp, flatten, line_search, unflatten
 
@@ -40,19 +46,50 @@ __all__ = ["TaskData", "MAMLTRPO", "Rollouts"]
 
 @dataclass
 class TaskData:
-    """One task's episodes, ready for a loss.
+    """The episodes of ``N`` tasks reduced to what the losses read: sums per distinct observation and action.
+
+    Every loss here is a sum over steps of a function of ``(o_t, a_t)`` weighted by the step's
+    advantage (or by 1), so it can be summed per distinct observation ``u`` and action ``a``
+    first: ``sum_t f(o_t, a_t) A_t = sum_{u, a} f(u, a) S[u, a]`` with ``S[u, a]`` the sum of the
+    advantages of the steps that took ``a`` at ``u``. With discrete observations (bandits: one;
+    tabular MDPs: the states) the policy is then evaluated on a handful of rows instead of on
+    every one of the ``T * B`` steps, exactly (up to the order of floating-point sums).
 
     Attributes:
-        observations: ``(T, B, D)``.
-        actions: ``(T, B)`` int64.
-        advantages: ``(T, B)`` (constants: no graph).
-        mask: ``(T, B)``.
+        observations: ``(N, U, D)`` the distinct observations of each task (zero rows with zero
+            count pad tasks with fewer than ``U``).
+        counts: ``(N, U)`` real steps at each observation.
+        advantage_sums: ``(N, U, A)`` sum of the (constant) advantages of the real steps that took ``a`` at ``u``.
+        n_steps: ``(N,)`` real steps of each task.
     """
 
     observations: Tensor
-    actions: Tensor
-    advantages: Tensor
-    mask: Tensor
+    counts: Tensor
+    advantage_sums: Tensor
+    n_steps: Tensor
+
+    @property
+    def n_tasks(self) -> int:
+        """``N``."""
+        return int(self.counts.shape[0])
+
+    @classmethod
+    def from_steps(cls, observations: Tensor, actions: Tensor, advantages: Tensor, mask: Tensor, n_actions: int) -> "TaskData":
+        """Reduce steps ``(N, T, B, D)``, ``(N, T, B)`` int64, ``(N, T, B)``, ``(N, T, B)`` to per-observation sums."""
+        n, dim = observations.shape[0], observations.shape[-1]
+        flat_obs = observations.reshape(n, -1, dim)
+        flat_act = actions.reshape(n, -1)
+        weights = (advantages * mask).reshape(n, -1).detach()
+        real = mask.reshape(n, -1)
+        uniques, inverses = zip(*(torch.unique(flat_obs[i], dim=0, return_inverse=True) for i in range(n)))
+        width = max(u.shape[0] for u in uniques)
+        table = observations.new_zeros((n, width, dim))
+        for i, u in enumerate(uniques):
+            table[i, : u.shape[0]] = u
+        index = torch.stack(inverses)  # (N, T*B)
+        counts = real.new_zeros((n, width)).scatter_add_(1, index, real)
+        sums = weights.new_zeros((n, width * n_actions)).scatter_add_(1, index * n_actions + flat_act, weights)
+        return cls(table, counts, sums.reshape(n, width, n_actions), real.sum(dim=1))
 
 
 @dataclass
@@ -61,24 +98,24 @@ class Rollouts:
 
     Attributes:
         train: ``num_steps`` pre-update batches (the adaptation data of inner step ``k`` is ``train[k]``).
-        train_data: ``[task][step]`` :class:`TaskData` of the pre-update episodes.
-        adapted: per task, the adapted parameters (detached) that sampled ``valid``.
+        train_data: ``num_steps`` :class:`TaskData` (all tasks) of the pre-update episodes.
+        adapted: the task-batched adapted parameters (``(N, ...)``, detached) that sampled ``valid``.
         valid: the post-update batch.
-        valid_data: per task :class:`TaskData` of the post-update episodes.
+        valid_data: :class:`TaskData` of the post-update episodes.
     """
 
     train: list[EpisodeBatch]
-    train_data: list[list[TaskData]]
-    adapted: list[Params]
+    train_data: list[TaskData]
+    adapted: Params
     valid: EpisodeBatch
-    valid_data: list[TaskData]
+    valid_data: TaskData
 
 
 class MAMLTRPO:
     """The meta-learner: holds the policy (``theta``) and performs inner adaptation and TRPO steps.
 
     Args:
-        policy: a policy whose ``logits(obs, params)`` takes a parameter dict.
+        policy: a policy whose ``logits(obs, params)`` takes a (task-batched) parameter dict.
         fast_lr, num_steps, first_order: the inner loop.
         gamma, gae_lambda, baseline_reg, normalize_advantages: advantages.
         max_kl, cg_iters, cg_damping, ls_max_steps, ls_backtrack_ratio, hvp, fd_eps: the TRPO step.
@@ -110,32 +147,45 @@ class MAMLTRPO:
                    ls_backtrack_ratio=t.ls_backtrack_ratio, hvp=t.hvp, fd_eps=t.fd_eps)
 
     # --- data --------------------------------------------------------------------------------
-    def prepare(self, batch: EpisodeBatch) -> list[TaskData]:
-        """Per task: refit the linear baseline on its episodes and compute (normalised) GAE advantages."""
-        out = []
-        for i in range(batch.n_tasks):
-            obs, rew, mask = batch.observations[i], batch.rewards[i], batch.mask[i]
-            baseline = LinearFeatureBaseline(self.baseline_reg)
-            baseline.fit(obs, discounted_returns(rew, mask, self.gamma), mask)
-            adv = gae(rew, baseline.predict(obs, mask), mask, self.gamma, self.gae_lambda)
-            if self.normalize_advantages:
-                adv = normalize(adv, mask)
-            out.append(TaskData(obs, batch.actions[i], adv.detach(), mask))
-        return out
+    def prepare(self, batch: EpisodeBatch) -> TaskData:
+        """Per task: refit the linear baseline on its episodes, compute (normalised) GAE advantages,
+        reduce to :class:`TaskData` (all tasks at once)."""
+        obs, rew, mask = batch.observations, batch.rewards, batch.mask
+        baseline = LinearFeatureBaseline(self.baseline_reg)
+        baseline.fit(obs, discounted_returns(rew, mask, self.gamma), mask)
+        adv = gae(rew, baseline.predict(obs, mask), mask, self.gamma, self.gae_lambda)
+        if self.normalize_advantages:
+            adv = normalize(adv, mask, dims=(-2, -1))
+        return TaskData.from_steps(obs, batch.actions, adv, mask, self.policy.n_actions)
+
+    def log_probs(self, params: Params, data: TaskData) -> Tensor:
+        """``(N, U, A)`` log-probabilities at each task's distinct observations (``params`` shared or task-batched)."""
+        return torch.log_softmax(self.policy.logits(data.observations, params), dim=-1)
 
     # --- inner loop ----------------------------------------------------------------------------
     def inner_loss(self, params: Params, data: TaskData) -> Tensor:
-        """REINFORCE: ``-sum(mask * log pi(a|o) * A) / sum(mask)`` (a scalar)."""
-        log_probs = torch.log_softmax(self.policy.logits(data.observations, params), dim=-1)
-        taken = log_probs.gather(-1, data.actions.unsqueeze(-1)).squeeze(-1)
-        return -(taken * data.advantages * data.mask).sum() / data.mask.sum()
+        """REINFORCE per task: ``-sum_t mask_t log pi(a_t|o_t) A_t / sum_t mask_t``, shape ``(N,)``.
+
+        ``params``: shared by all tasks or task-batched.
+        """
+        return -(self.log_probs(params, data) * data.advantage_sums).sum(dim=(-2, -1)) / data.n_steps
 
     def adapt(self, params: Params, steps_data: Sequence[TaskData], *, first_order: Optional[bool] = None) -> Params:
-        """``len(steps_data)`` inner steps from ``params`` (step ``k`` uses ``steps_data[k]``)."""
+        """``len(steps_data)`` inner steps of every task from ``params`` (step ``k`` uses ``steps_data[k]``).
+
+        Args:
+            params: ``theta`` (shared; it is expanded to one copy per task) or task-batched parameters.
+
+        Returns:
+            Task-batched ``phi`` ``(N, ...)``, in the graph of ``params`` (through the inner gradient
+            too unless first order).
+        """
         first_order = self.first_order if first_order is None else first_order
         current = dict(params)
+        if not self.policy.is_task_batched(current):
+            current = expand_params(current, steps_data[0].n_tasks)
         for data in steps_data:
-            current = gradient_step(current, self.inner_loss(current, data), self.fast_lr, first_order=first_order)
+            current, _ = functional.adapt(lambda p, d=data: self.inner_loss(p, d).sum(), current, self.fast_lr, 1, first_order=first_order)
         return current
 
     def sample(self, sampler: MultiTaskSampler, tasks: Sequence[Any], n_episodes: int, *, seeds: Sequence[int],
@@ -148,58 +198,47 @@ class MAMLTRPO:
         """
         if len(seeds) != self.num_steps + 1:
             raise ValueError(f"seeds must have num_steps + 1 = {self.num_steps + 1} entries, got {len(seeds)}")
-        theta = {k: v.detach() for k, v in self.policy.params().items()}
-        current: Any = theta
+        current: Params = {k: v.detach() for k, v in self.policy.params().items()}
         train, per_step = [], []
-        adapted = [dict(theta) for _ in tasks]
         for k in range(self.num_steps):
             batch = sampler.sample(self.policy, current, tasks, n_episodes, seed=seeds[k], generator=generator)
             data = self.prepare(batch)
             train.append(batch)
             per_step.append(data)
             with torch.enable_grad():
-                adapted = [
-                    {n: t.detach() for n, t in self.adapt(_leaves(adapted[i]), [data[i]], first_order=True).items()}
-                    for i in range(len(tasks))
-                ]
-            current = adapted
-        valid = sampler.sample(self.policy, adapted, tasks, valid_episodes or n_episodes, seed=seeds[-1], generator=generator)
-        train_data = [[per_step[k][i] for k in range(self.num_steps)] for i in range(len(tasks))]
-        return Rollouts(train, train_data, adapted, valid, self.prepare(valid))
+                start = _leaves(current) if self.policy.is_task_batched(current) else expand_params(_leaves(current), len(tasks))
+                current = {n: t.detach() for n, t in self.adapt(start, [data], first_order=True).items()}
+        valid = sampler.sample(self.policy, current, tasks, valid_episodes or n_episodes, seed=seeds[-1], generator=generator)
+        return Rollouts(train, per_step, current, valid, self.prepare(valid))
 
     # --- outer loss ----------------------------------------------------------------------------
-    def _old_log_probs(self, rollouts: Rollouts) -> list[Tensor]:
+    def _old_log_probs(self, rollouts: Rollouts) -> Tensor:
+        """``(N, U, A)`` log-probabilities at the post-update observations under ``phi(theta_old)`` (constants)."""
         with torch.enable_grad():
             theta = _leaves({k: v.detach() for k, v in self.policy.params().items()})
-            out = []
-            for data, valid in zip(rollouts.train_data, rollouts.valid_data):
-                phi = self.adapt(theta, data, first_order=True)
-                out.append(torch.log_softmax(self.policy.logits(valid.observations, phi), dim=-1).detach())
-        return out
+            phi = self.adapt(theta, rollouts.train_data, first_order=True)
+            return self.log_probs(phi, rollouts.valid_data).detach()
 
-    def surrogate(self, params: Params, rollouts: Rollouts, old_log_probs: Sequence[Tensor], *,
+    def surrogate(self, params: Params, rollouts: Rollouts, old_log_probs: Tensor, *,
                   first_order: Optional[bool] = None, need_loss: bool = True) -> tuple[Tensor, Tensor]:
         """``(L(params), KL(params))``, averaged over tasks (scalars, in ``params`` 's graph).
 
+        ``L = -mean_i sum_t ratio_t A_t / n_i`` and ``KL = mean_i sum_t KL(pi_old(.|o_t) || pi(.|o_t)) / n_i``
+        over each task's ``n_i`` post-update steps, summed per distinct observation (:class:`TaskData`).
         ``params`` must require grad (the inner step differentiates the inner loss with respect to them).
         """
-        losses, kls = [], []
-        for data, valid, old in zip(rollouts.train_data, rollouts.valid_data, old_log_probs):
-            phi = self.adapt(params, data, first_order=first_order)
-            log_probs = torch.log_softmax(self.policy.logits(valid.observations, phi), dim=-1)
-            denom = valid.mask.sum()
-            kl = (old.exp() * (old - log_probs)).sum(-1)
-            kls.append((kl * valid.mask).sum() / denom)
-            if need_loss:
-                taken = log_probs.gather(-1, valid.actions.unsqueeze(-1)).squeeze(-1)
-                old_taken = old.gather(-1, valid.actions.unsqueeze(-1)).squeeze(-1)
-                ratio = torch.exp(taken - old_taken)
-                losses.append(-(ratio * valid.advantages * valid.mask).sum() / denom)
-        loss = torch.stack(losses).mean() if need_loss else torch.zeros(())
-        return loss, torch.stack(kls).mean()
+        valid, old = rollouts.valid_data, old_log_probs
+        phi = self.adapt(params, rollouts.train_data, first_order=first_order)
+        log_probs = self.log_probs(phi, valid)
+        kl_at = (old.exp() * (old - log_probs)).sum(-1)  # (N, U)
+        kl = ((kl_at * valid.counts).sum(-1) / valid.n_steps).mean()
+        if not need_loss:
+            return torch.zeros((), dtype=kl.dtype), kl
+        ratio = torch.exp(log_probs - old)  # (N, U, A)
+        loss = (-(ratio * valid.advantage_sums).sum(dim=(-2, -1)) / valid.n_steps).mean()
+        return loss, kl
 
-    def kl_hvp(self, rollouts: Rollouts, old_log_probs: Sequence[Tensor],
-               params: Optional[Params] = None) -> Callable[[Tensor], Tensor]:
+    def kl_hvp(self, rollouts: Rollouts, old_log_probs: Tensor, params: Optional[Params] = None) -> Callable[[Tensor], Tensor]:
         """``v -> (H + cg_damping I) v`` for the Hessian of ``KL`` at ``params`` (default ``theta``), exact or by finite differences."""
         params = _leaves({k: v.detach() for k, v in (params or self.policy.params()).items()})
         if self.hvp == "exact":
@@ -227,8 +266,8 @@ class MAMLTRPO:
         loss, _ = self.surrogate(leaves, rollouts, old)
         grad = flatten(torch.autograd.grad(loss, list(leaves.values())))
         loss_before = float(loss.detach())
-        with torch.enable_grad():
-            inner = float(np.mean([float(self.inner_loss(leaves, d[0]).detach()) for d in rollouts.train_data]))
+        with torch.no_grad():
+            inner = float(self.inner_loss(theta, rollouts.train_data[0]).mean())
         hvp = self.kl_hvp(rollouts, old, theta)
         direction, residual = conjugate_gradient(hvp, grad, self.cg_iters)
         shs = 0.5 * float(torch.dot(direction, hvp(direction)))

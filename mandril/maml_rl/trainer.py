@@ -212,7 +212,7 @@ class Trainer:
         generator = torch.Generator().manual_seed(int(np.random.SeedSequence([c.seed, 5, self.iteration]).generate_state(1)[0]))
         rollouts = self.learner.sample(self.sampler, tasks, m.fast_batch_size, seeds=seeds, generator=generator, valid_episodes=1)
         theta = {k: v.detach() for k, v in self.policy.params().items()}
-        pre = exact_returns(self.sampler, self.policy, [theta] * len(tasks), tasks)
+        pre = exact_returns(self.sampler, self.policy, theta, tasks)
         post = exact_returns(self.sampler, self.policy, rollouts.adapted, tasks)
         return float(pre.mean()), float(post.mean())
 

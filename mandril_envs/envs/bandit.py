@@ -89,10 +89,12 @@ class BanditEnv(TabularTaskEnv):
         """``(K,)`` the current task's arm means."""
         return self.model.reward_matrix[0]
 
-    def _sample_reward(self, state: int, action: int, mean: float) -> float:
+    def sample_rewards(self, means: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Bernoulli(``means``) draws, or ``means`` plus unit normal noise for Gaussian arms."""
+        means = np.asarray(means, dtype=np.float64)
         if self.config["arm_distribution"] == "bernoulli":
-            return float(self.np_random.random() < mean)
-        return mean + float(self.np_random.normal())
+            return (rng.random(means.shape) < means).astype(np.float64)
+        return means + rng.normal(size=means.shape)
 
     def _render_ansi(self) -> str:
         means = " ".join(f"{m:.2f}" for m in self.arm_means)

@@ -129,6 +129,8 @@ class TabularMDPEnv(TabularTaskEnv):
         p0 = np.full(c["n_states"], 1.0 / c["n_states"])
         return TabularModel.from_dense(transitions, reward, p0, c["horizon"], features)
 
-    def _sample_reward(self, state: int, action: int, mean: float) -> float:
+    def sample_rewards(self, means: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``means`` plus ``N(0, reward_noise^2)`` noise (none when ``reward_noise`` is 0)."""
+        means = np.asarray(means, dtype=np.float64)
         sigma = self.config["reward_noise"]
-        return mean + float(self.np_random.normal(0.0, sigma)) if sigma > 0 else mean
+        return means + rng.normal(0.0, sigma, size=means.shape) if sigma > 0 else means.copy()
