@@ -160,6 +160,10 @@ class TRPOConfig:
         hvp: ``"finite_difference"`` (the MAML paper's choice: no third derivatives) or ``"exact"``
             (double backprop, which differentiates through the inner gradient a second time).
         fd_eps: size of the finite-difference perturbation (its norm in parameter space).
+        max_consecutive_rejections: training stops with an error when this many TRPO steps in a
+            row were rejected (no step along the natural gradient improved the surrogate within
+            ``max_kl``): the run has stalled, typically because ``fast_lr`` saturates the adapted
+            policies. Healthy runs here reject at most a few in a row.
     """
 
     max_kl: float = 0.01
@@ -169,9 +173,10 @@ class TRPOConfig:
     ls_backtrack_ratio: float = 0.8
     hvp: str = "finite_difference"
     fd_eps: float = 1e-5
+    max_consecutive_rejections: int = 20
 
     def __post_init__(self) -> None:
-        for name in ("max_kl", "cg_iters", "ls_max_steps", "fd_eps"):
+        for name in ("max_kl", "cg_iters", "ls_max_steps", "fd_eps", "max_consecutive_rejections"):
             _positive("trpo", name, getattr(self, name))
         if not self.cg_damping >= 0:
             raise ValueError(f"[trpo] cg_damping must be >= 0, got {self.cg_damping!r}")

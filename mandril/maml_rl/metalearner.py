@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from mandril import functional
-from mandril.functional import Params
+from mandril.functional import NonFiniteLossError, Params
 from mandril.maml_rl.advantages import discounted_returns, gae, normalize
 from mandril.maml_rl.baseline import LinearFeatureBaseline
 from mandril.maml_rl.policies import Policy, expand_params
@@ -259,6 +259,10 @@ class MAMLTRPO:
         Returns:
             Diagnostics: ``loss_before``, ``loss_after``, ``kl``, ``step_fraction``, ``accepted``,
             ``cg_residual``, ``grad_norm``, ``inner_loss`` (mean pre-update REINFORCE loss).
+
+        Raises:
+            NonFiniteLossError: if the surrogate loss or its gradient is not finite (a rejected step
+                is not an error: ``accepted`` is False and ``theta`` is unchanged).
         """
         old = self._old_log_probs(rollouts)
         theta = {k: v.detach() for k, v in self.policy.params().items()}
@@ -266,6 +270,8 @@ class MAMLTRPO:
         loss, _ = self.surrogate(leaves, rollouts, old)
         grad = flatten(torch.autograd.grad(loss, list(leaves.values())))
         loss_before = float(loss.detach())
+        if not (math.isfinite(loss_before) and bool(torch.isfinite(grad).all())):
+            raise NonFiniteLossError(f"the TRPO surrogate loss ({loss_before}) or its gradient is not finite")
         with torch.no_grad():
             inner = float(self.inner_loss(theta, rollouts.train_data[0]).mean())
         hvp = self.kl_hvp(rollouts, old, theta)
