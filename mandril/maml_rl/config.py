@@ -214,27 +214,36 @@ class TestConfig:
 
     Attributes:
         n_tasks: held-out (``split="test"``) tasks.
+        budget: ``n``, the episodes (one-pull bandit episodes: pulls) per task that every figure is a
+            total over; MAML spends ``fast_batch_size`` of them exploring (0: ``n = fast_batch_size``).
         start: index of the first of them in the test split (tasks ``start .. start + n_tasks - 1``),
             so that a tuning set and a reporting set of test tasks can be kept apart.
         n_episodes: post-update episodes sampled per task (the sampled estimate; the exact expected
             return from the known model is reported too).
         reference_repeats: simulated runs per task of each adaptive reference policy (bandits).
         epsilon: exploration rate of the epsilon-greedy reference.
-        ucb_c: exploration constant of the UCB1 reference (``sqrt(2)``: Auer et al. 2002).
+        ucb_c: exploration constant of the textbook UCB1 reference (``sqrt(2)``: Auer et al. 2002); a
+            second UCB1 column uses the constant tuned on training tasks.
+        tuning_tasks: train-split tasks (from the validation range, never test tasks) on which UCB1's
+            constant and the Gittins discount are chosen (bandits).
     """
 
     n_tasks: int = 200
     start: int = 0
+    budget: int = 0
     n_episodes: int = 20
     reference_repeats: int = 20
     epsilon: float = 0.1
     ucb_c: float = 1.4142135623730951
+    tuning_tasks: int = 200
 
     def __post_init__(self) -> None:
         _positive("test", "ucb_c", self.ucb_c)
         if self.start < 0:
             raise ValueError(f"[test] start must be >= 0, got {self.start!r}")
-        for name in ("n_tasks", "n_episodes", "reference_repeats"):
+        if self.budget < 0:
+            raise ValueError(f"[test] budget must be >= 0 (0: the adaptation episodes, fast_batch_size), got {self.budget!r}")
+        for name in ("n_tasks", "n_episodes", "reference_repeats", "tuning_tasks"):
             _positive("test", name, getattr(self, name))
         if not 0 <= self.epsilon <= 1:
             raise ValueError(f"[test] epsilon must be in [0, 1], got {self.epsilon!r}")

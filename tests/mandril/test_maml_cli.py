@@ -19,7 +19,7 @@ TINY = (
     "[maml]\nnum_batches = {batches}\nmeta_batch_size = 3\nfast_batch_size = 10\nfast_lr = {lr}\n"
     "[trpo]\nmax_consecutive_rejections = {limit}\n"
     "[validation]\nevery = 1\nn_tasks = 3\n"
-    "[test]\nn_tasks = 3\nn_episodes = 5\nreference_repeats = 1\n"
+    "[test]\nn_tasks = 3\nn_episodes = 5\nreference_repeats = 1\ntuning_tasks = 4\n"
 )
 
 
