@@ -144,7 +144,7 @@ def _test(args: argparse.Namespace) -> int:
         checkpoint = Path(args.checkpoint) if args.checkpoint else config.run_dir / "checkpoint.pt"
         state = load_checkpoint(checkpoint)  # a damaged, truncated or foreign file is refused here, naming it
     results = evaluate(config, state["policy"], n_tasks=args.n_tasks, progress=not args.no_progress,
-                       iteration=int(state["iteration"]), checkpoint=str(checkpoint))
+                       iteration=int(state["iteration"]), checkpoint=str(checkpoint), references=not args.no_references)
     write_json(output, results)
     table = format_table(results)
     atomic_write_text(output.with_suffix(".md"), table)
@@ -210,6 +210,8 @@ def register(subparsers: Any) -> None:
     test.add_argument("--n-tasks", type=_int_at_least(1), default=None, metavar="N", help="held-out tasks (default: the config's test.n_tasks)")
     test.add_argument("--init", action="store_true",
                       help="evaluate the initial parameters (as training starts, before any meta-update): the ablation")
+    test.add_argument("--no-references", action="store_true",
+                      help="skip the reference policies (they do not depend on the checkpoint; the bandit ones tune constants first)")
     test.set_defaults(func=_test)
 
     plot = sub.add_parser("plot", help="redraw the learning curve from a metrics.csv", formatter_class=_HelpFormatter,

@@ -137,13 +137,14 @@ def budget_matched(pre: Sequence[float], later: Sequence[Sequence[float]], post:
 
 
 def evaluate(config: Config, policy_state: dict, *, n_tasks: Optional[int] = None, progress: bool = False,
-             iteration: Optional[int] = None, checkpoint: str = "") -> dict:
+             iteration: Optional[int] = None, checkpoint: str = "", references: bool = True) -> dict:
     """Adapt the meta-trained policy on held-out tasks and score it, with the references.
 
     Args:
         config: the run's config (its ``[test]`` table sets the evaluation).
         policy_state: the policy's ``state_dict`` (e.g. ``checkpoint["policy"]``).
         n_tasks: held-out tasks (default ``config.test.n_tasks``).
+        references: also score the reference policies (and tune the bandit ones first).
 
     Returns:
         A JSON-ready dict: ``protocol``, ``summary`` (``{name: summarize(...)}``, totals over ``n``),
@@ -185,8 +186,8 @@ def evaluate(config: Config, policy_state: dict, *, n_tasks: Optional[int] = Non
         per_task: dict[str, list[float]] = {"maml_budget_matched": list(budget_matched(columns["pre"], later, columns["post"],
                                                                                        m.fast_batch_size, n))}
         per_task.update({f"maml_{k}": list(np.asarray(v) * n) for k, v in columns.items()})
-        references, tuning = _references(config, sampler, tasks, n)
-        for name, values in references.items():
+        reference_totals, tuning = _references(config, sampler, tasks, n) if references else ({}, {})
+        for name, values in reference_totals.items():
             per_task[name] = list(np.asarray(values, dtype=np.float64))
         family = sampler.probe.unwrapped.family
         horizon = sampler.horizon
