@@ -8,26 +8,22 @@ meta-parameters (second order) or are cut from it (first order).
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping, Optional, Union
+from typing import Callable, Mapping, Union
 
 import torch
 from torch import Tensor
 
-__all__ = ["Params", "GradientTransform", "NonFiniteLossError", "gradient_step", "adapt"]
+__all__ = ["Params", "NonFiniteLossError", "gradient_step", "adapt"]
 
 Params = dict[str, Tensor]
 LearningRate = Union[float, Mapping[str, Tensor]]
-#: ``(params, gradients) -> gradients``: reshapes the step before it is taken (e.g. MAML-RL's per-task
-#: trust region on the inner step); differentiable when the step is second order.
-GradientTransform = Callable[[Params, Params], Params]
 
 
 class NonFiniteLossError(FloatingPointError, ValueError):
     """A loss (or gradient) became NaN or infinite; the message says at which step."""
 
 
-def gradient_step(params: Mapping[str, Tensor], loss: Tensor, lr: LearningRate, *, first_order: bool = False,
-                  transform: Optional[GradientTransform] = None) -> Params:
+def gradient_step(params: Mapping[str, Tensor], loss: Tensor, lr: LearningRate, *, first_order: bool = False) -> Params:
     """One step ``phi = params - lr * d loss / d params``.
 
     Args:
@@ -36,19 +32,12 @@ def gradient_step(params: Mapping[str, Tensor], loss: Tensor, lr: LearningRate, 
         lr: a float, or a dict of per-parameter learning rates (Meta-SGD) broadcastable to each parameter.
         first_order: if True the gradient is treated as a constant (no graph through it), which is
             first-order MAML; otherwise the graph is kept so the result can be differentiated twice.
-        transform: if given, ``transform(params, gradients)`` replaces the gradients (of the
-            parameters that have one) before the step; ``None`` (the default) takes the plain step.
 
     Returns:
         A new dict with the same keys.
     """
     names = list(params)
     grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=not first_order, allow_unused=True)
-    if transform is not None:
-        present = {n: g for n, g in zip(names, grads) if g is not None}
-        if present:
-            changed = transform(dict(params), present)
-            grads = tuple(changed[n] if g is not None else None for n, g in zip(names, grads))
     stepped: Params = {}
     for name, grad in zip(names, grads):
         if grad is None:
@@ -68,9 +57,8 @@ def adapt(
     steps: int,
     *,
     first_order: bool = False,
-    transform: Optional[GradientTransform] = None,
 ) -> tuple[Params, list[float]]:
-    """``steps`` gradient steps of ``loss_fn`` from ``params`` (each through :func:`gradient_step`, with ``transform``).
+    """``steps`` gradient steps of ``loss_fn`` from ``params``.
 
     Returns:
         ``(adapted params, [loss before each step])``.
@@ -90,7 +78,7 @@ def adapt(
             raise NonFiniteLossError(f"inner loss is {value} at inner step {step}: the inner learning rate is probably too large")
         losses.append(value)
         try:
-            current = gradient_step(current, loss, lr, first_order=first_order, transform=transform)
+            current = gradient_step(current, loss, lr, first_order=first_order)
         except NonFiniteLossError as error:
             raise NonFiniteLossError(f"{error} at inner step {step}") from None
     return current, losses

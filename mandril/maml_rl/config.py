@@ -112,9 +112,6 @@ class MAMLConfig:
         inner_objective: ``"reinforce"`` (``log pi * A``) or ``"lvc"`` (``pi / stop_gradient(pi) * A``: the
             same inner gradient, and a Hessian that credits how ``theta`` explores; ProMP's
             low-variance curvature estimator). See :meth:`mandril.maml_rl.metalearner.MAMLTRPO.inner_loss`.
-        inner_max_kl: a trust region on the inner step: each task's step is shortened, where needed,
-            so that its predicted KL divergence between the policy before and after it (second-order
-            model, averaged over the adaptation steps) is at most this (0: plain gradient steps).
     """
 
     num_batches: int = 200
@@ -123,15 +120,13 @@ class MAMLConfig:
     fast_lr: float = 0.5
     num_steps: int = 1
     first_order: bool = False
-    inner_max_kl: float = 0.0
     inner_objective: str = "reinforce"
 
     def __post_init__(self) -> None:
         _choice("maml", "inner_objective", self.inner_objective, ("reinforce", "lvc"))
         for name in ("num_batches", "meta_batch_size", "fast_batch_size", "fast_lr", "num_steps"):
             _positive("maml", name, getattr(self, name))
-        if not self.inner_max_kl >= 0:
-            raise ValueError(f"[maml] inner_max_kl must be >= 0 (0: no trust region on the inner step), got {self.inner_max_kl!r}")
+
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,8 @@ For each task ``i`` of a meta-batch:
 * inner loop: ``phi_i = theta - fast_lr * grad L_in(theta; D_i)``, with ``L_in`` the REINFORCE loss
   ``-mean_t log pi_theta(a_t | o_t) A_t`` on the pre-update episodes ``D_i`` (advantages from a
   linear baseline refit on ``D_i``, GAE, normalised); ``num_steps`` such steps, fresh episodes
-  sampled with the current adapted policy before each. With ``inner_max_kl = delta > 0`` each
-  task's step is shortened, where needed, so that its predicted KL divergence
-  ``fast_lr^2 / 2 * g^T F g`` (``F``: the Fisher matrix of ``pi_theta`` on the adaptation steps) is
-  at most ``delta``: a trust region on the inner step, so that growing weights cannot make the
-  adapted policies overshoot (see :meth:`MAMLTRPO.inner_trust_region`);
+  sampled with the current adapted policy before each (with ``inner_objective = "lvc"`` the loss
+  is ``-mean_t [pi/stop_gradient(pi)] A_t``: the same step, see :meth:`MAMLTRPO.inner_loss`);
 * outer loss: the TRPO surrogate on the post-update episodes ``D'_i`` sampled with ``phi_i``:
   ``L(theta) = -mean_i mean_t [pi_{phi_i(theta)}(a|o) / pi_{phi_i(theta_old)}(a|o)] A'_t`` and
   ``KL(theta) = mean_i mean_t KL(pi_{phi_i(theta_old)} || pi_{phi_i(theta)})``.
@@ -38,7 +35,7 @@ import torch
 from torch import Tensor
 
 from mandril import functional
-from mandril.functional import GradientTransform, NonFiniteLossError, Params
+from mandril.functional import NonFiniteLossError, Params
 from mandril.maml_rl.advantages import discounted_returns, gae, normalize
 from mandril.maml_rl.baseline import LinearFeatureBaseline
 from mandril.maml_rl.policies import Policy, expand_params
@@ -125,13 +122,13 @@ class MAMLTRPO:
 
     Args:
         policy: a policy whose ``logits(obs, params)`` takes a (task-batched) parameter dict.
-        fast_lr, num_steps, first_order, inner_max_kl: the inner loop (``inner_max_kl`` 0: plain steps).
+        fast_lr, num_steps, first_order, inner_objective: the inner loop.
         gamma, gae_lambda, baseline_reg, normalize_advantages: advantages.
         max_kl, cg_iters, cg_damping, ls_max_steps, ls_backtrack_ratio, hvp, fd_eps: the TRPO step.
     """
 
     def __init__(self, policy: Policy, *, fast_lr: float = 0.5, num_steps: int = 1, first_order: bool = False,
-                 inner_max_kl: float = 0.0, inner_objective: str = "reinforce", gamma: float = 0.99, gae_lambda: float = 1.0, baseline_reg: float = 1e-5, normalize_advantages: bool = True,
+                 inner_objective: str = "reinforce", gamma: float = 0.99, gae_lambda: float = 1.0, baseline_reg: float = 1e-5, normalize_advantages: bool = True,
                  max_kl: float = 0.01, cg_iters: int = 10, cg_damping: float = 1e-5, ls_max_steps: int = 15,
                  ls_backtrack_ratio: float = 0.8, hvp: str = "finite_difference", fd_eps: float = 1e-5) -> None:
         if hvp not in ("finite_difference", "exact"):
@@ -142,10 +139,7 @@ class MAMLTRPO:
         if inner_objective not in ("reinforce", "lvc"):
             raise ValueError(f"inner_objective must be 'reinforce' or 'lvc', got {inner_objective!r}")
         self.inner_objective = inner_objective
-        if not inner_max_kl >= 0:
-            raise ValueError(f"inner_max_kl must be >= 0 (0: no trust region on the inner step), got {inner_max_kl!r}")
         self.fast_lr, self.num_steps, self.first_order = float(fast_lr), int(num_steps), bool(first_order)
-        self.inner_max_kl = float(inner_max_kl)
         self.gamma, self.gae_lambda, self.normalize_advantages = float(gamma), float(gae_lambda), bool(normalize_advantages)
         self.baseline_reg = float(baseline_reg)
         self.max_kl, self.cg_iters, self.cg_damping = float(max_kl), int(cg_iters), float(cg_damping)
@@ -156,7 +150,7 @@ class MAMLTRPO:
     def from_config(cls, policy: Policy, config: Any) -> "MAMLTRPO":
         """Build from a :class:`mandril.maml_rl.config.Config`."""
         m, a, t = config.maml, config.advantage, config.trpo
-        return cls(policy, fast_lr=m.fast_lr, num_steps=m.num_steps, first_order=m.first_order, inner_max_kl=m.inner_max_kl,
+        return cls(policy, fast_lr=m.fast_lr, num_steps=m.num_steps, first_order=m.first_order,
                    inner_objective=m.inner_objective, gamma=a.gamma,
                    gae_lambda=a.gae_lambda, baseline_reg=a.baseline_reg, normalize_advantages=a.normalize,
                    max_kl=t.max_kl, cg_iters=t.cg_iters, cg_damping=t.cg_damping, ls_max_steps=t.ls_max_steps,
@@ -195,40 +189,6 @@ class MAMLTRPO:
             log_probs = torch.exp(log_probs - log_probs.detach())  # = 1, gradient d log pi, curvature d2 log pi + (d log pi)^2
         return -(log_probs * data.advantage_sums).sum(dim=(-2, -1)) / data.n_steps
 
-    def inner_trust_region(self, data: TaskData) -> GradientTransform:
-        """The gradient transform that shortens each task's inner step to a predicted KL of at most ``inner_max_kl``.
-
-        For task ``i`` with inner gradient ``g_i``, the step ``-fast_lr g_i`` changes the logits at
-        observation ``u`` by ``-fast_lr (J_u g_i)`` to first order (``J_u``: the Jacobian of the logits
-        with respect to the parameters), so the KL divergence from ``pi_theta`` to ``pi_phi``, averaged
-        over the adaptation steps, is ``fast_lr^2 / 2 * q_i`` to second order, with
-        ``q_i = g_i^T F_i g_i = sum_u (c_u / n) Var_{a ~ pi(.|u)} [(J_u g_i)_a]``. The gradient is
-        multiplied by ``min(1, sqrt(delta / (fast_lr^2 q_i / 2)))``. ``J_u g_i`` is a Jacobian-vector
-        product, computed as the derivative of a vector-Jacobian product with respect to its vector.
-        The factor is differentiated through in second-order MAML and a constant in first order.
-        """
-        delta = self.inner_max_kl
-
-        def transform(params: Params, grads: Params) -> Params:
-            names = list(grads)
-            second_order = any(g.requires_grad for g in grads.values())
-            with torch.enable_grad():
-                logits = self.policy.logits(data.observations, params)  # (N, U, A)
-                probe = torch.zeros_like(logits, requires_grad=True)
-                pulled = torch.autograd.grad(logits, [params[n] for n in names], grad_outputs=probe, create_graph=True)
-                along = sum((p * grads[n]).sum() for p, n in zip(pulled, names))
-                jg = torch.autograd.grad(along, probe, create_graph=second_order)[0]  # (N, U, A): J_u g_i
-            probs = torch.softmax(logits, dim=-1)
-            centred = jg - (probs * jg).sum(-1, keepdim=True)
-            quad = ((probs * centred**2).sum(-1) * data.counts).sum(-1) / data.n_steps  # (N,)
-            predicted = 0.5 * self.fast_lr**2 * quad
-            factor = torch.clamp(delta / predicted.clamp_min(1e-300), max=1.0).sqrt()
-            if not second_order:
-                factor = factor.detach()
-            return {n: g * factor.reshape(-1, *([1] * (g.ndim - 1))) for n, g in grads.items()}
-
-        return transform
-
     def adapt(self, params: Params, steps_data: Sequence[TaskData], *, first_order: Optional[bool] = None) -> Params:
         """``len(steps_data)`` inner steps of every task from ``params`` (step ``k`` uses ``steps_data[k]``).
 
@@ -244,9 +204,8 @@ class MAMLTRPO:
         if not self.policy.is_task_batched(current):
             current = expand_params(current, steps_data[0].n_tasks)
         for data in steps_data:
-            transform = self.inner_trust_region(data) if self.inner_max_kl > 0 else None
             current, _ = functional.adapt(lambda p, d=data: self.inner_loss(p, d).sum(), current, self.fast_lr, 1,
-                                          first_order=first_order, transform=transform)
+                                          first_order=first_order)
         return current
 
     def sample(self, sampler: MultiTaskSampler, tasks: Sequence[Any], n_episodes: int, *, seeds: Sequence[int],

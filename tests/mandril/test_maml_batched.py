@@ -36,6 +36,8 @@ def _reference(learner, rollouts, theta, theta_old):
         def phi_of(params):
             lp, _ = _step_log_probs(policy, params, train.observations[i], train.actions[i])
             adv, mask = _advantages(learner, train, i), train.mask[i]
+            if learner.inner_objective == "lvc":  # pi / stop_gradient(pi), step by step
+                lp = torch.exp(lp - lp.detach())
             inner = -(lp * adv * mask).sum() / mask.sum()
             return gradient_step(params, inner, learner.fast_lr)
 
@@ -50,12 +52,14 @@ def _reference(learner, rollouts, theta, theta_old):
     return torch.stack(losses).mean(), torch.stack(kls).mean()
 
 
-@pytest.mark.parametrize("env_id, kwargs", [("mandril_envs/TabularMDP-v0", {"horizon": 4}), ("mandril_envs/Bandit-K5-v0", {"horizon": 1})])
-def test_batched_surrogate_kl_and_meta_gradient_equal_the_per_task_per_step_definitions(env_id, kwargs):
+@pytest.mark.parametrize("env_id, kwargs, objective", [("mandril_envs/TabularMDP-v0", {"horizon": 4}, "reinforce"),
+                                                       ("mandril_envs/Bandit-K5-v0", {"horizon": 1}, "reinforce"),
+                                                       ("mandril_envs/TabularMDP-v0", {"horizon": 4}, "lvc")])
+def test_batched_surrogate_kl_and_meta_gradient_equal_the_per_task_per_step_definitions(env_id, kwargs, objective):
     sampler = MultiTaskSampler(env_id, kwargs, max_tasks=3)
     gen = torch.Generator().manual_seed(0)
     policy = make_policy("mlp", sampler.obs_dim, sampler.n_actions, hidden_sizes=(6,), generator=gen)
-    learner = MAMLTRPO(policy, fast_lr=0.7, gae_lambda=0.8, gamma=0.9)
+    learner = MAMLTRPO(policy, fast_lr=0.7, gae_lambda=0.8, gamma=0.9, inner_objective=objective)
     rollouts = learner.sample(sampler, sampler.sample_tasks(3), 7, seeds=[0, 1], generator=gen)
     sampler.close()
     theta_old = {k: v.detach() for k, v in policy.params().items()}
@@ -116,82 +120,20 @@ def test_task_batched_policies_equal_one_task_at_a_time():
             policy.logits(obs[:2], batched)
 
 
-def _bandit_rollouts(policy_kind, inner_max_kl, fast_lr=2.0, hidden=(4,), n_tasks=3, episodes=30, seed=0):
+def _mdp_rollouts(policy_kind, fast_lr=2.0, hidden=(4,), n_tasks=3, episodes=30, seed=0):
     sampler = MultiTaskSampler("mandril_envs/TabularMDP-v0", {"horizon": 3}, max_tasks=n_tasks)
     gen = torch.Generator().manual_seed(seed)
     policy = make_policy(policy_kind, sampler.obs_dim, sampler.n_actions, hidden_sizes=hidden, generator=gen)
-    learner = MAMLTRPO(policy, fast_lr=fast_lr, inner_max_kl=inner_max_kl)
+    learner = MAMLTRPO(policy, fast_lr=fast_lr)
     rollouts = learner.sample(sampler, sampler.sample_tasks(n_tasks), episodes, seeds=[0, 1], generator=gen)
     sampler.close()
     return learner, rollouts
 
 
-def test_the_inner_trust_region_by_hand_on_a_logit_table():
-    """Tabular policy: J_u g is g's row u, so g^T F g is a sum of variances under pi; the step is cut to delta."""
-    learner, rollouts = _bandit_rollouts("tabular", inner_max_kl=1.0, n_tasks=4)
-    data = rollouts.train_data[0]
-    theta = {k: v.detach().clone().requires_grad_(True) for k, v in learner.policy.params().items()}
-    expanded = expand_params(theta, data.n_tasks)
-    grad = torch.autograd.grad(learner.inner_loss(expanded, data).sum(), expanded["logits_table"])[0]  # (N, S, A)
-    probs = torch.softmax(learner.log_probs(expanded, data), dim=-1).detach()  # (N, U, A)
-    rows = data.observations.argmax(-1)  # (N, U): the state of each distinct observation
-    g_rows = torch.stack([grad[i, rows[i]] for i in range(data.n_tasks)])  # (N, U, A)
-    variance = (probs * (g_rows - (probs * g_rows).sum(-1, keepdim=True)) ** 2).sum(-1)
-    quad = (variance * data.counts).sum(-1) / data.n_steps
-    predicted = 0.5 * learner.fast_lr**2 * quad
-    learner.inner_max_kl = delta = float(predicted.median())
-    assert (predicted > delta).any() and (predicted < delta).any()  # the bound binds for some tasks, not for others
-    factor = torch.clamp(delta / predicted, max=1.0).sqrt()
-    expected = theta["logits_table"].detach() - learner.fast_lr * factor[:, None, None] * grad
-    phi = learner.adapt(theta, [data])
-    torch.testing.assert_close(phi["logits_table"].detach(), expected, rtol=1e-10, atol=1e-12)
-    # a bound that never binds leaves the plain step
-    learner.inner_max_kl = 1e9
-    plain = learner.adapt(theta, [data])["logits_table"].detach()
-    torch.testing.assert_close(plain, theta["logits_table"].detach() - learner.fast_lr * grad, rtol=1e-12, atol=1e-12)
-
-
-def test_the_inner_trust_region_bounds_the_true_kl_of_an_mlp_step():
-    """For a small bound the second-order model is accurate: the actual mean KL of the step is delta."""
-    delta = 1e-4
-    learner, rollouts = _bandit_rollouts("mlp", inner_max_kl=delta, fast_lr=5.0)
-    data = rollouts.train_data[0]
-    theta = {k: v.detach() for k, v in learner.policy.params().items()}
-    phi = learner.adapt({k: v.clone().requires_grad_(True) for k, v in theta.items()}, [data], first_order=True)
-    before = learner.log_probs(theta, data)
-    after = learner.log_probs({k: v.detach() for k, v in phi.items()}, data)
-    kl = ((before.exp() * (before - after)).sum(-1) * data.counts).sum(-1) / data.n_steps
-    torch.testing.assert_close(kl, torch.full_like(kl, delta), rtol=0.05, atol=0.0)
-
-
-def test_the_meta_gradient_through_the_inner_trust_region_matches_finite_differences():
-    learner, rollouts = _bandit_rollouts("mlp", inner_max_kl=0.002, fast_lr=5.0, hidden=(3,), n_tasks=2, episodes=12)
-    old = learner._old_log_probs(rollouts)
-    theta = {k: v.detach() for k, v in learner.policy.params().items()}
-    # the bound binds for both tasks here, so the factor's own derivative is part of the meta-gradient
-    expanded = expand_params({k: v.clone().requires_grad_(True) for k, v in theta.items()}, 2)
-    inner = dict(zip(expanded, torch.autograd.grad(learner.inner_loss(expanded, rollouts.train_data[0]).sum(), list(expanded.values()))))
-    cut = learner.inner_trust_region(rollouts.train_data[0])(expanded, inner)
-    assert all(float(cut["w0"][i].norm() / inner["w0"][i].norm()) < 0.9 for i in range(2))
-    leaves = {k: v.clone().requires_grad_(True) for k, v in theta.items()}
-    loss, kl = learner.surrogate(leaves, rollouts, old)
-    grads = torch.autograd.grad(loss, list(leaves.values()))
-    gen = torch.Generator().manual_seed(3)
-    eps = 1e-6
-    for _ in range(3):
-        direction = {k: torch.randn(v.shape, generator=gen, dtype=v.dtype) for k, v in theta.items()}
-        with torch.enable_grad():
-            plus = learner.surrogate({k: (theta[k] + eps * direction[k]).requires_grad_(True) for k in theta}, rollouts, old)[0]
-            minus = learner.surrogate({k: (theta[k] - eps * direction[k]).requires_grad_(True) for k in theta}, rollouts, old)[0]
-        numeric = float((plus - minus).detach() / (2 * eps))
-        analytic = float(sum((g * direction[k]).sum() for g, k in zip(grads, theta)))
-        assert abs(numeric) > 1e-4 and numeric == pytest.approx(analytic, rel=1e-5)
-
-
 def test_the_lvc_inner_objective_has_the_reinforce_gradient_and_the_sampling_term_in_its_hessian():
     """For a logit table, d log pi(a|u) / d table[u] = e_a - pi(.|u): the Hessians of the two inner
     objectives differ by sum_{u,a} S[u,a] (e_a - pi_u)(e_a - pi_u)^T / n, block by block."""
-    learner, rollouts = _bandit_rollouts("tabular", inner_max_kl=0.0, n_tasks=1)
+    learner, rollouts = _mdp_rollouts("tabular", n_tasks=1)
     data = rollouts.train_data[0]
     table = (0.3 * torch.randn(10, 5, generator=torch.Generator().manual_seed(4), dtype=torch.float64)).requires_grad_(True)
 
