@@ -1,7 +1,7 @@
 """Hyperparameter sweeps for MAML-TRPO, scored on validation tasks (train split) only.
 
 A sweep file (TOML) names a base config, the seeds, overrides shared by every variant and the
-variants themselves (dotted keys into the config; a variant may name its own ``base`` and ``budget``)::
+variants themselves (dotted keys into the config; a variant may name its own ``base``, ``budget`` and ``seeds``)::
 
     base = "benchmarks/maml/bandit-k5-n100.toml"
     seeds = [0, 1, 2]
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     for variant in spec["variant"]:
         if args.only and variant["name"] not in args.only:
             continue
-        for seed in spec.get("seeds", [0]):
+        for seed in variant.get("seeds", spec.get("seeds", [0])):
             run_dir = out / "runs" / name / variant["name"].replace(" ", "_").replace("/", "-").replace(",", "") / f"seed{seed}"
             row = run_variant(base_of(variant), variant.get("set", {}), seed, run_dir, variant.get("budget", spec.get("budget")))
             row["variant"] = variant["name"]

@@ -173,7 +173,7 @@ class MAMLTRPO:
         return torch.log_softmax(self.policy.logits(data.observations, params), dim=-1)
 
     # --- inner loop ----------------------------------------------------------------------------
-    def inner_loss(self, params: Params, data: TaskData) -> Tensor:
+    def inner_loss(self, params: Params, data: TaskData, objective: Optional[str] = None) -> Tensor:
         """The inner objective per task, shape ``(N,)``; ``params``: shared by all tasks or task-batched.
 
         ``"reinforce"``: ``-sum_t log pi(a_t|o_t) A_t / n``. ``"lvc"``: ``-sum_t r_t A_t / n`` with
@@ -182,18 +182,21 @@ class MAMLTRPO:
         objective's curvature that comes from the exploration episodes being sampled by ``pi_theta``
         (the low-variance curvature estimator of ProMP, Rothfuss et al. 2019). Through the inner step,
         that term gives the meta-gradient credit for how ``theta`` explores; without it nothing in the
-        meta-gradient keeps the exploration policy exploring.
+        meta-gradient keeps the exploration policy exploring. ``objective`` overrides ``inner_objective``.
         """
         log_probs = self.log_probs(params, data)
-        if self.inner_objective == "lvc":
+        if (objective or self.inner_objective) == "lvc":
             log_probs = torch.exp(log_probs - log_probs.detach())  # = 1, gradient d log pi, curvature d2 log pi + (d log pi)^2
         return -(log_probs * data.advantage_sums).sum(dim=(-2, -1)) / data.n_steps
 
-    def adapt(self, params: Params, steps_data: Sequence[TaskData], *, first_order: Optional[bool] = None) -> Params:
+    def adapt(self, params: Params, steps_data: Sequence[TaskData], *, first_order: Optional[bool] = None,
+              objective: Optional[str] = None) -> Params:
         """``len(steps_data)`` inner steps of every task from ``params`` (step ``k`` uses ``steps_data[k]``).
 
         Args:
             params: ``theta`` (shared; it is expanded to one copy per task) or task-batched parameters.
+            objective: the inner objective (default ``inner_objective``); both give the same ``phi``,
+                they differ in its second derivatives.
 
         Returns:
             Task-batched ``phi`` ``(N, ...)``, in the graph of ``params`` (through the inner gradient
@@ -204,7 +207,7 @@ class MAMLTRPO:
         if not self.policy.is_task_batched(current):
             current = expand_params(current, steps_data[0].n_tasks)
         for data in steps_data:
-            current, _ = functional.adapt(lambda p, d=data: self.inner_loss(p, d).sum(), current, self.fast_lr, 1,
+            current, _ = functional.adapt(lambda p, d=data: self.inner_loss(p, d, objective).sum(), current, self.fast_lr, 1,
                                           first_order=first_order)
         return current
 
@@ -240,15 +243,16 @@ class MAMLTRPO:
             return self.log_probs(phi, rollouts.valid_data).detach()
 
     def surrogate(self, params: Params, rollouts: Rollouts, old_log_probs: Tensor, *,
-                  first_order: Optional[bool] = None, need_loss: bool = True) -> tuple[Tensor, Tensor]:
+                  first_order: Optional[bool] = None, need_loss: bool = True, objective: Optional[str] = None) -> tuple[Tensor, Tensor]:
         """``(L(params), KL(params))``, averaged over tasks (scalars, in ``params`` 's graph).
 
         ``L = -mean_i sum_t ratio_t A_t / n_i`` and ``KL = mean_i sum_t KL(pi_old(.|o_t) || pi(.|o_t)) / n_i``
         over each task's ``n_i`` post-update steps, summed per distinct observation (:class:`TaskData`).
         ``params`` must require grad (the inner step differentiates the inner loss with respect to them).
+        ``objective`` overrides the inner objective (the values are the same; the derivatives differ).
         """
         valid, old = rollouts.valid_data, old_log_probs
-        phi = self.adapt(params, rollouts.train_data, first_order=first_order)
+        phi = self.adapt(params, rollouts.train_data, first_order=first_order, objective=objective)
         log_probs = self.log_probs(phi, valid)
         kl_at = (old.exp() * (old - log_probs)).sum(-1)  # (N, U)
         kl = ((kl_at * valid.counts).sum(-1) / valid.n_steps).mean()
@@ -259,7 +263,15 @@ class MAMLTRPO:
         return loss, kl
 
     def kl_hvp(self, rollouts: Rollouts, old_log_probs: Tensor, params: Optional[Params] = None) -> Callable[[Tensor], Tensor]:
-        """``v -> (H + cg_damping I) v`` for the Hessian of ``KL`` at ``params`` (default ``theta``), exact or by finite differences."""
+        """``v -> (H + cg_damping I) v`` for the Hessian ``H`` of ``KL`` at ``params`` (default ``theta``), exact or by finite differences.
+
+        With the REINFORCE inner objective both give the Hessian of the KL the line search checks.
+        With the LVC objective they differ (see ``benchmarks/maml/README.md``, "The meta-gradient"):
+        double backprop differentiates through LVC's inner Jacobian ``J_lvc`` on both sides, giving
+        ``J_lvc^T F J_lvc`` at ``theta_old`` (a metric that also counts how the adapted policies move
+        through the exploration data), while finite differences can only move ``theta`` in the
+        function itself, giving ``J_lvc^T F J`` (``J``: the REINFORCE Jacobian; not symmetric).
+        """
         params = _leaves({k: v.detach() for k, v in (params or self.policy.params()).items()})
         if self.hvp == "exact":
             return exact_hvp(lambda p: self.surrogate(p, rollouts, old_log_probs, need_loss=False)[1], params, self.cg_damping)
