@@ -14,6 +14,7 @@ Usage::
 
     python benchmarks/maml/speed.py                                    # bandit-k5-n100, baseline c4c5c8e
     python benchmarks/maml/speed.py --repeats 7 --profile --json out.json
+    python benchmarks/maml/speed.py --set 'maml.inner_objective="reinforce"' --set 'trpo.hvp="finite_difference"'  # today's algorithm
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from mandril.maml_rl.config import load_config
 from mandril.maml_rl.trainer import Trainer
 
 config_path, warmup, iters, profile = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+overrides = json.loads(sys.argv[5])
 parts = collections.defaultdict(float)
 
 def wrap(owner, name, key):
@@ -62,6 +64,16 @@ if profile:
     wrap(ml, "conjugate_gradient", "conjugate_gradient")
     wrap(ml, "line_search", "line_search")
 config = load_config(config_path)
+if overrides:
+    from mandril.maml_rl.config import config_from_dict, config_to_dict
+    data = config_to_dict(config)
+    for dotted, value in overrides.items():
+        node = data
+        *path, last = dotted.split(".")
+        for key in path:
+            node = node[key]
+        node[last] = value
+    config = config_from_dict(data)
 trainer = Trainer(dataclasses.replace(config, output_dir="/nonexistent-speed-run"))
 for _ in range(warmup):
     trainer.run_iteration()
@@ -88,9 +100,10 @@ def extract(revision: str, into: Path) -> Path:
     return into
 
 
-def run_worker(root: Path, config: str, warmup: int, iters: int, profile: bool) -> dict:
+def run_worker(root: Path, config: str, warmup: int, iters: int, profile: bool, overrides: dict) -> dict:
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", WORKER, str(root / config), str(warmup), str(iters), "1" if profile else "0"],
+    out = subprocess.run([sys.executable, "-c", WORKER, str(root / config), str(warmup), str(iters), "1" if profile else "0",
+                          json.dumps(overrides)],
                          check=True, capture_output=True, text=True, env=env, cwd=root)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -98,6 +111,8 @@ def run_worker(root: Path, config: str, warmup: int, iters: int, profile: bool) 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config", default="benchmarks/maml/bandit-k5-n100.toml", help="config, relative to each tree's root")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                        help="override a config key for this tree only, e.g. maml.inner_objective='\"reinforce\"' (repeatable)")
     parser.add_argument("--baseline", default=BASELINE, help="git revision to compare against")
     parser.add_argument("--repeats", type=int, default=5, help="alternated baseline/new pairs")
     parser.add_argument("--baseline-iters", type=int, default=4, help="timed meta-iterations per baseline run")
@@ -106,12 +121,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="split each iteration into its parts")
     parser.add_argument("--json", default=None, help="also write the raw numbers here")
     args = parser.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = json.loads(value)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         baseline_root = extract(args.baseline, Path(tmp))
         for r in range(args.repeats):
-            old = run_worker(baseline_root, args.config, args.warmup, args.baseline_iters, args.profile)
-            new = run_worker(ROOT, args.config, args.warmup, args.iters, args.profile)
+            old = run_worker(baseline_root, args.config, args.warmup, args.baseline_iters, args.profile, {})
+            new = run_worker(ROOT, args.config, args.warmup, args.iters, args.profile, overrides)
             old_s, new_s = statistics.median(old["times"]), statistics.median(new["times"])
             rows.append({"baseline": old, "new": new, "baseline_s": old_s, "new_s": new_s, "ratio": new_s / old_s})
             print(f"repeat {r}: baseline {old_s:.3f} s/iteration, new {new_s:.4f} s/iteration, new/baseline {new_s / old_s:.4f} "

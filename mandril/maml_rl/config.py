@@ -112,6 +112,9 @@ class MAMLConfig:
         inner_objective: ``"reinforce"`` (``log pi * A``) or ``"lvc"`` (``pi / stop_gradient(pi) * A``: the
             same inner gradient, and a Hessian that credits how ``theta`` explores; ProMP's
             low-variance curvature estimator). See :meth:`mandril.maml_rl.metalearner.MAMLTRPO.inner_loss`.
+        exploration_entropy: ``beta >= 0``: the outer (TRPO) objective gains ``beta`` times the mean
+            entropy of the exploration policy ``pi_theta`` over the exploration steps, so that it keeps
+            exploring (0: none).
     """
 
     num_batches: int = 200
@@ -121,8 +124,11 @@ class MAMLConfig:
     num_steps: int = 1
     first_order: bool = False
     inner_objective: str = "reinforce"
+    exploration_entropy: float = 0.0
 
     def __post_init__(self) -> None:
+        if not self.exploration_entropy >= 0:
+            raise ValueError(f"[maml] exploration_entropy must be >= 0, got {self.exploration_entropy!r}")
         _choice("maml", "inner_objective", self.inner_objective, ("reinforce", "lvc"))
         for name in ("num_batches", "meta_batch_size", "fast_batch_size", "fast_lr", "num_steps"):
             _positive("maml", name, getattr(self, name))

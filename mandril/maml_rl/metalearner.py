@@ -123,12 +123,13 @@ class MAMLTRPO:
     Args:
         policy: a policy whose ``logits(obs, params)`` takes a (task-batched) parameter dict.
         fast_lr, num_steps, first_order, inner_objective: the inner loop.
+        exploration_entropy: weight of the exploration policy's entropy in the outer objective.
         gamma, gae_lambda, baseline_reg, normalize_advantages: advantages.
         max_kl, cg_iters, cg_damping, ls_max_steps, ls_backtrack_ratio, hvp, fd_eps: the TRPO step.
     """
 
     def __init__(self, policy: Policy, *, fast_lr: float = 0.5, num_steps: int = 1, first_order: bool = False,
-                 inner_objective: str = "reinforce", gamma: float = 0.99, gae_lambda: float = 1.0, baseline_reg: float = 1e-5, normalize_advantages: bool = True,
+                 inner_objective: str = "reinforce", exploration_entropy: float = 0.0, gamma: float = 0.99, gae_lambda: float = 1.0, baseline_reg: float = 1e-5, normalize_advantages: bool = True,
                  max_kl: float = 0.01, cg_iters: int = 10, cg_damping: float = 1e-5, ls_max_steps: int = 15,
                  ls_backtrack_ratio: float = 0.8, hvp: str = "finite_difference", fd_eps: float = 1e-5) -> None:
         if hvp not in ("finite_difference", "exact"):
@@ -139,6 +140,9 @@ class MAMLTRPO:
         if inner_objective not in ("reinforce", "lvc"):
             raise ValueError(f"inner_objective must be 'reinforce' or 'lvc', got {inner_objective!r}")
         self.inner_objective = inner_objective
+        if not exploration_entropy >= 0:
+            raise ValueError(f"exploration_entropy must be >= 0, got {exploration_entropy!r}")
+        self.exploration_entropy = float(exploration_entropy)
         self.fast_lr, self.num_steps, self.first_order = float(fast_lr), int(num_steps), bool(first_order)
         self.gamma, self.gae_lambda, self.normalize_advantages = float(gamma), float(gae_lambda), bool(normalize_advantages)
         self.baseline_reg = float(baseline_reg)
@@ -151,7 +155,7 @@ class MAMLTRPO:
         """Build from a :class:`mandril.maml_rl.config.Config`."""
         m, a, t = config.maml, config.advantage, config.trpo
         return cls(policy, fast_lr=m.fast_lr, num_steps=m.num_steps, first_order=m.first_order,
-                   inner_objective=m.inner_objective, gamma=a.gamma,
+                   inner_objective=m.inner_objective, exploration_entropy=m.exploration_entropy, gamma=a.gamma,
                    gae_lambda=a.gae_lambda, baseline_reg=a.baseline_reg, normalize_advantages=a.normalize,
                    max_kl=t.max_kl, cg_iters=t.cg_iters, cg_damping=t.cg_damping, ls_max_steps=t.ls_max_steps,
                    ls_backtrack_ratio=t.ls_backtrack_ratio, hvp=t.hvp, fd_eps=t.fd_eps)
@@ -248,6 +252,8 @@ class MAMLTRPO:
 
         ``L = -mean_i sum_t ratio_t A_t / n_i`` and ``KL = mean_i sum_t KL(pi_old(.|o_t) || pi(.|o_t)) / n_i``
         over each task's ``n_i`` post-update steps, summed per distinct observation (:class:`TaskData`).
+        With ``exploration_entropy = beta > 0``, ``L`` gains ``-beta`` times the mean entropy of the
+        exploration policy ``pi_params`` over the exploration steps (:meth:`exploration_entropy_of`).
         ``params`` must require grad (the inner step differentiates the inner loss with respect to them).
         ``objective`` overrides the inner objective (the values are the same; the derivatives differ).
         """
@@ -260,7 +266,15 @@ class MAMLTRPO:
             return torch.zeros((), dtype=kl.dtype), kl
         ratio = torch.exp(log_probs - old)  # (N, U, A)
         loss = (-(ratio * valid.advantage_sums).sum(dim=(-2, -1)) / valid.n_steps).mean()
+        if self.exploration_entropy > 0 and not self.policy.is_task_batched(params):
+            loss = loss - self.exploration_entropy * self.exploration_entropy_of(params, rollouts.train_data[0])
         return loss, kl
+
+    def exploration_entropy_of(self, params: Params, data: TaskData) -> Tensor:
+        """Mean entropy of the exploration policy ``pi_params`` over the exploration steps of every task (a scalar)."""
+        log_probs = self.log_probs(params, data)
+        entropy = -(log_probs.exp() * log_probs).sum(-1)  # (N, U)
+        return ((entropy * data.counts).sum(-1) / data.n_steps).mean()
 
     def kl_hvp(self, rollouts: Rollouts, old_log_probs: Tensor, params: Optional[Params] = None) -> Callable[[Tensor], Tensor]:
         """``v -> (H + cg_damping I) v`` for the Hessian ``H`` of ``KL`` at ``params`` (default ``theta``), exact or by finite differences.

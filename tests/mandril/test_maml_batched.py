@@ -157,3 +157,23 @@ def test_the_lvc_inner_objective_has_the_reinforce_gradient_and_the_sampling_ter
     torch.testing.assert_close(h_l - h_r, extra, rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError, match="inner_objective"):
         MAMLTRPO(learner.policy, inner_objective="dice")
+
+
+def test_the_exploration_entropy_bonus_is_beta_times_the_mean_entropy_of_the_exploration_policy():
+    learner, rollouts = _mdp_rollouts("mlp", n_tasks=2)
+    old = learner._old_log_probs(rollouts)
+    theta = {k: v.detach().clone().requires_grad_(True) for k, v in learner.policy.params().items()}
+    plain, kl = learner.surrogate(theta, rollouts, old)
+    learner.exploration_entropy = 0.25
+    bonus, kl_again = learner.surrogate(theta, rollouts, old)
+    # by hand, step by step: the entropy of pi_theta at every exploration step, averaged per task, then over tasks
+    train = rollouts.train[0]
+    log_probs = torch.log_softmax(learner.policy.logits(train.observations, theta), -1)  # (N, T, B, A)
+    entropy = -(log_probs.exp() * log_probs).sum(-1)
+    expected = ((entropy * train.mask).sum((1, 2)) / train.mask.sum((1, 2))).mean()
+    torch.testing.assert_close(bonus, plain - 0.25 * expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(kl_again, kl)
+    grad = torch.autograd.grad(bonus - plain, theta["w0"])[0]
+    torch.testing.assert_close(grad, torch.autograd.grad(-0.25 * expected, theta["w0"])[0], rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="exploration_entropy"):
+        MAMLTRPO(learner.policy, exploration_entropy=-1.0)
