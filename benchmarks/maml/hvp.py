@@ -11,7 +11,7 @@ are not the initial ones) this measures, alternating the two in one process:
 * cost: seconds per TRPO step (``MAMLTRPO.step`` on the same rollouts from the same ``theta``,
   restored after each), medians over repeats, and their ratio.
 
-Usage: ``python benchmarks/maml/hvp.py --config benchmarks/maml/bandit-k5-n100.toml``
+Usage: ``python benchmarks/maml/hvp.py --config benchmarks/maml/bandit-k5-n100.toml [--objective reinforce]``
 """
 
 from __future__ import annotations
@@ -38,10 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=5, help="meta-batches to measure on")
     parser.add_argument("--warm", type=int, default=10, help="meta-iterations trained before measuring")
     parser.add_argument("--repeats", type=int, default=5, help="timed TRPO steps per mode and meta-batch")
+    parser.add_argument("--objective", choices=("config", "reinforce", "lvc"), default="config",
+                        help="the inner objective (with LVC the two products are different matrices, see the README)")
     parser.add_argument("--json", default=None, help="also write the raw numbers here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     config = load_config(args.config)
+    if args.objective != "config":
+        config = dataclasses.replace(config, maml=dataclasses.replace(config.maml, inner_objective=args.objective))
     trainer = Trainer(dataclasses.replace(config, output_dir="/nonexistent-hvp-run"))
     for _ in range(args.warm):
         trainer.run_iteration()

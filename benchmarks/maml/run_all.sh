@@ -5,6 +5,7 @@
 #   bash benchmarks/maml/run_all.sh                          # every config: adaptation (m = n) and budget-matched ones
 #   bash benchmarks/maml/run_all.sh bandit-k5-n100           # one config (benchmarks/maml/<name>.toml)
 #   bash benchmarks/maml/run_all.sh budget/bandit-k5-n100    # one budget-matched config (benchmarks/maml/budget/...)
+#   bash benchmarks/maml/run_all.sh ablations/bandit-k5-n100-fd-hvp ablations/bandit-k5-n100-first-order
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
@@ -19,7 +20,11 @@ if [ "${RESUME:-0}" = 1 ]; then resume=(--resume); fi
 for name in "${names[@]}"; do
   cfg=benchmarks/maml/$name.toml
   base=$(basename "$name")
-  case "$name" in budget/*) out=benchmarks/maml/results/budget; run=runs/maml/budget-$base ;; *) out=benchmarks/maml/results; run=runs/maml/$base ;; esac
+  case "$name" in
+    budget/*) out=benchmarks/maml/results/budget; run=runs/maml/budget-$base ;;
+    ablations/*) out=benchmarks/maml/results/ablations; run=runs/maml/ablation-$base ;;
+    *) out=benchmarks/maml/results; run=runs/maml/$base ;;
+  esac
   mkdir -p "$out"
   start=$(date +%s)
   $PY -m mandril maml-rl train --config "$cfg" --output-dir "$run" --no-progress "${resume[@]}"
@@ -33,6 +38,6 @@ for name in "${names[@]}"; do
   cp "$run/metrics.csv" "$out/$base-metrics.csv"
   cp "$run/curve.png" "$out/$base-curve.png"
 done
-for out in benchmarks/maml/results benchmarks/maml/results/budget; do
+for out in benchmarks/maml/results benchmarks/maml/results/budget benchmarks/maml/results/ablations; do
   if ls "$out"/*.json > /dev/null 2>&1; then $PY benchmarks/maml/summarize.py "$out" > "$out/summary.md"; cat "$out/summary.md"; fi
 done

@@ -15,7 +15,7 @@ from pathlib import Path
 
 COLUMNS = {
     "bandit": ["maml_budget_matched", "maml_post", "last_budget_matched", "last_post", "init_post", "maml_pre", "random",
-               "greedy", "epsilon_greedy", "thompson", "ucb1", "ucb1_tuned_c", "gittins", "oracle"],
+               "greedy", "epsilon_greedy", "thompson", "ucb1", "ucb1_tuned", "gittins", "oracle"],
     "mdp": ["maml_budget_matched", "maml_post", "last_budget_matched", "last_post", "init_post", "maml_pre", "random", "optimal"],
 }
 
@@ -57,14 +57,15 @@ def main(folder: str) -> None:
             cells = [name, f"{p['n']} {p['unit']}", str(p["adaptation_episodes"]), str(tasks), str(iters),
                      *(cell(summary, c) for c in COLUMNS[group])]
             if group == "bandit":
-                cells += [f"{tuning['ucb1_c']:g}" if "ucb1_c" in tuning else "", f"{tuning['gittins_gamma']:g}" if "gittins_gamma" in tuning else ""]
+                start = " (prior)" if tuning.get("ucb1_prior") else ""
+                cells += [f"{tuning['ucb1_c']:g}{start}" if "ucb1_c" in tuning else "", f"{tuning['gittins_gamma']:g}" if "gittins_gamma" in tuning else ""]
             print("| " + " | ".join(cells) + " |")
         print()
     print("Totals over the budget n; mean ± half-width of the 95% bootstrap CI of the mean over held-out tasks. m: the "
           "exploration episodes MAML adapts on. maml_budget_matched = m pre + (n - m) post (exploration counted, like the "
           "references); maml_post = n post (exploration free). maml_*: best.pt (selected on train-split validation tasks); "
           "last_*: the last parameters; init_post: the same inner step from the initial (un-meta-trained) parameters. "
-          "ucb1: textbook c = sqrt 2; ucb1_tuned_c and gittins: constant / discount tuned on train-split tasks.")
+          "ucb1: textbook c = sqrt 2; ucb1_tuned: c and the start (each arm once, or from the prior) tuned on train-split tasks; gittins: discount tuned on the same.")
 
 
 if __name__ == "__main__":

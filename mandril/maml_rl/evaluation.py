@@ -16,7 +16,8 @@ sampled as a cross-check. Reported, as totals over ``n``:
 * ``maml_pre``: ``n * pre``.
 
 Reference policies run on the same tasks and budget (:mod:`mandril.maml_rl.reference`); for
-bandits, UCB1's constant and the Gittins discount are first tuned on train-split tasks
+bandits, UCB1's constant (and whether it pulls each arm once first or starts from the prior) and
+the Gittins discount are first tuned on train-split tasks
 (``[test] tuning_tasks`` tasks from the validation range, never the test tasks). Intervals: the
 project's seeded percentile bootstrap of the mean over tasks (:func:`mandril.metrics.summarize`), 95%.
 """
@@ -98,15 +99,19 @@ def _references(config: Config, sampler: MultiTaskSampler, tasks: Sequence[Any],
 
     tuning_tasks = sampler.sample_tasks(t.tuning_tasks, "train", seed=config.task_seed, start=VALIDATION_START)
     tuning_seed = int(np.random.SeedSequence([config.seed, 6]).generate_state(1)[0])
-    c, c_scores = tune_bandit_constant("ucb1", UCB_C_GRID, means_of(tuning_tasks), pulls, seed=tuning_seed,
-                                       repeats=t.reference_repeats, arm_distribution=arms)
+    ucb_tuning = {prior: tune_bandit_constant("ucb1", UCB_C_GRID, means_of(tuning_tasks), pulls, seed=tuning_seed,
+                                              repeats=t.reference_repeats, arm_distribution=arms, ucb_prior=prior)
+                  for prior in (False, True)}
+    prior = max((False, True), key=lambda p: (ucb_tuning[p][1][ucb_tuning[p][0]], not p))  # ties: Auer's start
+    c = ucb_tuning[prior][0]
     record: dict[str, Any] = {"tasks": f"train split, indices {VALIDATION_START}..{VALIDATION_START + t.tuning_tasks - 1}",
-                              "ucb1_c": c, "ucb1_c_scores": c_scores}
+                              "ucb1_c": c, "ucb1_prior": prior, "ucb1_c_scores": ucb_tuning[False][1],
+                              "ucb1_prior_c_scores": ucb_tuning[True][1]}
     means = means_of(tasks)
     common = dict(seed=config.seed, repeats=t.reference_repeats, arm_distribution=arms)
     refs = bandit_reference_returns(means, pulls, epsilon=t.epsilon, ucb_c=t.ucb_c,
                                     strategies=[s for s in BANDIT_STRATEGIES if s != "gittins"], **common)
-    refs["ucb1_tuned_c"] = bandit_reference_returns(means, pulls, ucb_c=c, strategies=("ucb1",), **common)["ucb1"]
+    refs["ucb1_tuned"] = bandit_reference_returns(means, pulls, ucb_c=c, ucb_prior=prior, strategies=("ucb1",), **common)["ucb1"]
     if arms == "bernoulli":
         gamma, g_scores = tune_bandit_constant("gittins", GITTINS_GAMMA_GRID, means_of(tuning_tasks), pulls, seed=tuning_seed,
                                                repeats=t.reference_repeats, arm_distribution=arms)

@@ -5,7 +5,8 @@ Bandits (simulated, vectorised over tasks x repeats, each strategy with its own 
 unit noise for Gaussian arms; ties broken at random), ``epsilon_greedy`` (greedy, but a uniformly
 random arm with probability ``epsilon``), ``ucb1`` (each arm once, then
 ``mean + c sqrt(ln t / n_k)``, ``c = sqrt(2)`` by default: Auer et al.'s
-UCB1), ``thompson`` (posterior sampling with the same priors), ``gittins`` (Bernoulli arms only:
+UCB1; with ``ucb_prior`` no arm is pulled first: ``posterior mean + c sqrt(ln(t + 1) / (n_k + 1))``
+with the same priors as ``greedy``, so that with fewer pulls than arms it is not round robin), ``thompson`` (posterior sampling with the same priors), ``gittins`` (Bernoulli arms only:
 the arm with the largest Gittins index for discount ``gamma``, :mod:`mandril.maml_rl.gittins`), and
 ``oracle`` (always the best arm: ``n * max_k mu_k``, exact).
 
@@ -48,7 +49,7 @@ def _argmax_random_ties(values: np.ndarray, rng: np.random.Generator) -> np.ndar
 
 
 def _simulate(strategy: str, means: np.ndarray, n_pulls: int, rng: np.random.Generator, bernoulli: bool, epsilon: float,
-              ucb_c: float, gittins_table: Optional[np.ndarray] = None) -> np.ndarray:
+              ucb_c: float, gittins_table: Optional[np.ndarray] = None, ucb_prior: bool = False) -> np.ndarray:
     """Total reward of ``strategy`` over ``n_pulls`` for each row of ``means`` ``(R, K)``; returns ``(R,)``.
 
     ``gittins_table``: ``(n_pulls, n_pulls)`` indices by (successes, failures), for ``"gittins"``.
@@ -67,6 +68,9 @@ def _simulate(strategy: str, means: np.ndarray, n_pulls: int, rng: np.random.Gen
             if strategy == "epsilon_greedy":
                 explore = rng.random(rows) < epsilon
                 arms = np.where(explore, rng.integers(0, k, rows), arms)
+        elif strategy == "ucb1" and ucb_prior:
+            posterior_mean = (sums + 1.0) / (counts + 2.0) if bernoulli else sums / (counts + 1.0)
+            arms = _argmax_random_ties(posterior_mean + ucb_c * np.sqrt(np.log(t + 1.0) / (counts + 1.0)), rng)
         elif strategy == "ucb1":
             if t < k:  # each arm once, in a random order per row
                 unpulled = np.where(counts == 0, 1.0 + rng.random((rows, k)), 0.0)
@@ -95,7 +99,7 @@ def _simulate(strategy: str, means: np.ndarray, n_pulls: int, rng: np.random.Gen
 
 def bandit_reference_returns(means: np.ndarray, n_pulls: int, *, seed: int, repeats: int = 20,
                              arm_distribution: str = "bernoulli", epsilon: float = 0.1,
-                             ucb_c: float = float(np.sqrt(2.0)), gittins_gamma: float = 0.99,
+                             ucb_c: float = float(np.sqrt(2.0)), ucb_prior: bool = False, gittins_gamma: float = 0.99,
                              strategies: Sequence[str] = BANDIT_STRATEGIES) -> dict[str, np.ndarray]:
     """Mean total reward over ``n_pulls`` of each strategy on each task.
 
@@ -108,6 +112,7 @@ def bandit_reference_returns(means: np.ndarray, n_pulls: int, *, seed: int, repe
         arm_distribution: ``"bernoulli"`` or ``"gaussian"`` (unit-variance arms).
         epsilon: the epsilon of ``epsilon_greedy``.
         ucb_c: the exploration constant of ``ucb1``.
+        ucb_prior: ``ucb1`` starts from the prior instead of pulling each arm once.
         gittins_gamma: the discount of ``gittins`` (skipped for Gaussian arms).
         strategies: which of :data:`BANDIT_STRATEGIES` to run.
 
@@ -134,7 +139,7 @@ def bandit_reference_returns(means: np.ndarray, n_pulls: int, *, seed: int, repe
                 continue
             table = _gittins_table(float(gittins_gamma), int(n_pulls))
         rng = np.random.default_rng(np.random.SeedSequence([seed, BANDIT_STRATEGIES.index(strategy)]))
-        totals = _simulate(strategy, tiled, n_pulls, rng, bernoulli, epsilon, ucb_c, table)
+        totals = _simulate(strategy, tiled, n_pulls, rng, bernoulli, epsilon, ucb_c, table, ucb_prior)
         out[strategy] = totals.reshape(means.shape[0], repeats).mean(axis=1)
     out["oracle"] = n_pulls * means.max(axis=1)
     return out
@@ -149,12 +154,13 @@ def _gittins_table(gamma: float, n_pulls: int) -> np.ndarray:
 
 
 def tune_bandit_constant(strategy: str, candidates: Sequence[float], means: np.ndarray, n_pulls: int, *, seed: int,
-                         repeats: int = 20, arm_distribution: str = "bernoulli") -> tuple[float, dict[float, float]]:
+                         repeats: int = 20, arm_distribution: str = "bernoulli", ucb_prior: bool = False) -> tuple[float, dict[float, float]]:
     """The constant of ``strategy`` (``"ucb1"``: ``c``; ``"gittins"``: the discount) with the best mean total reward.
 
     Args:
         candidates: the values to try.
         means: ``(M, K)`` arm means of the tasks to tune on (training tasks).
+        ucb_prior: passed to ``ucb1`` (:func:`bandit_reference_returns`).
 
     Returns:
         ``(best value, {value: mean total reward over the tasks})``; ties go to the earlier candidate.
@@ -167,7 +173,7 @@ def tune_bandit_constant(strategy: str, candidates: Sequence[float], means: np.n
     scores = {}
     for value in candidates:
         totals = bandit_reference_returns(means, n_pulls, seed=seed, repeats=repeats, arm_distribution=arm_distribution,
-                                          strategies=(strategy,), **{keyword: float(value)})
+                                          strategies=(strategy,), ucb_prior=ucb_prior, **{keyword: float(value)})
         scores[float(value)] = float(totals[strategy].mean())
     best = max(scores, key=lambda v: (scores[v], -list(scores).index(v)))
     return best, scores

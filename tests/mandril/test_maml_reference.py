@@ -91,3 +91,16 @@ def test_budget_matched_totals_by_hand():
     np.testing.assert_allclose(budget_matched([0.5, 0.1], [[0.6], [0.2]], [0.8, 0.3], 20, 100), [70.0, 2 + 4 + 18])
     # exploration is cut at the budget: nothing left to exploit
     np.testing.assert_allclose(budget_matched([0.5], [[]], [0.8], 100, 60), [30.0])
+
+
+def test_ucb1_from_the_prior_is_not_round_robin_when_there_are_fewer_pulls_than_arms():
+    # one good arm among ten, eight pulls: Auer's UCB1 pulls eight different arms (0.8 expected);
+    # from the prior it moves on after a failure and stays once it has found the good arm
+    means = np.zeros((1, 10))
+    means[0, 3] = 1.0
+    auer = bandit_reference_returns(means, 8, seed=0, repeats=400, ucb_c=0.1, strategies=("ucb1",))["ucb1"][0]
+    prior = bandit_reference_returns(means, 8, seed=0, repeats=400, ucb_c=0.1, ucb_prior=True, strategies=("ucb1",))["ucb1"][0]
+    assert auer == pytest.approx(0.8, abs=0.1)
+    # found at pull j (uniform over 1..10 among the arms not yet tried) -> 8 - j + 1 pulls of it
+    expected = sum((8 - j + 1) / 10 for j in range(1, 9))
+    assert prior == pytest.approx(expected, abs=0.25) and prior > auer + 2
