@@ -116,6 +116,18 @@ class TabularTaskEnv(gym.Env, ABC):
         """The reward ``step()`` returns, whose expectation is ``mean``: drawn by :meth:`reward_noise`."""
         return self._noise.sample(self.np_random, mean)
 
+    def sample_rewards(self, means: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Rewards paid at steps whose mean rewards are ``means`` (any shape), drawn with ``rng``.
+
+        The family's :meth:`reward_noise`, vectorised: ``step()`` pays the first draw of
+        ``sample_rewards([mean], np_random)``, and samplers that run many episodes from the known model
+        at once (``mandril.maml_rl``) call it with whole batches, so the noise is written once.
+
+        Returns:
+            float64 array of the shape of ``means``.
+        """
+        return self._noise.sample_array(rng, means)
+
     # --- tasks -------------------------------------------------------------------------------
     def sample_tasks(self, n: int, split: str = "train", seed: int = 0, start: int = 0) -> list[Task]:
         """Tasks ``start .. start+n-1`` of ``split`` in the task stream ``seed``.

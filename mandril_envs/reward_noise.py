@@ -53,12 +53,21 @@ class RewardNoise:
             raise ValueError("std must be > 0 for Gaussian noise (use kind='none' for a noiseless reward)")
 
     def sample(self, rng: np.random.Generator, mean: float) -> float:
-        """One reward around ``mean``, drawn from ``rng``."""
+        """One reward around ``mean``, drawn from ``rng`` (the first draw of :meth:`sample_array`)."""
+        return float(self.sample_array(rng, np.array([mean], dtype=np.float64))[0])
+
+    def sample_array(self, rng: np.random.Generator, means: np.ndarray) -> np.ndarray:
+        """Rewards around ``means`` (any shape), one draw from ``rng`` per element in C order.
+
+        Returns:
+            float64 array of the shape of ``means`` (a copy of ``means`` when noiseless).
+        """
+        means = np.asarray(means, dtype=np.float64)
         if self.kind == "bernoulli":
-            return float(rng.random() < mean)
+            return (rng.random(means.shape) < means).astype(np.float64)
         if self.kind == "gaussian":
-            return mean + float(rng.normal(0.0, self.std))
-        return mean
+            return means + rng.normal(0.0, self.std, size=means.shape)
+        return means.copy()
 
     def describe(self) -> str:
         """What :meth:`find_implausible` verifies, in words."""

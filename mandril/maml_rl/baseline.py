@@ -23,26 +23,31 @@ _DRIVER = "gelsd"
 
 
 def baseline_features(observations: Tensor, mask: Tensor) -> Tensor:
-    """``(T, B, D), (T, B) -> (T, B, 2D + 4)`` features, zero where ``mask`` is zero."""
-    if observations.ndim != 3 or mask.shape != observations.shape[:2]:
-        raise ValueError(f"observations must be (T, B, D) and mask (T, B), got {tuple(observations.shape)} and {tuple(mask.shape)}")
-    horizon, n_episodes, _ = observations.shape
-    t = (torch.arange(horizon, dtype=observations.dtype) / horizon).reshape(horizon, 1, 1).expand(horizon, n_episodes, 1)
+    """``(..., T, B, D), (..., T, B) -> (..., T, B, 2D + 4)`` features, zero where ``mask`` is zero.
+
+    Leading axes (e.g. ``N`` tasks) are carried through.
+    """
+    if observations.ndim < 3 or mask.shape != observations.shape[:-1]:
+        raise ValueError(f"observations must be (..., T, B, D) and mask (..., T, B), got {tuple(observations.shape)} and {tuple(mask.shape)}")
+    horizon = observations.shape[-3]
+    t = (torch.arange(horizon, dtype=observations.dtype) / horizon).reshape(horizon, 1, 1).expand(*observations.shape[:-1], 1)
     ones = torch.ones_like(t)
-    features = torch.cat([observations, observations**2, t, t**2, t**3, ones], dim=2)
+    features = torch.cat([observations, observations**2, t, t**2, t**3, ones], dim=-1)
     return features * mask.unsqueeze(-1)
 
 
 class LinearFeatureBaseline:
     """``V(o_t, t) = features(o_t, t) . w`` fitted by ridge regression.
 
+    With leading axes (``N`` tasks) one weight vector is fitted per task, in one batched solve.
+
     Args:
         reg_coeff: the initial ridge coefficient ``c > 0``.
         max_tries: how many times the ridge may be raised x10 before giving up.
 
     Attributes:
-        weight: ``(2D + 4,)`` the last fitted weights (``None`` before the first fit).
-        last_reg: the ridge coefficient the last fit used.
+        weight: ``(..., 2D + 4)`` the last fitted weights (``None`` before the first fit).
+        last_reg: the largest ridge coefficient the last fit used.
     """
 
     def __init__(self, reg_coeff: float = 1e-5, max_tries: int = 5) -> None:
@@ -55,34 +60,45 @@ class LinearFeatureBaseline:
         self.last_reg = self.reg_coeff
 
     def fit(self, observations: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
-        """Fit ``w`` to ``returns`` ``(T, B)`` over the unmasked steps of ``observations`` ``(T, B, D)``.
+        """Fit ``w`` to ``returns`` ``(..., T, B)`` over the unmasked steps of ``observations`` ``(..., T, B, D)``.
+
+        Each leading index (task) gets its own fit; a task whose solve is not finite is solved again
+        with its ridge raised x10 (the others keep theirs).
 
         Returns:
-            ``(2D + 4,)`` weights (also kept in :attr:`weight`).
+            ``(..., 2D + 4)`` weights (also kept in :attr:`weight`).
 
         Raises:
             FloatingPointError: if no ridge up to ``reg_coeff * 10**(max_tries-1)`` gives finite weights.
         """
-        features = baseline_features(observations, mask).reshape(-1, 2 * observations.shape[-1] + 4)
-        target = (returns * mask).reshape(-1, 1)
-        gram = features.T @ features
-        rhs = features.T @ target
-        eye = torch.eye(gram.shape[0], dtype=gram.dtype)
+        features = baseline_features(observations, mask)
+        lead = features.shape[:-3]
+        n_features = features.shape[-1]
+        features = features.reshape(-1, features.shape[-3] * features.shape[-2], n_features)  # (M, T*B, F)
+        target = (returns * mask).reshape(features.shape[0], -1, 1)
+        gram = features.transpose(1, 2) @ features
+        rhs = features.transpose(1, 2) @ target
+        eye = torch.eye(n_features, dtype=gram.dtype)
+        weight = torch.full((features.shape[0], n_features), float("nan"), dtype=gram.dtype)
+        todo = torch.arange(features.shape[0])
         reg = self.reg_coeff
         for _ in range(self.max_tries):
             try:  # solves A X = B: A first
-                weight = torch.linalg.lstsq(gram + reg * eye, rhs, driver=_DRIVER).solution.reshape(-1)
+                solved = torch.linalg.lstsq(gram[todo] + reg * eye, rhs[todo], driver=_DRIVER).solution[..., 0]
             except torch.linalg.LinAlgError:
-                weight = torch.full((gram.shape[0],), float("nan"), dtype=gram.dtype)
-            if torch.isfinite(weight).all():
-                self.weight, self.last_reg = weight, reg
-                return weight
+                solved = torch.full((len(todo), n_features), float("nan"), dtype=gram.dtype)
+            weight[todo] = solved
+            self.last_reg = reg
+            todo = todo[~torch.isfinite(solved).all(dim=1)]
+            if len(todo) == 0:
+                self.weight = weight.reshape(*lead, n_features)
+                return self.weight
             reg *= 10.0
         raise FloatingPointError(f"linear baseline: the ridge solve is not finite even with reg_coeff={reg / 10:g}")
 
     def predict(self, observations: Tensor, mask: Tensor, weight: Tensor | None = None) -> Tensor:
-        """``(T, B)`` baseline values (zero on padded steps) with ``weight`` (default: the last fit)."""
+        """``(..., T, B)`` baseline values (zero on padded steps) with ``weight`` ``(..., F)`` (default: the last fit)."""
         weight = self.weight if weight is None else weight
         if weight is None:
             raise RuntimeError("predict() before fit(): fit the baseline first")
-        return baseline_features(observations, mask) @ weight
+        return (baseline_features(observations, mask) @ weight[..., None, :, None]).squeeze(-1)

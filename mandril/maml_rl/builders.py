@@ -18,7 +18,7 @@ DTYPES = {"float64": torch.float64, "float32": torch.float32}
 def build_sampler(config: Config, max_tasks: Optional[int] = None) -> MultiTaskSampler:
     """The sampler of ``config`` (``max_tasks`` defaults to the meta-batch size)."""
     return MultiTaskSampler(config.env.id, config.env.kwargs, max_tasks=max_tasks or config.maml.meta_batch_size,
-                            envs_per_task=config.sampler.envs_per_task, vector=config.sampler.vector,
+                            envs_per_task=config.sampler.envs_per_task, vector=config.sampler.vector, backend=config.sampler.backend,
                             dtype=DTYPES[config.policy.dtype])
 
 

@@ -109,6 +109,12 @@ class MAMLConfig:
         fast_lr: the inner (REINFORCE) step size.
         num_steps: inner gradient steps (fresh episodes are sampled before each).
         first_order: first-order MAML (the inner gradient is treated as a constant).
+        inner_objective: ``"reinforce"`` (``log pi * A``) or ``"lvc"`` (``pi / stop_gradient(pi) * A``: the
+            same inner gradient, and a Hessian that credits how ``theta`` explores; ProMP's
+            low-variance curvature estimator). See :meth:`mandril.maml_rl.metalearner.MAMLTRPO.inner_loss`.
+        exploration_entropy: ``beta >= 0``: the outer (TRPO) objective gains ``beta`` times the mean
+            entropy of the exploration policy ``pi_theta`` over the exploration steps, so that it keeps
+            exploring (0: none).
     """
 
     num_batches: int = 200
@@ -117,10 +123,16 @@ class MAMLConfig:
     fast_lr: float = 0.5
     num_steps: int = 1
     first_order: bool = False
+    inner_objective: str = "reinforce"
+    exploration_entropy: float = 0.0
 
     def __post_init__(self) -> None:
+        if not self.exploration_entropy >= 0:
+            raise ValueError(f"[maml] exploration_entropy must be >= 0, got {self.exploration_entropy!r}")
+        _choice("maml", "inner_objective", self.inner_objective, ("reinforce", "lvc"))
         for name in ("num_batches", "meta_batch_size", "fast_batch_size", "fast_lr", "num_steps"):
             _positive("maml", name, getattr(self, name))
+
 
 
 @dataclass(frozen=True)
@@ -160,6 +172,10 @@ class TRPOConfig:
         hvp: ``"finite_difference"`` (the MAML paper's choice: no third derivatives) or ``"exact"``
             (double backprop, which differentiates through the inner gradient a second time).
         fd_eps: size of the finite-difference perturbation (its norm in parameter space).
+        max_consecutive_rejections: training stops with an error when this many TRPO steps in a
+            row were rejected (no step along the natural gradient improved the surrogate within
+            ``max_kl``): the run has stalled, typically because ``fast_lr`` saturates the adapted
+            policies. Healthy runs here reject at most a few in a row.
     """
 
     max_kl: float = 0.01
@@ -169,9 +185,10 @@ class TRPOConfig:
     ls_backtrack_ratio: float = 0.8
     hvp: str = "finite_difference"
     fd_eps: float = 1e-5
+    max_consecutive_rejections: int = 20
 
     def __post_init__(self) -> None:
-        for name in ("max_kl", "cg_iters", "ls_max_steps", "fd_eps"):
+        for name in ("max_kl", "cg_iters", "ls_max_steps", "fd_eps", "max_consecutive_rejections"):
             _positive("trpo", name, getattr(self, name))
         if not self.cg_damping >= 0:
             raise ValueError(f"[trpo] cg_damping must be >= 0, got {self.cg_damping!r}")
@@ -182,18 +199,23 @@ class TRPOConfig:
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """The vectorised sampler.
+    """The multi-task sampler (:mod:`mandril.maml_rl.sampler`).
 
     Attributes:
-        vector: ``"sync"`` (one process, default) or ``"async"`` (Gymnasium's ``AsyncVectorEnv``: one
-            worker process per sub-env, so only sensible with few sub-envs).
-        envs_per_task: at most this many sub-envs per task; a task's episodes run in rounds.
+        backend: ``"model"`` (default: every episode of every task at once from the tasks' known
+            models and the family's reward noise) or ``"gym"`` (Gymnasium vector envs stepping the
+            env code itself: the same distribution, slower).
+        vector: ``"gym"`` backend: ``"sync"`` (one process) or ``"async"`` (Gymnasium's
+            ``AsyncVectorEnv``: one worker process per sub-env, so only sensible with few sub-envs).
+        envs_per_task: ``"gym"`` backend: at most this many sub-envs per task; a task's episodes run in rounds.
     """
 
+    backend: str = "model"
     vector: str = "sync"
     envs_per_task: int = 20
 
     def __post_init__(self) -> None:
+        _choice("sampler", "backend", self.backend, ("model", "gym"))
         _choice("sampler", "vector", self.vector, ("sync", "async"))
         _positive("sampler", "envs_per_task", self.envs_per_task)
 
@@ -204,27 +226,36 @@ class TestConfig:
 
     Attributes:
         n_tasks: held-out (``split="test"``) tasks.
+        budget: ``n``, the episodes (one-pull bandit episodes: pulls) per task that every figure is a
+            total over; MAML spends ``fast_batch_size`` of them exploring (0: ``n = fast_batch_size``).
         start: index of the first of them in the test split (tasks ``start .. start + n_tasks - 1``),
             so that a tuning set and a reporting set of test tasks can be kept apart.
         n_episodes: post-update episodes sampled per task (the sampled estimate; the exact expected
             return from the known model is reported too).
         reference_repeats: simulated runs per task of each adaptive reference policy (bandits).
         epsilon: exploration rate of the epsilon-greedy reference.
-        ucb_c: exploration constant of the UCB1 reference (``sqrt(2)``: Auer et al. 2002).
+        ucb_c: exploration constant of the textbook UCB1 reference (``sqrt(2)``: Auer et al. 2002); a
+            second UCB1 column uses the constant tuned on training tasks.
+        tuning_tasks: train-split tasks (from the validation range, never test tasks) on which UCB1's
+            constant and the Gittins discount are chosen (bandits).
     """
 
     n_tasks: int = 200
     start: int = 0
+    budget: int = 0
     n_episodes: int = 20
     reference_repeats: int = 20
     epsilon: float = 0.1
     ucb_c: float = 1.4142135623730951
+    tuning_tasks: int = 200
 
     def __post_init__(self) -> None:
         _positive("test", "ucb_c", self.ucb_c)
         if self.start < 0:
             raise ValueError(f"[test] start must be >= 0, got {self.start!r}")
-        for name in ("n_tasks", "n_episodes", "reference_repeats"):
+        if self.budget < 0:
+            raise ValueError(f"[test] budget must be >= 0 (0: the adaptation episodes, fast_batch_size), got {self.budget!r}")
+        for name in ("n_tasks", "n_episodes", "reference_repeats", "tuning_tasks"):
             _positive("test", name, getattr(self, name))
         if not 0 <= self.epsilon <= 1:
             raise ValueError(f"[test] epsilon must be in [0, 1], got {self.epsilon!r}")

@@ -5,6 +5,11 @@ evaluates the policy at *any* parameter dict with the same keys (an adapted ``ph
 dict of tensors that may still be in the autograd graph of ``theta``). Observations are float
 vectors ``(..., D)`` (the sampler one-hot encodes ``Discrete`` observations).
 
+A parameter dict may also be *task-batched*: every tensor carries a leading axis of ``N`` tasks
+(``w0`` ``(N, out, in)``), as the inner step of ``N`` tasks at once produces it. Then the
+observations must lead with the same axis, ``(N, ..., D)``, and task ``i`` 's observations meet
+task ``i`` 's parameters (one batched matrix product per layer).
+
 Initialisation draws from an explicit ``torch.Generator``: no global RNG.
 """
 
@@ -19,7 +24,8 @@ from torch.distributions import Categorical
 
 from mandril.functional import Params
 
-__all__ = ["CategoricalMLPPolicy", "TabularSoftmaxPolicy", "Policy", "make_policy", "param_dict"]
+__all__ = ["CategoricalMLPPolicy", "TabularSoftmaxPolicy", "Policy", "make_policy", "param_dict", "stack_params",
+           "task_params", "expand_params"]
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -27,6 +33,26 @@ _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 def param_dict(module: nn.Module) -> Params:
     """The module's own parameters as a ``{name: tensor}`` dict (the tensors are the ``nn.Parameter`` s)."""
     return dict(module.named_parameters())
+
+
+def stack_params(params: Sequence[Mapping[str, Tensor]]) -> Params:
+    """``N`` parameter dicts as one task-batched dict (each tensor ``(N, ...)``)."""
+    if not params:
+        raise ValueError("params must be a non-empty sequence of parameter dicts")
+    return {name: torch.stack([p[name] for p in params]) for name in params[0]}
+
+
+def task_params(params: Mapping[str, Tensor], i: int) -> Params:
+    """Task ``i`` 's parameters out of a task-batched dict."""
+    return {name: value[i] for name, value in params.items()}
+
+
+def expand_params(params: Mapping[str, Tensor], n: int) -> Params:
+    """``params`` repeated for ``n`` tasks as a task-batched dict of views (``(n, ...)``, still in the graph of ``params``).
+
+    Differentiating a sum of per-task losses with respect to these views gives each task's own gradient.
+    """
+    return {name: value.unsqueeze(0).expand(n, *value.shape) for name, value in params.items()}
 
 
 class _CategoricalPolicy(nn.Module):
@@ -46,6 +72,26 @@ class _CategoricalPolicy(nn.Module):
     def params(self) -> Params:
         """``theta`` as a dict."""
         return param_dict(self)
+
+    def is_task_batched(self, params: Mapping[str, Tensor]) -> bool:
+        """Whether ``params`` carries a leading task axis (one more dimension than ``theta``).
+
+        Raises:
+            ValueError: if the keys differ from ``theta`` 's or the shapes fit neither form.
+        """
+        own = dict(self.named_parameters())
+        if set(params) != set(own):
+            raise ValueError(f"params must have the keys {sorted(own)}, got {sorted(params)}")
+        batched = None
+        for name, ref in own.items():
+            shape = tuple(params[name].shape)
+            this = shape[1:] == tuple(ref.shape) and len(shape) == ref.ndim + 1
+            if not this and shape != tuple(ref.shape):
+                raise ValueError(f"params[{name!r}] must have shape {tuple(ref.shape)} or (N, *{tuple(ref.shape)}), got {shape}")
+            if batched is not None and this != batched:
+                raise ValueError("params mixes task-batched and shared tensors")
+            batched = this
+        return bool(batched)
 
     def _check_obs(self, obs: Tensor) -> None:
         if obs.shape[-1] != self.obs_dim:
@@ -95,10 +141,20 @@ class CategoricalMLPPolicy(_CategoricalPolicy):
             self.register_parameter(f"b{i}", nn.Parameter(torch.zeros(fan_out, dtype=dtype)))
 
     def logits(self, obs: Tensor, params: Optional[Mapping[str, Tensor]] = None) -> Tensor:
-        """``(..., D) -> (..., A)``."""
+        """``(..., D) -> (..., A)``; task-batched ``params``: ``(N, ..., D) -> (N, ..., A)``."""
         self._check_obs(obs)
         p = self.params() if params is None else params
         act = torch.tanh if self.activation == "tanh" else torch.relu
+        if p["w0"].ndim == 3:  # task-batched: one batched matrix product per layer
+            n = p["w0"].shape[0]
+            if obs.ndim < 2 or obs.shape[0] != n:
+                raise ValueError(f"task-batched params need obs (N={n}, ..., D), got shape {tuple(obs.shape)}")
+            x = obs.reshape(n, -1, self.obs_dim)
+            for i in range(self.n_layers):
+                x = torch.baddbmm(p[f"b{i}"].unsqueeze(1), x, p[f"w{i}"].transpose(1, 2))
+                if i < self.n_layers - 1:
+                    x = act(x)
+            return x.reshape(*obs.shape[:-1], self.n_actions)
         x = obs
         for i in range(self.n_layers):
             x = x @ p[f"w{i}"].T + p[f"b{i}"]
@@ -122,10 +178,16 @@ class TabularSoftmaxPolicy(_CategoricalPolicy):
         self.logits_table = nn.Parameter(torch.zeros((self.obs_dim, self.n_actions), dtype=dtype))
 
     def logits(self, obs: Tensor, params: Optional[Mapping[str, Tensor]] = None) -> Tensor:
-        """``(..., D) -> (..., A)``."""
+        """``(..., D) -> (..., A)``; task-batched ``params``: ``(N, ..., D) -> (N, ..., A)``."""
         self._check_obs(obs)
         p = self.params() if params is None else params
-        return obs @ p["logits_table"]
+        table = p["logits_table"]
+        if table.ndim == 3:
+            n = table.shape[0]
+            if obs.ndim < 2 or obs.shape[0] != n:
+                raise ValueError(f"task-batched params need obs (N={n}, ..., D), got shape {tuple(obs.shape)}")
+            return torch.bmm(obs.reshape(n, -1, self.obs_dim), table).reshape(*obs.shape[:-1], self.n_actions)
+        return obs @ table
 
 
 Policy = _CategoricalPolicy

@@ -10,6 +10,12 @@ Files in the run directory:
   selection on train-split tasks that training never uses; see ``[validation]``);
 * ``config.json``: the config of the run; ``curve.png``: the learning curve (at the end).
 
+A run directory holds one run: a ``Trainer`` refuses a directory that already holds run files
+unless it resumes (``resume=True``, ``--resume``). Training stops with :class:`TrainingFailedError`
+(naming the iteration and the inner rate) when a loss, a gradient or the parameters stop being
+finite, when ``trpo.max_consecutive_rejections`` TRPO steps in a row were rejected, or, at the end,
+when no TRPO step of the whole run was accepted.
+
 Randomness: ``torch.Generator(seed)`` draws the initial weights and every action; a numpy
 generator seeded by ``SeedSequence([seed, 1])`` draws the env seeds; the tasks of iteration ``i``
 are train tasks ``i * meta_batch_size ...`` of the task stream ``task_seed``. Validation draws from
@@ -33,9 +39,10 @@ from mandril.maml_rl.config import VALIDATION_START, Config, config_from_dict, c
 from mandril.maml_rl.evaluation import exact_returns
 from mandril.core.checkpoint import CheckpointError, load_checkpoint as load_checkpoint_file, save_checkpoint as save_checkpoint_file
 from mandril.core.io import read_csv, write_csv, write_json
+from mandril.functional import NonFiniteLossError
 from mandril.maml_rl.metalearner import MAMLTRPO
 
-__all__ = ["Trainer", "METRIC_FIELDS", "load_checkpoint", "CHECKPOINT_FORMAT"]
+__all__ = ["Trainer", "TrainingFailedError", "METRIC_FIELDS", "RUN_FILES", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
 #: The kind of every MAML-RL checkpoint (:mod:`mandril.core.checkpoint`).
 CHECKPOINT_FORMAT = "mandril.maml_rl.checkpoint/1"
@@ -51,6 +58,14 @@ METRIC_FIELDS: tuple[str, ...] = (
 )
 
 _INT_FIELDS = ("iteration", "accepted", "env_steps")
+
+#: The files a run writes into its directory; any of them marks the directory as holding a run.
+RUN_FILES: tuple[str, ...] = ("checkpoint.pt", "best.pt", "metrics.csv", "config.json", "curve.png")
+
+
+class TrainingFailedError(RuntimeError):
+    """Meta-training diverged or stalled; the message names the method, the meta-iteration and the inner rate."""
+
 
 # config keys that may change between a run and its resumption
 _RESUMABLE_CHANGES = {("maml", "num_batches"), ("checkpoint_every",), ("output_dir",)}
@@ -91,12 +106,22 @@ class Trainer:
         progress: show a tqdm progress bar.
         resume: continue from ``run_dir/checkpoint.pt`` (its config must match, except
             ``maml.num_batches``, ``checkpoint_every``, ``output_dir`` and the ``[test]`` table).
+
+    Raises:
+        ValueError: if ``run_dir`` already holds a run and ``resume`` is False (nothing is read or
+            written), or is a file; on resume, if the config differs from the checkpoint's.
     """
 
     def __init__(self, config: Config, *, run_dir: Optional[Union[str, Path]] = None, progress: bool = False,
                  resume: bool = False) -> None:
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else config.run_dir
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise ValueError(f"output dir {str(self.run_dir)!r} is a file, not a directory")
+        existing = [name for name in RUN_FILES if (self.run_dir / name).exists()]
+        if existing and not resume:
+            raise ValueError(f"output dir {str(self.run_dir)!r} already holds a run ({', '.join(existing)}): "
+                             f"pass --resume to continue it, or choose another output dir")
         self.progress = progress
         self.sampler = build_sampler(config)
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -175,8 +200,13 @@ class Trainer:
         tasks = self.sampler.sample_tasks(m.meta_batch_size, "train", seed=self.config.task_seed,
                                           start=self.iteration * m.meta_batch_size)
         seeds = self.rng.integers(0, 2**31 - 1, size=m.num_steps + 1).tolist()
-        rollouts = self.learner.sample(self.sampler, tasks, m.fast_batch_size, seeds=seeds, generator=self.generator)
-        info = self.learner.step(rollouts)
+        try:
+            rollouts = self.learner.sample(self.sampler, tasks, m.fast_batch_size, seeds=seeds, generator=self.generator)
+            info = self.learner.step(rollouts)
+        except (NonFiniteLossError, FloatingPointError) as error:
+            raise TrainingFailedError(self._failure(self.iteration, f"{error}")) from None
+        if not all(bool(torch.isfinite(p).all()) for p in self.policy.parameters()):
+            raise TrainingFailedError(self._failure(self.iteration, "the policy parameters are not finite"))
         pre = rollouts.train[0].episode_returns().mean(dim=1)
         post = rollouts.valid.episode_returns().mean(dim=1)
         steps = sum(b.n_steps() for b in rollouts.train) + rollouts.valid.n_steps()
@@ -201,6 +231,19 @@ class Trainer:
         self.iteration += 1
         return row
 
+    def _failure(self, iteration: int, what: str) -> str:
+        m, t = self.config.maml, self.config.trpo
+        return (f"MAML-TRPO failed at meta-iteration {iteration} (fast_lr = {m.fast_lr:g}, max_kl = {t.max_kl:g}): {what}; "
+                f"a smaller [maml] fast_lr usually cures it")
+
+    def check_progress(self) -> None:
+        """Raise :class:`TrainingFailedError` when the last ``trpo.max_consecutive_rejections`` TRPO steps were all rejected."""
+        limit = self.config.trpo.max_consecutive_rejections
+        tail = [row["accepted"] for row in self.rows[-limit:]]
+        if len(tail) == limit and not any(tail):
+            raise TrainingFailedError(self._failure(
+                self.rows[-1]["iteration"], f"the last {limit} TRPO steps were all rejected (none improved the surrogate within the trust region)"))
+
     def validate(self) -> tuple[float, float]:
         """Adapt the current ``theta`` on the validation tasks; ``(mean exact pre return, mean exact post return)``.
 
@@ -212,7 +255,7 @@ class Trainer:
         generator = torch.Generator().manual_seed(int(np.random.SeedSequence([c.seed, 5, self.iteration]).generate_state(1)[0]))
         rollouts = self.learner.sample(self.sampler, tasks, m.fast_batch_size, seeds=seeds, generator=generator, valid_episodes=1)
         theta = {k: v.detach() for k, v in self.policy.params().items()}
-        pre = exact_returns(self.sampler, self.policy, [theta] * len(tasks), tasks)
+        pre = exact_returns(self.sampler, self.policy, theta, tasks)
         post = exact_returns(self.sampler, self.policy, rollouts.adapted, tasks)
         return float(pre.mean()), float(post.mean())
 
@@ -237,7 +280,12 @@ class Trainer:
             bar = tqdm(total=total, initial=min(self.iteration, total), desc=f"maml-rl {self.config.name}", unit="batch")
         try:
             while self.iteration < total:
-                row = self.run_iteration()
+                try:
+                    row = self.run_iteration()
+                    self.check_progress()
+                except TrainingFailedError:
+                    write_csv(self.metrics_path, self.rows, METRIC_FIELDS)  # the rows so far, for the diagnosis
+                    raise
                 every = self.config.validation.every
                 if every and self.iteration % every == 0:
                     row["val_pre_return"], row["val_post_return"] = self.validate()
@@ -254,6 +302,9 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
+        if self.rows and not any(row["accepted"] for row in self.rows):
+            raise TrainingFailedError(self._failure(
+                self.rows[-1]["iteration"], f"every TRPO step of the run was rejected ({len(self.rows)} of {len(self.rows)})"))
         if not self.checkpoint_path.exists():
             self.save_checkpoint()
         if self.rows:

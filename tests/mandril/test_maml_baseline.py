@@ -60,7 +60,7 @@ def test_fit_raises_the_ridge_and_retries_when_the_solve_is_not_finite(monkeypat
 
         @staticmethod
         def lstsq(a, b, driver=None):
-            reg = float(a[-1, -1] - (baseline_features(obs, mask)[..., -1] ** 2).sum())
+            reg = float(a[0, -1, -1] - (baseline_features(obs, mask)[..., -1] ** 2).sum())
             seen.append(reg)
             out = real(a, b, driver=driver)
             if reg < 1e-3:  # pretend the solve blew up for small ridges
@@ -75,6 +75,46 @@ def test_fit_raises_the_ridge_and_retries_when_the_solve_is_not_finite(monkeypat
     assert base.last_reg == pytest.approx(1e-3)
     with pytest.raises(FloatingPointError, match="not finite"):
         LinearFeatureBaseline(reg_coeff=1e-9, max_tries=2).fit(obs, returns, mask)
+
+
+def test_a_batch_of_tasks_is_fitted_task_by_task_and_only_failed_tasks_are_retried(monkeypatch):
+    obs_a, returns_a, mask_a = _batch(seed=0)
+    obs_b, returns_b, mask_b = _batch(seed=1)
+    obs, returns, mask = torch.stack([obs_a, obs_b]), torch.stack([returns_a, returns_b]), torch.stack([mask_a, mask_b])
+    # without failures: the batched fit is each task's own fit
+    together = LinearFeatureBaseline(reg_coeff=1e-3).fit(obs, returns, mask)
+    assert together.shape == (2, 2 * 3 + 4)
+    for i, (o, r, m) in enumerate([(obs_a, returns_a, mask_a), (obs_b, returns_b, mask_b)]):
+        torch.testing.assert_close(together[i], LinearFeatureBaseline(reg_coeff=1e-3).fit(o, r, m), rtol=1e-10, atol=1e-12)
+    predicted = LinearFeatureBaseline(reg_coeff=1e-3)
+    predicted.fit(obs, returns, mask)
+    torch.testing.assert_close(predicted.predict(obs, mask)[1], LinearFeatureBaseline(1e-3).predict(obs_b, mask_b, together[1]))
+    # task 0's solve "fails" below a ridge of 1e-3: only task 0 is solved again, with a larger ridge
+    real = torch.linalg.lstsq
+    gram_a00 = float((baseline_features(obs_a, mask_a)[..., 0] ** 2).sum())
+    assert abs(gram_a00 - float((baseline_features(obs_b, mask_b)[..., 0] ** 2).sum())) > 0.1  # the tasks can be told apart
+    calls = []
+
+    class _Linalg:
+        LinAlgError = torch.linalg.LinAlgError
+
+        @staticmethod
+        def lstsq(a, b, driver=None):
+            out = real(a, b, driver=driver).solution.clone()
+            is_a = [abs(float(a[i, 0, 0]) - gram_a00) < 0.01 for i in range(a.shape[0])]
+            reg = float(a[0, -1, -1] - (mask_a.sum() if is_a[0] else mask_b.sum()))
+            calls.append((a.shape[0], round(reg, 9)))
+            for i, flag in enumerate(is_a):
+                if flag and reg < 1e-3 * 0.99:
+                    out[i] = float("nan")
+            return SimpleNamespace(solution=out)
+
+    monkeypatch.setattr(baseline_module.torch, "linalg", _Linalg)
+    weight = LinearFeatureBaseline(reg_coeff=1e-5).fit(obs, returns, mask)
+    monkeypatch.undo()
+    assert calls == [(2, 1e-5), (1, 1e-4), (1, 1e-3)]
+    torch.testing.assert_close(weight[0], LinearFeatureBaseline(reg_coeff=1e-3).fit(obs_a, returns_a, mask_a), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(weight[1], LinearFeatureBaseline(reg_coeff=1e-5).fit(obs_b, returns_b, mask_b), rtol=1e-10, atol=1e-12)
 
 
 def test_bad_baseline_arguments_are_refused():

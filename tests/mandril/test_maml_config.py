@@ -109,3 +109,32 @@ def test_the_sampler_refuses_envs_without_discrete_actions():
 def test_benchmark_configs_report_on_test_tasks_disjoint_from_the_tuning_ones():
     for path in sorted(BENCH.glob("*.toml")) + sorted((BENCH / "ablations").glob("*.toml")):
         assert load_config(path).test.start >= 60, path.name
+
+
+def test_budget_configs_explore_with_the_m_their_validation_sweep_chose():
+    """Each budget-matched config spends m < n pulls exploring; m is the argmax, over the committed
+    validation sweep (train-split tasks), of the best validation budget-matched total."""
+    import csv
+    import re
+
+    sweeps = {"bandit": BENCH / "results" / "sweeps" / "budget-bandits.csv", "tabular-mdp": BENCH / "results" / "sweeps" / "budget-mdp.csv"}
+    paths = sorted((BENCH / "budget").glob("*.toml"))
+    assert {p.stem for p in paths} == {f"bandit-k{k}-n{n}" for k in (5, 10, 50) for n in (10, 100, 500)} | {"tabular-mdp-n10", "tabular-mdp-n25"}
+    for path in paths:
+        config = load_config(path)
+        assert config.name == f"budget-{path.stem}"
+        n = int(path.stem.rsplit("-n", 1)[1])
+        assert config.test.budget == n and 1 < config.maml.fast_batch_size < n and config.test.start >= 60
+        family = "tabular-mdp" if path.stem.startswith("tabular-mdp") else "bandit"
+        with open(sweeps[family]) as handle:
+            rows = list(csv.DictReader(handle))
+        key = f"MDP n{n} " if family == "tabular-mdp" else "K{} n{} ".format(*re.match(r"bandit-k(\d+)-n(\d+)", path.stem).groups())
+        mine = [r for r in rows if r["variant"].startswith(key)]
+        assert len(mine) >= 3, path.name
+        chosen = max(mine, key=lambda r: float(r["best_val_budget"]))
+        assert int(chosen["m"]) == config.maml.fast_batch_size, path.name
+        # everything but m and the budget is the adaptation config's
+        twin = config_to_dict(load_config(BENCH / path.name))
+        mine_dict = config_to_dict(config)
+        for section in ("env", "policy", "advantage", "trpo", "sampler", "validation"):
+            assert mine_dict[section] == twin[section], (path.name, section)

@@ -187,7 +187,9 @@ def test_cli_train_then_test_writes_metrics_checkpoint_curve_and_results(tmp_pat
     assert main(["maml-rl", "plot", "--metrics", str(run_dir / "metrics.csv"), "--out", str(png), "--scale", "10",
                  "--reference", "random=5"]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert main(["maml-rl", "plot", "--metrics", str(run_dir / "metrics.csv"), "--out", str(png), "--reference", "oops"]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["maml-rl", "plot", "--metrics", str(run_dir / "metrics.csv"), "--out", str(png), "--reference", "oops"])
+    assert exit_info.value.code == 2 and "LABEL=VALUE" in capsys.readouterr().err
 
 
 def test_exact_returns_match_closed_forms_and_reference_policies():

@@ -125,3 +125,85 @@ def test_async_vector_env_gives_the_same_episodes_as_sync():
         sampler.close()
     for name in ("observations", "actions", "rewards", "mask"):
         assert torch.equal(getattr(batches[0], name), getattr(batches[1], name))
+
+
+def test_each_task_uses_its_own_parameters_on_the_gym_backend_too():
+    sampler = MultiTaskSampler("mandril_envs/Bandit-K5-v0", {"horizon": 2}, max_tasks=3, envs_per_task=4, backend="gym")
+    policy = TabularSoftmaxPolicy(sampler.obs_dim, sampler.n_actions)
+    tables = torch.full((5, 1, 5), -50.0, dtype=torch.float64)
+    for arm in range(5):
+        tables[arm, 0, arm] = 50.0
+    batch = sampler.sample(policy, {"logits_table": tables}, sampler.sample_tasks(5), 6, seed=0, generator=torch.Generator().manual_seed(0))
+    sampler.close()
+    for arm in range(5):  # 5 tasks in chunks of 3: the task-batched params are split with the tasks
+        assert torch.all(batch.actions[arm] == arm)
+
+
+def test_the_model_backend_draws_the_env_s_distribution():
+    """States, actions and rewards of the model backend against the exact visitation of the policy
+    (from the known model) and against the gym backend, which steps the env code itself."""
+    from mandril_envs.planning import state_action_visitation
+
+    policy = make_policy("mlp", 10, 5, hidden_sizes=(4,), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        policy.w1.mul_(300.0)  # far from uniform, so a wrong state or action lookup shows
+    kwargs = {"horizon": 3}
+    n = 1500
+    batches = {}
+    for backend in ("model", "gym"):
+        sampler = MultiTaskSampler("mandril_envs/TabularMDP-v0", kwargs, max_tasks=2, envs_per_task=500, backend=backend)
+        tasks = sampler.sample_tasks(2, "test")
+        batches[backend] = sampler.sample(policy, policy.params(), tasks, n, seed=3, generator=torch.Generator().manual_seed(1))
+        models = sampler.models(tasks)
+        obs = torch.eye(10, dtype=torch.float64)
+        with torch.no_grad():
+            probs = torch.softmax(policy.logits(obs), -1).numpy()
+        sampler.close()
+    for backend, batch in batches.items():
+        assert batch.observations.shape == (2, 3, n, 10) and torch.all(batch.mask == 1)
+        for i, model in enumerate(models):
+            exact = state_action_visitation(model, np.broadcast_to(probs, (3, 10, 5)))  # (H, S, A)
+            states = batch.observations[i].argmax(-1).numpy()  # (T, B)
+            actions = batch.actions[i].numpy()
+            for t in range(3):
+                freq = np.zeros((10, 5))
+                np.add.at(freq, (states[t], actions[t]), 1.0 / n)
+                # 5 standard errors of a frequency estimated from n draws
+                assert np.all(np.abs(freq - exact[t]) <= 5 * np.sqrt(exact[t] * (1 - exact[t]) / n) + 2e-3), (backend, i, t)
+            # rewards: mean r(s, a) plus unit noise, so the mean return matches the exact one
+            returns = batch.episode_returns()[i].numpy()
+            expected = float((exact.sum(0) * model.state_action_rewards()).sum())
+            assert abs(returns.mean() - expected) < 5 * returns.std() / np.sqrt(n), backend
+    rewards = batches["model"].rewards
+    assert len(torch.unique(rewards)) > 1000  # noisy rewards, not the means
+
+
+def test_sample_rewards_is_what_step_pays():
+    import gymnasium as gym
+
+    for env_id, kwargs in [("mandril_envs/Bandit-K5-v0", {}), ("mandril_envs/Bandit-K5-v0", {"arm_distribution": "gaussian"}),
+                           ("mandril_envs/TabularMDP-v0", {}), ("mandril_envs/TabularMDP-v0", {"reward_noise": 0.0})]:
+        env = gym.make(env_id, disable_env_checker=True, **kwargs).unwrapped
+        env.reset(seed=7)
+        state = env.state
+        twin = np.random.default_rng()
+        twin.bit_generator.state = env.np_random.bit_generator.state
+        _, reward, *_ = env.step(2)
+        mean = env.model.state_action_rewards()[state, 2]
+        assert reward == env.sample_rewards(np.array([mean]), twin)[0], env_id
+        draws = env.sample_rewards(np.full((2, 3), 0.25), np.random.default_rng(0))
+        assert draws.shape == (2, 3) and draws.dtype == np.float64
+
+
+def test_inverse_cdf_draws_by_hand():
+    from mandril.maml_rl.sampler import _draw
+
+    cdf = np.array([[0.2, 0.7, 1.0], [0.0, 1.0, 1.0]])  # the second row: all mass on entry 1, entry 2 is padding
+    u = np.array([[0.0, 0.19999, 0.2, 0.69, 0.7, 0.99999]])
+    np.testing.assert_array_equal(_draw(cdf[0][None, None, :].repeat(6, 1), u), [[0, 0, 1, 1, 2, 2]])
+    np.testing.assert_array_equal(_draw(cdf[1][None, None, :].repeat(6, 1), u), [[1, 1, 1, 1, 1, 1]])
+
+
+def test_an_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match="backend"):
+        MultiTaskSampler("mandril_envs/Bandit-K5-v0", backend="fast")
