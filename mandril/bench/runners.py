@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -19,9 +20,13 @@ from mandril.bench.store import RunStore
 from mandril.bench.suite import Suite
 from mandril.bench.work import run_preparation, run_unit
 
-__all__ = ["run_suite", "RunSummary", "BACKENDS"]
+__all__ = ["run_suite", "RunSummary", "BACKENDS", "WorkerLostError"]
 
 BACKENDS = ("local", "ray")
+
+
+class WorkerLostError(RuntimeError):
+    """A worker process died while it ran a job (killed, out of memory, or it could not import mandril)."""
 
 
 @dataclass
@@ -183,7 +188,14 @@ def run_suite(
 
     def collect(future: Future) -> None:
         kind, job = running.pop(future)
-        result = future.result()
+        try:
+            result = future.result()
+        except BrokenProcessPool:
+            what = f"preparing {job.method} on {job.family}" if kind == "preparation" else f"{job.method} on {job.family}/{job.split}, n={job.n_demos}"
+            raise WorkerLostError(
+                f"a worker process died while running {what} (killed, out of memory, or the code changed under it); "
+                f"{summary.done_before + summary.done_now} of {summary.cells} cells are saved: rerun with --resume"
+            ) from None
         if kind == "preparation":
             store.write_preparation(job, result)
             states[job.id] = (result["state"], result["error"])

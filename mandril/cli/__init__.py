@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -36,11 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 the work failed (e.g. training diverged), 2 bad input)."""
+    from mandril.bench.runners import WorkerLostError
     from mandril.methods import FitError
 
+    # a worker killed mid-run (out of memory, say) leaves semaphores that multiprocessing's resource
+    # tracker, a separate process started with this environment, warns about at exit: the error line says it all
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning:multiprocessing.resource_tracker")
     try:
         return run_command(build_parser(), argv)
-    except FitError as error:  # training or a fit diverged: one line naming the method, the iteration and the rates
+    except (FitError, WorkerLostError) as error:  # training diverged (naming the method, the iteration and the rates), or a worker died
         print(f"mandril: error: {error}", file=sys.stderr)
         return 1
 
