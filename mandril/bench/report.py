@@ -97,6 +97,10 @@ def summarize_records(records: list[dict], seed: int = 0) -> list[dict]:
     return rows
 
 
+#: Fewer common held-out tasks than this (a reduced grid of cells) get no win/tie/loss verdict.
+MIN_TASKS_FOR_VERDICT = 5
+
+
 def compare_with(records: list[dict], headline: str = HEADLINE_METHOD, seed: int = 0) -> list[dict]:
     """``P(headline better)`` against every other non-reference method on their common cells, with the verdict."""
     filled, _ = _fill_failures(records)
@@ -118,6 +122,8 @@ def compare_with(records: list[dict], headline: str = HEADLINE_METHOD, seed: int
                 continue
             estimate = interval("poi", [-mine[:, complete], -theirs[:, complete]], reps=_REPS, seed=seed)  # lower EVD is better
             verdict = "win" if estimate["low"] > 0.5 else "loss" if estimate["high"] < 0.5 else "tie"
+            if complete.sum() < MIN_TASKS_FOR_VERDICT:
+                verdict = "too few tasks"  # a bootstrap over 2 or 3 tasks says nothing
             rows.append({"family": family, "split": split, "n_demos": n, "method": other, "tasks": int(complete.sum()),
                          "p_better": estimate["point"], "p_low": estimate["low"], "p_high": estimate["high"], "verdict": verdict})
     return rows
@@ -252,23 +258,32 @@ def _markdown(suite: Suite, store: RunStore, records: list[dict], rows: list[dic
         + f"; {failed} failed. Seeds {list(suite.seeds)}; likelihood `{suite.likelihood}` for every MaxEnt-family method.",
         "",
     ]
+    for method, limits in suite.cells.items():
+        scope = [f"families {', '.join(limits.families)}" if limits.families else "", f"splits {', '.join(limits.splits)}" if limits.splits else "",
+                 f"n = {', '.join(map(str, limits.n_demos))}" if limits.n_demos else "", f"the first {limits.n_tasks} tasks of each split" if limits.n_tasks else "",
+                 f"seeds {list(limits.seeds)}" if limits.seeds else ""]
+        lines.append(f"- `{method}` runs on a reduced grid: " + "; ".join(part for part in scope if part) + " (its comparisons rest on those cells alone).")
+    if suite.cells:
+        lines.append("")
     verdicts = [c for c in comparisons]
     if verdicts:
-        counts = {v: sum(1 for c in verdicts if c["verdict"] == v) for v in ("win", "tie", "loss")}
+        counts = {v: sum(1 for c in verdicts if c["verdict"] == v) for v in ("win", "tie", "loss", "too few tasks")}
         lines += ["## Where MandRIL wins, ties and loses", "",
                   f"Against each other method on the same cells, `P(MandRIL better)` on normalized EVD (rliable's probability of improvement) "
                   f"with a 95% interval: {counts['win']} wins (interval above 1/2), {counts['tie']} ties, {counts['loss']} losses "
-                  f"(interval below 1/2), over families x splits x n x methods.", ""]
+                  f"(interval below 1/2), over families x splits x n x methods"
+                  + (f"; {counts['too few tasks']} comparisons on fewer than {MIN_TASKS_FOR_VERDICT} common tasks get no verdict (P shown)" if counts["too few tasks"] else "")
+                  + ".", ""]
         for family in suite.families:
             for split in suite.families[family].splits:
                 here = [c for c in verdicts if c["family"] == family and c["split"] == split]
                 if not here:
                     continue
                 parts = []
-                for verdict in ("loss", "tie", "win"):
+                for verdict in ("loss", "tie", "win", "too few tasks"):
                     named = [f"{c['method']} (n={c['n_demos']}, P={c['p_better']:.2f})" for c in here if c["verdict"] == verdict]
                     if named:
-                        parts.append(f"**{ {'win': 'wins', 'tie': 'ties', 'loss': 'losses'}[verdict]}**: " + ", ".join(named))
+                        parts.append(f"**{ {'win': 'wins', 'tie': 'ties', 'loss': 'losses', 'too few tasks': 'too few tasks to call'}[verdict]}**: " + ", ".join(named))
                 lines += [f"- `{family}` / `{split}`: " + "; ".join(parts)]
         lines.append("")
     lines += ["## Normalized EVD by family", ""]
@@ -307,6 +322,9 @@ def _markdown(suite: Suite, store: RunStore, records: list[dict], rows: list[dic
     for family in suite.families:
         lines += [f"`{family}`:", ""]
         for method in suite.methods:
+            limits = suite.cells.get(method)
+            if limits is not None and limits.families and family not in limits.families:
+                continue  # not run on this family
             settings = suite.make_method(method, family, suite.seeds[0]).settings()
             settings.pop("seed", None)
             lines.append(f"- `{method}` ({suite.config_hash(method, family)}): `{json.dumps(settings, sort_keys=True)}`")

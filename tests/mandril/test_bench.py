@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mandril.bench import RunStore, load_suite, run_suite, suite_from_dict, units_of, write_report
@@ -286,3 +287,21 @@ def test_every_committed_tuning_sweep_loads(path):
 
     sweep, suite = load_sweep(path)
     assert set(sweep.grid) | set(sweep.per_n) <= set(suite.methods)
+
+
+def test_verdicts_by_hand_win_tie_loss_and_too_few_tasks():
+    from mandril.bench.report import MIN_TASKS_FOR_VERDICT, compare_with
+
+    def records(method, values, family="f"):
+        return [{"family": family, "split": "test", "n_demos": 1, "method": method, "seed": 0, "task": t, "normalized_evd": v, "error": None}
+                for t, v in enumerate(values)]
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.2, 0.8, 20)
+    data = (records("mandril", base) + records("better_than_mandril", base - 0.1) + records("worse_than_mandril", base + 0.1)
+            + records("same", base[::-1]) + records("mandril", base[:3], "small") + records("worse_than_mandril", base[:3] + 0.1, "small"))
+    verdicts = {(r["family"], r["method"]): (r["verdict"], r["tasks"]) for r in compare_with(data)}
+    assert verdicts[("f", "worse_than_mandril")] == ("win", 20)
+    assert verdicts[("f", "better_than_mandril")] == ("loss", 20)
+    assert verdicts[("f", "same")][0] == "tie"
+    assert verdicts[("small", "worse_than_mandril")] == ("too few tasks", 3) and MIN_TASKS_FOR_VERDICT > 3
