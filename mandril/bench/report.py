@@ -21,7 +21,7 @@ import platform
 import subprocess
 from collections import defaultdict
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
@@ -146,7 +146,9 @@ def _aggregate(records: list[dict], seed: int = 0) -> list[dict]:
 
 
 # --- plots -----------------------------------------------------------------------------------------
-def _plot(rows: list[dict], path: Path, title: str, panel_key: Optional[str]) -> None:
+def _plot(rows: list[dict], path: Path, title: str, panel_key: Optional[str], order: Sequence[str] = ()) -> None:
+    """EVD-vs-demos lines with interval bands, one panel per ``panel_key`` value; each method keeps its
+    colour (by its place in ``order``) across plots; symlog y so that 0.005 and 0.05 are told apart."""
     import io
 
     import matplotlib
@@ -156,8 +158,11 @@ def _plot(rows: list[dict], path: Path, title: str, panel_key: Optional[str]) ->
 
     panels = sorted({r[panel_key] for r in rows}) if panel_key else [None]
     figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
-    methods = sorted({r["method"] for r in rows})
-    colours = {m: plt.get_cmap("tab20")(i % 20) for i, m in enumerate(methods)}
+    present = {r["method"] for r in rows}
+    methods = [m for m in order if m in present] + sorted(present - set(order))
+    learners = [m for m in methods if m not in REFERENCES]
+    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(learners)}
+    colours.update({m: str(0.2 + 0.25 * i) for i, m in enumerate(m for m in methods if m in REFERENCES)})
     for axis, panel in zip(axes[0], panels):
         for method in methods:
             line = sorted((r for r in rows if r["method"] == method and (panel_key is None or r[panel_key] == panel)), key=lambda r: r["n_demos"])
@@ -171,11 +176,13 @@ def _plot(rows: list[dict], path: Path, title: str, panel_key: Optional[str]) ->
         axis.set_xscale("log", base=2)
         axis.set_xticks(ticks)
         axis.set_xticklabels([str(t) for t in ticks])
+        axis.set_yscale("symlog", linthresh=0.01)
+        axis.set_ylim(bottom=0.0)
         axis.set_xlabel("demonstrations of the new task")
-        axis.set_ylabel("normalized EVD, IQM (lower is better)")
+        axis.set_ylabel("normalized EVD, IQM (lower is better; symlog)")
         axis.set_title(str(panel) if panel is not None else "all families")
         axis.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="upper right")
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.suptitle(title)
     figure.tight_layout()
     buffer = io.BytesIO()
@@ -235,8 +242,8 @@ def write_report(out: Union[str, Path], seed: int = 0) -> dict:
     for family in suite.families:
         family_rows = [r for r in rows if r["family"] == family]
         if family_rows:
-            _plot(family_rows, root / "plots" / f"{family}.png", f"{suite.name}: {family} ({suite.families[family].env_id})", "split")
-    _plot(aggregate, root / "plots" / "aggregate.png", f"{suite.name}: all families", None)
+            _plot(family_rows, root / "plots" / f"{family}.png", f"{suite.name}: {family} ({suite.families[family].env_id})", "split", suite.methods)
+    _plot(aggregate, root / "plots" / "aggregate.png", f"{suite.name}: all families", None, suite.methods)
     atomic_write_text(root / "report.md", _markdown(suite, store, records, rows, comparisons, aggregate))
     return {"rows": rows, "comparisons": comparisons, "aggregate": aggregate}
 
