@@ -45,22 +45,24 @@ def int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"must be comma-separated integers, e.g. 32,32; got {text!r}") from None
 
 
-def _bounded_int(minimum: int) -> Any:
+def int_at_least(minimum: int) -> Any:
+    """argparse type: an integer ``>= minimum`` (the error says which)."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}") from None
         if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
         return value
 
     parse.__name__ = f"int >= {minimum}"
     return parse
 
 
-positive_int = _bounded_int(1)
-non_negative_int = _bounded_int(0)
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
 
 
 def _json_value(text: str) -> Any:

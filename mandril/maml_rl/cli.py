@@ -18,7 +18,9 @@ import dataclasses
 import math
 import sys
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, NoReturn
+
+from mandril.cli.options import int_at_least
 
 __all__ = ["register"]
 
@@ -44,20 +46,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _int_at_least(lowest: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {lowest}, got {text!r}") from None
-        if value < lowest:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {lowest}, got {value}")
-        return value
-
-    parse.__name__ = f"integer >= {lowest}"
-    return parse
 
 
 def _finite_nonzero(text: str) -> float:
@@ -86,7 +74,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default=None, metavar="DIR",
                         help="run directory (default: the config's output_dir, else runs/maml/<name>)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--threads", type=_int_at_least(1), default=1, metavar="N",
+    parser.add_argument("--threads", type=int_at_least(1), default=1, metavar="N",
                         help="torch intra-op threads (the tensors are tiny: more threads only contend)")
 
 
@@ -194,7 +182,7 @@ def register(subparsers: Any) -> None:
                     "stalls (a non-finite loss, or every TRPO step rejected), 2 on bad input.")
     _common(train)
     train.add_argument("--resume", action="store_true", help="continue the run in the run directory from its checkpoint.pt")
-    train.add_argument("--num-batches", type=_int_at_least(1), default=None, metavar="N",
+    train.add_argument("--num-batches", type=int_at_least(1), default=None, metavar="N",
                        help="train until N meta-iterations are done (default: the config's maml.num_batches)")
     train.set_defaults(func=_train)
 
@@ -207,7 +195,7 @@ def register(subparsers: Any) -> None:
     test.add_argument("--checkpoint", default=None, metavar="PT", help="checkpoint to test (default: <run dir>/checkpoint.pt)")
     test.add_argument("--output", default=None, metavar="JSON",
                       help="results JSON (default: <run dir>/test_results.json); a .md table is written next to it")
-    test.add_argument("--n-tasks", type=_int_at_least(1), default=None, metavar="N", help="held-out tasks (default: the config's test.n_tasks)")
+    test.add_argument("--n-tasks", type=int_at_least(1), default=None, metavar="N", help="held-out tasks (default: the config's test.n_tasks)")
     test.add_argument("--init", action="store_true",
                       help="evaluate the initial parameters (as training starts, before any meta-update): the ablation")
     test.add_argument("--no-references", action="store_true",
@@ -221,7 +209,7 @@ def register(subparsers: Any) -> None:
     plot.add_argument("--out", required=True, metavar="PNG", help="the PNG file to write")
     plot.add_argument("--scale", type=_finite_nonzero, default=1.0, help="multiply the returns (e.g. by n for totals over n episodes)")
     plot.add_argument("--title", default="", help="figure title (default: none)")
-    plot.add_argument("--window", type=_int_at_least(1), default=10, help="moving-average window, in meta-iterations")
+    plot.add_argument("--window", type=int_at_least(1), default=10, help="moving-average window, in meta-iterations")
     plot.add_argument("--reference", action="append", type=_reference, metavar="LABEL=VALUE",
                       help="a horizontal reference line (repeatable), already scaled")
     plot.set_defaults(func=_plot)

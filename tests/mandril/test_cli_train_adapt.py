@@ -47,10 +47,10 @@ def test_resume_refuses_changed_settings(tmp_path, capsys):
         (["train", "mandril", "--iterations", "-5"], "iterations must be an int >= 0"),
         (["train", "mandril", "--inner-lr", "0"], "inner_lr must be a finite number > 0"),
         (["train", "mandril", "--env", "mandril_envs/Nope-v0"], "is not a registered mandril_envs/ id"),
-        (["train", "mandril", "--threads", "0"], "must be >= 1"),
+        (["train", "mandril", "--threads", "0"], "must be an integer >= 1"),
         (["train", "mandril", "--checkpoint-every", "-1"], "checkpoint_every must be an int >= 1"),
         (["train", "mandril", "--input-kind", "features"], "input_kind must be one of ['map', 'rgb']"),
-        (["train", "mandril", "--train-tasks", "0"], "must be >= 1"),
+        (["train", "mandril", "--train-tasks", "0"], "must be an integer >= 1"),
     ],
 )
 def test_bad_training_input_is_refused_before_anything_is_written(tmp_path, capsys, argv, message):
@@ -82,7 +82,7 @@ def test_adapt_refuses_bad_input(tmp_path, capsys):
     assert "did not finish" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["adapt", "--run", str(out), "--seed", "-1"])
-    assert "--seed: must be >= 0, got -1" in capsys.readouterr().err
+    assert "--seed: must be an integer >= 0, got -1" in capsys.readouterr().err
 
 
 def test_every_option_of_every_command_has_help():
