@@ -52,8 +52,7 @@ def main() -> None:
         base = env.unwrapped
         counts = [int(x) for x in args.n_demos.split(",")] if args.n_demos else suite.family_n_demos(family)
         for method_name in wanted:
-            limits = suite.cells.get(method_name)
-            if limits is not None and limits.families and family not in limits.families:
+            if not suite.runs_on(method_name, family):
                 continue
             method = suite.make_method(method_name, family, suite.seeds[0])
             for split in spec.splits:

@@ -81,16 +81,11 @@ def units_of(suite: Suite) -> list[Unit]:
                 for method in suite.methods:
                     limits = suite.cells.get(method)
                     for seed in suite.seeds:
-                        if limits is not None and not _allowed(limits, family, split, n, seed):
+                        if limits is not None and not limits.allows(family, split, n, seed):
                             continue
                         n_tasks = spec.n_tasks if limits is None or not limits.n_tasks else min(limits.n_tasks, spec.n_tasks)
                         units.append(Unit(family, split, method, hashes[method, family], seed, n, n_tasks, METHODS[method].needs_preparation, prepared.get((method, family), "")))
     return units
-
-
-def _allowed(limits: object, family: str, split: str, n: int, seed: int) -> bool:
-    checks = ((limits.families, family), (limits.splits, split), (limits.n_demos, n), (limits.seeds, seed))  # type: ignore[attr-defined]
-    return all(not allowed or value in allowed for allowed, value in checks)
 
 
 def preparations_of(units: list[Unit]) -> list[Preparation]:

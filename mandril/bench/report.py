@@ -329,9 +329,8 @@ def _markdown(suite: Suite, store: RunStore, records: list[dict], rows: list[dic
     for family in suite.families:
         lines += [f"`{family}`:", ""]
         for method in suite.methods:
-            limits = suite.cells.get(method)
-            if limits is not None and limits.families and family not in limits.families:
-                continue  # not run on this family
+            if not suite.runs_on(method, family):
+                continue
             settings = suite.make_method(method, family, suite.seeds[0]).settings()
             settings.pop("seed", None)
             lines.append(f"- `{method}` ({suite.config_hash(method, family)}): `{json.dumps(settings, sort_keys=True)}`")

@@ -186,6 +186,11 @@ class CellLimits:
     def __post_init__(self) -> None:
         _check_int("n_tasks", self.n_tasks, 0, MAX_TASKS)
 
+    def allows(self, family: Optional[str] = None, split: Optional[str] = None, n_demos: Optional[int] = None, seed: Optional[int] = None) -> bool:
+        """Whether cells of this family, split, demo count and seed are in the grid (``None``: not asked)."""
+        checks = ((self.families, family), (self.splits, split), (self.n_demos, n_demos), (self.seeds, seed))
+        return all(value is None or not allowed or value in allowed for allowed, value in checks)
+
 
 @dataclass(frozen=True)
 class Suite:
@@ -237,6 +242,11 @@ class Suite:
         if "seed" in names:
             resolved["seed"] = seed
         return resolved
+
+    def runs_on(self, method: str, family: str) -> bool:
+        """Whether ``method`` has cells on ``family`` (its ``[cells]`` limits, if any, allow the family)."""
+        limits = self.cells.get(method)
+        return limits is None or limits.allows(family=family)
 
     def make_method(self, method: str, family: str, seed: int) -> Any:
         """The method, configured for ``family`` and run ``seed``."""

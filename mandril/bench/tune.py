@@ -108,8 +108,7 @@ def load_sweep(path: Union[str, Path]) -> tuple[Sweep, Suite]:
 
 def _families(sweep: Sweep, suite: Suite, method: str) -> list[str]:
     """The families ``method`` is tuned on: the sweep's (default: the suite's) where the suite runs it."""
-    limits = suite.cells.get(method)
-    return [f for f in (sweep.families or tuple(suite.families)) if limits is None or not limits.families or f in limits.families]
+    return [f for f in (sweep.families or tuple(suite.families)) if suite.runs_on(method, f)]
 
 
 def _points(table: dict) -> list[dict]:
