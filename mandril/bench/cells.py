@@ -72,7 +72,7 @@ def units_of(suite: Suite) -> list[Unit]:
     """Every unit of the suite, in a stable order (family, split, n, method, seed), cell limits applied."""
     from mandril.methods import METHODS
 
-    hashes = {(m, f): suite.config_hash(m, f) for f in suite.families for m in suite.methods}
+    hashes = {(m, f, n): suite.config_hash(m, f, n) for f in suite.families for n in suite.family_n_demos(f) for m in suite.methods}
     prepared = {(m, f): suite.preparation_hash(m, f) for f in suite.families for m in suite.methods if METHODS[m].needs_preparation}
     units = []
     for family, spec in suite.families.items():
@@ -84,7 +84,7 @@ def units_of(suite: Suite) -> list[Unit]:
                         if limits is not None and not limits.allows(family, split, n, seed):
                             continue
                         n_tasks = spec.n_tasks if limits is None or not limits.n_tasks else min(limits.n_tasks, spec.n_tasks)
-                        units.append(Unit(family, split, method, hashes[method, family], seed, n, n_tasks, METHODS[method].needs_preparation, prepared.get((method, family), "")))
+                        units.append(Unit(family, split, method, hashes[method, family, n], seed, n, n_tasks, METHODS[method].needs_preparation, prepared.get((method, family), "")))
     return units
 
 

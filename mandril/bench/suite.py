@@ -23,6 +23,10 @@ A suite file (see ``benchmarks/suites/*.toml``)::
     [settings.maxent_tabular]   # settings of a method, every family (e.g. from a tuning sweep)
     l2 = 0.01
 
+    [families.gridworld.methods.maxent_linear]
+    l2 = 0.01
+    by_n = { "4" = { l2 = 0.1 }, "16" = { l2 = 1.0 } }   # per number of demos (below: how it applies)
+
     [cells.airl]                # a reduced grid of cells for an expensive method
     n_tasks = 5
     n_demos = [4, 16]
@@ -35,6 +39,13 @@ A method's settings on a family are, in order of precedence: the family's ``meth
 suite's ``settings`` table, the suite's ``likelihood`` (every method with a ``likelihood`` setting),
 the family's ``reward_model`` and ``input_kind`` (methods with a neural reward model), the method's
 defaults. ``seed`` is the run's seed.
+
+**Per number of demos** (``by_n``): a method's settings table may hold ``by_n = { "4" = {...}, "16" = {...} }``;
+with ``n`` demos the entry with the largest key at most ``n`` overrides the settings (none below the smallest
+key). Only settings that change how a new task is fitted may appear there
+(:meth:`mandril.methods.base.Method.per_n_settings`: every setting of a method without preparation,
+``fit_only_settings`` of a prepared one, whose one preparation serves every ``n``), so every method gets the
+same freedom per number of demos. The family's ``by_n`` replaces the suite's.
 """
 
 from __future__ import annotations
@@ -49,12 +60,37 @@ from mandril.core.config import build_dataclass, dataclass_to_dict, load_toml
 from mandril.data.batch import check_likelihood
 from mandril.rewards.spec import RewardModelSpec
 
-__all__ = ["Suite", "FamilySpec", "PoolSpec", "CellLimits", "load_suite", "suite_from_dict", "VALIDATION_SPLIT", "VALIDATION_START", "MAX_CELLS"]
+__all__ = ["Suite", "FamilySpec", "PoolSpec", "CellLimits", "load_suite", "suite_from_dict", "by_n_entry", "BY_N", "VALIDATION_SPLIT", "VALIDATION_START", "MAX_CELLS"]
 
 #: The harness split of tuning sweeps: tasks of the family's ``train`` split from index
 #: :data:`VALIDATION_START` on, which no training pool reaches (pools are tasks ``0 .. n_tasks - 1``).
 VALIDATION_SPLIT = "validation"
 VALIDATION_START = 1_000_000
+
+#: The key of a method's per-n settings in a suite's settings tables.
+BY_N = "by_n"
+
+
+def by_n_entry(by_n: Mapping[str, Any], n_demos: int) -> dict:
+    """The settings of ``by_n`` (``{"4": {...}, "16": {...}}``) that apply with ``n_demos`` demos: the entry
+    with the largest key at most ``n_demos`` (none below the smallest key)."""
+    keys = [int(k) for k in by_n if int(k) <= n_demos]
+    return dict(by_n[str(max(keys))]) if keys else {}
+
+
+def check_by_n(by_n: Any, allowed: tuple[str, ...], where: str) -> None:
+    """A ``by_n`` table: keys are demo counts >= 1 (as strings), values tables of settings from ``allowed``."""
+    if not isinstance(by_n, Mapping) or not by_n:
+        raise TypeError(f"{where} must be a non-empty table like {{ \"4\" = {{ l2 = 0.1 }} }}, got {by_n!r}")
+    for key, entry in by_n.items():
+        if not str(key).isdigit() or int(key) < 1 or str(int(key)) != str(key):
+            raise ValueError(f"{where} keys must be numbers of demos >= 1 (as strings, e.g. \"4\"), got {key!r}")
+        if not isinstance(entry, Mapping) or not entry:
+            raise TypeError(f"{where}.{key} must be a non-empty table of settings, got {entry!r}")
+        stray = sorted(set(entry) - set(allowed))
+        if stray:
+            raise ValueError(f"{where}.{key} sets {stray}, which cannot change with the number of demos: allowed {sorted(allowed)}")
+
 
 #: The most cells a suite may have, and the most held-out tasks or demos per cell: bigger is refused.
 MAX_CELLS = 2_000_000
@@ -141,6 +177,8 @@ class FamilySpec:
         expert: the demonstrator of training and held-out demos.
         train: the training pool.
         methods: per-method settings for this family only (``{method: {setting: value}}``).
+        tried: how many settings each method tried when it was tuned on this family (``{method: count}``,
+            from the tuning sweep's selected file; a method missing here was not tuned, or not recorded).
     """
 
     env_id: str
@@ -154,9 +192,13 @@ class FamilySpec:
     expert: ExpertSpec = field(default_factory=ExpertSpec)
     train: PoolSpec = field(default_factory=PoolSpec)
     methods: dict = field(default_factory=dict)
+    tried: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_int("n_tasks", self.n_tasks, 1, MAX_TASKS)
+        for method, count in self.tried.items():
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise ValueError(f"tried[{method!r}] must be a number of settings >= 1, got {count!r}")
         _check_int("task_seed", self.task_seed, 0, 2**63 - 1)
         _check_ints("n_demos", self.n_demos, 1, MAX_DEMOS, allow_empty=True)
         if not self.splits or len(set(self.splits)) != len(self.splits):
@@ -224,8 +266,9 @@ class Suite:
         """The demo counts of ``family``."""
         return self.families[family].n_demos or self.n_demos
 
-    def method_settings(self, method: str, family: str, seed: int) -> dict:
-        """The settings ``method`` gets on ``family`` in run ``seed`` (see the module docstring)."""
+    def method_settings(self, method: str, family: str, seed: int, n_demos: Optional[int] = None) -> dict:
+        """The settings ``method`` gets on ``family`` in run ``seed`` with ``n_demos`` demos (see the module
+        docstring); ``n_demos=None``: the settings before any ``by_n`` entry applies."""
         from mandril.methods import METHODS
 
         cls = METHODS[method]
@@ -239,24 +282,34 @@ class Suite:
             resolved["likelihood"] = self.likelihood
         resolved.update(self.settings.get(method, {}))
         resolved.update(spec.methods.get(method, {}))
+        by_n = resolved.pop(BY_N, {})
+        if n_demos is not None:
+            resolved.update(by_n_entry(by_n, n_demos))
         if "seed" in names:
             resolved["seed"] = seed
         return resolved
+
+    def by_n(self, method: str, family: str) -> Any:
+        """``method``'s per-n settings on ``family`` (its ``by_n`` table: the family's, else the suite's; ``None``: none)."""
+        for table in (self.families[family].methods.get(method), self.settings.get(method)):
+            if isinstance(table, Mapping) and BY_N in table:
+                return table[BY_N]
+        return None
 
     def runs_on(self, method: str, family: str) -> bool:
         """Whether ``method`` has cells on ``family`` (its ``[cells]`` limits, if any, allow the family)."""
         limits = self.cells.get(method)
         return limits is None or limits.allows(family=family)
 
-    def make_method(self, method: str, family: str, seed: int) -> Any:
-        """The method, configured for ``family`` and run ``seed``."""
+    def make_method(self, method: str, family: str, seed: int, n_demos: Optional[int] = None) -> Any:
+        """The method, configured for ``family``, run ``seed`` and ``n_demos`` demos (its ``by_n`` entry applied)."""
         from mandril.methods import make
 
-        return make(method, **self.method_settings(method, family, seed))
+        return make(method, **self.method_settings(method, family, seed, n_demos))
 
-    def config_hash(self, method: str, family: str) -> str:
-        """A short hash of the method's settings on the family (the run's seed left out)."""
-        settings = dataclass_to_dict(self.make_method(method, family, 0).config)
+    def config_hash(self, method: str, family: str, n_demos: Optional[int] = None) -> str:
+        """A short hash of the method's settings on the family with ``n_demos`` demos (the run's seed left out)."""
+        settings = dataclass_to_dict(self.make_method(method, family, 0, n_demos).config)
         settings.pop("seed", None)
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -348,14 +401,26 @@ def _suite_from_dict(data: Mapping[str, Any], where: str) -> Suite:
             raise ValueError(f"[families.{name}] splits {bad} are not splits of {spec.env_id}: allowed {allowed}")
         if spec.input_kind not in base.reward_input_kinds:
             raise ValueError(f"[families.{name}] input_kind {spec.input_kind!r} is not offered by {spec.env_id}: it offers {list(base.reward_input_kinds)}")
-        stray = sorted(set(spec.methods) - set(suite.methods))
-        if stray:
-            raise ValueError(f"[families.{name}.methods] names methods that are not in methods: {stray}")
+        for table in ("methods", "tried"):
+            stray = sorted(set(getattr(spec, table)) - set(suite.methods))
+            if stray:
+                raise ValueError(f"[families.{name}.{table}] names methods that are not in methods: {stray}")
         for method in suite.methods:
             try:
+                by_n = suite.by_n(method, name)
+                if by_n is not None:
+                    check_by_n(by_n, METHODS[method].per_n_settings(), f"[{method}] by_n")
                 built = suite.make_method(method, name, suite.seeds[0])
+                for n in suite.family_n_demos(name):
+                    suite.make_method(method, name, suite.seeds[0], n)
             except (TypeError, ValueError) as error:
                 raise type(error)(f"method {method!r} on family {name!r}: {error}") from None
+            limits = suite.cells.get(method)
+            scored = tuple(n for n in suite.family_n_demos(name) if limits is None or limits.allows(family=name, n_demos=n))
+            try:
+                built.check_training(spec.train.n_demos, scored)
+            except ValueError as error:
+                raise ValueError(f"method {method!r} on family {name!r}: {error}") from None
             if built.input_kind not in base.reward_input_kinds:
                 raise ValueError(f"method {method!r} reads {built.input_kind!r} inputs, which {spec.env_id} does not offer ({list(base.reward_input_kinds)}): set reward_model/input_kind in [families.{name}]")
         spec.expert.settings()
@@ -369,18 +434,23 @@ def _suite_from_dict(data: Mapping[str, Any], where: str) -> Suite:
     return suite
 
 
-def tuned_settings(path: Path) -> dict:
-    """The ``{family: {method: settings}}`` of a tuning sweep's ``selected.toml``."""
+def tuned_settings(path: Path) -> tuple[dict, dict]:
+    """``({family: {method: settings}}, {family: {method: settings tried}})`` of a tuning sweep's ``selected.toml``."""
     data = load_toml(path)
     families = data.get("families", {})
     if set(data) - {"families"} or not isinstance(families, dict):
-        raise ValueError(f"{path}: a tuned-settings file holds only [families.F.methods.M] tables")
-    out: dict = {}
+        raise ValueError(f"{path}: a tuned-settings file holds only [families.F.methods.M] and [families.F.tried] tables")
+    settings: dict = {}
+    tried: dict = {}
     for family, table in families.items():
-        if not isinstance(table, dict) or set(table) - {"methods"} or not isinstance(table.get("methods", {}), dict):
-            raise ValueError(f"{path}: [families.{family}] may only hold methods.M tables")
-        out[family] = table.get("methods", {})
-    return out
+        if not isinstance(table, dict) or set(table) - {"methods", "tried"} or not isinstance(table.get("methods", {}), dict) or not isinstance(table.get("tried", {}), dict):
+            raise ValueError(f"{path}: [families.{family}] may only hold methods.M and tried tables")
+        settings[family] = table.get("methods", {})
+        for method, count in table.get("tried", {}).items():
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise ValueError(f"{path}: [families.{family}.tried] {method} must be a number of settings >= 1, got {count!r}")
+        tried[family] = dict(table.get("tried", {}))
+    return settings, tried
 
 
 def load_suite(path: Union[str, Path]) -> Suite:
@@ -395,7 +465,7 @@ def load_suite(path: Union[str, Path]) -> Suite:
     if tuned is not None:
         if not isinstance(tuned, str):
             raise TypeError(f"{path}: tuned must be a file name (relative to the suite), got {type(tuned).__name__}")
-        selected = tuned_settings(path.parent / tuned)
+        selected, tried = tuned_settings(path.parent / tuned)
         families = data.get("families", {})
         for family, methods in selected.items():
             if not isinstance(families, dict) or family not in families or not isinstance(families[family], dict):
@@ -404,4 +474,7 @@ def load_suite(path: Union[str, Path]) -> Suite:
             for method, settings in methods.items():
                 if method in data.get("methods", []):
                     own[method] = {**settings, **own.get(method, {})}
+            budget = {m: n for m, n in tried.get(family, {}).items() if m in data.get("methods", [])}
+            if budget:
+                families[family]["tried"] = budget
     return suite_from_dict(data, str(path))

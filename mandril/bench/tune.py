@@ -1,26 +1,36 @@
-"""Tuning sweeps: every method's settings chosen on validation tasks, never on test tasks.
+"""Tuning sweeps: every method's settings chosen on validation tasks, never on test tasks, with the same
+freedom per number of demos for every method.
 
 A sweep file (``benchmarks/tuning/*.toml``)::
 
     name = "quick"
     suite = "../suites/quick.toml"   # the suite whose methods are tuned (its families, pools, defaults)
     n_tasks = 20                     # validation tasks per family: train-split tasks no training pool reaches
-    seeds = [0]
+    seeds = [0, 1]                   # runs; at least 2 where a tuned method is prepared (meta-trained, pre-trained)
     n_demos = [1, 4, 16]             # default: the suite's
-    [grid.maxent_tabular]            # every combination is tried
-    l2 = [0.001, 0.01, 0.1]
-    [grid.mandril]
+    [grid.mandril]                   # settings chosen once for every n (e.g. what shapes a preparation)
     inner_lr = [0.01, 0.03]
-    [per_n.mandril]                  # MandRIL's adaptation, chosen separately for each number of demos
+    [per_n.mandril]                  # settings chosen separately for each number of demos
     adapt_steps = [1, 5, 20]
-    lr_scale = [1.0, 0.3]
+    adapt_lr_scale = [1.0, 0.3]
+    [per_n.maxent_tabular]
+    l2 = [0.001, 0.01, 0.1]
 
-Each combination runs as a suite on the ``validation`` split (:data:`~mandril.bench.suite.VALIDATION_SPLIT`)
-through the same harness as the benchmark, with one shared folder of prepared methods, so settings that
-only change how a prepared method fits a new task reuse its preparation. The score of a combination on
-a family is the mean over ``n`` of the IQM of normalized EVD; the best one per family is selected (and,
-for ``per_n`` settings, the best per ``n``). The sweep writes ``selected.toml`` (tables
-``[families.F.methods.M]``, which a suite includes with ``tuned = "..."``), ``tuning.csv`` (every
+Every combination of ``grid`` and ``per_n`` values runs as a suite on the ``validation`` split
+(:data:`~mandril.bench.suite.VALIDATION_SPLIT`) through the same harness as the benchmark, with one shared
+folder of prepared methods, so settings that only change how a prepared method fits a new task reuse its
+preparation. Every combination is scored at every ``n``, so choosing a ``per_n`` setting separately for
+each ``n`` costs nothing more: ``per_n`` may hold any setting the method can change per number of demos
+(:meth:`~mandril.methods.base.Method.per_n_settings`), and a sweep should give every method's fit settings
+that freedom (the report prints how many settings each method tried). A failed cell is scored as the zero
+reward on the same task, as in the benchmark. The score of a combination at ``n`` is the **mean**
+normalized EVD over runs x tasks (a setting that fails badly on a few tasks is not chosen; the IQM would
+hide it); per family the ``grid`` point with the lowest mean over ``n`` of its best ``per_n`` scores is
+selected, with its best ``per_n`` values at each ``n`` (a ``by_n`` table in the suite's settings: with
+``n`` demos the entry of the largest tuned ``n`` at most ``n`` applies).
+
+The sweep writes ``selected.toml`` (tables ``[families.F.methods.M]``, which a suite includes with
+``tuned = "..."``, and ``[families.F.tried]``: how many settings each method tried), ``tuning.csv`` (every
 combination's scores) and ``tuning.md``. A killed sweep continues with ``resume``.
 """
 
@@ -36,11 +46,14 @@ from typing import Any, Union
 from mandril.bench.report import summarize_records
 from mandril.bench.runners import run_suite
 from mandril.bench.store import RunStore
-from mandril.bench.suite import MAX_TASKS, VALIDATION_SPLIT, Suite, load_suite, suite_from_dict
+from mandril.bench.suite import BY_N, MAX_TASKS, VALIDATION_SPLIT, Suite, load_suite, suite_from_dict
 from mandril.core.config import build_dataclass, load_toml
 from mandril.core.io import atomic_write_text, write_csv
 
-__all__ = ["Sweep", "load_sweep", "run_sweep"]
+__all__ = ["Sweep", "load_sweep", "run_sweep", "tried_settings", "STAND_IN"]
+
+#: Scores a combination's failed cells (as in the benchmark: the zero reward on the same task and demos).
+STAND_IN = "zero_reward"
 
 
 @dataclass(frozen=True)
@@ -55,8 +68,8 @@ class Sweep:
         n_demos: demo counts (default: the suite's).
         families: the families to tune on (default: all of the suite's).
         grid: ``{method: {setting: [values]}}``: every combination is tried.
-        per_n: ``{method: {setting: [values]}}``: chosen per number of demos (MandRIL's
-            ``adapt_steps`` and ``lr_scale``, composed into its ``adapt_by_n``).
+        per_n: ``{method: {setting: [values]}}``: chosen separately for each number of demos (composed
+            into the method's ``by_n`` table).
     """
 
     name: str
@@ -81,12 +94,15 @@ class Sweep:
                     if not isinstance(values, list) or not values:
                         raise ValueError(f"[{section}.{method}] {setting} must be a non-empty list of values, got {values!r}")
         for method, table in self.per_n.items():
-            if method != "mandril" or not set(table) <= {"adapt_steps", "lr_scale"}:
-                raise ValueError(f"[per_n.{method}]: only MandRIL's adaptation (adapt_steps, lr_scale) is chosen per n, got {sorted(table)}")
+            clash = sorted(set(table) & set(self.grid.get(method, {})))
+            if clash:
+                raise ValueError(f"[per_n.{method}] and [grid.{method}] both set {clash}: a setting is chosen once for every n or per n, not both")
 
 
 def load_sweep(path: Union[str, Path]) -> tuple[Sweep, Suite]:
     """Read a sweep file and the suite it tunes; every combination's settings are checked before any work."""
+    from mandril.methods import METHODS
+
     path = Path(path)
     sweep = build_dataclass(Sweep, load_toml(path), str(path))
     suite = load_suite((path.parent / sweep.suite).resolve())
@@ -96,6 +112,16 @@ def load_sweep(path: Union[str, Path]) -> tuple[Sweep, Suite]:
     stray = [f for f in sweep.families if f not in suite.families]
     if stray:
         raise ValueError(f"{path}: families {stray} are not families of the suite")
+    for method, table in sweep.per_n.items():
+        allowed = METHODS[method].per_n_settings()
+        fixed = sorted(set(table) - set(allowed))
+        if fixed:
+            raise ValueError(f"{path}: [per_n.{method}] {fixed} cannot change with the number of demos (they shape the preparation): "
+                             f"tune them in [grid.{method}]; per n: {sorted(allowed)}")
+    prepared = sorted(m for m in set(sweep.grid) | set(sweep.per_n) if METHODS[m].needs_preparation)
+    if prepared and len(sweep.seeds) < 2:
+        raise ValueError(f"{path}: seeds must hold at least 2 runs to tune prepared methods {prepared}: a setting that only works for one "
+                         f"meta-trained model is not a property of the method")
     for method in sorted(set(sweep.grid) | set(sweep.per_n)):
         for point, variant in itertools.product(_points(sweep.grid.get(method, {})), _points(sweep.per_n.get(method, {}))):
             for family in _families(sweep, suite, method):
@@ -116,24 +142,19 @@ def _points(table: dict) -> list[dict]:
     return [dict(zip(names, values)) for values in itertools.product(*(table[n] for n in names))] if names else [{}]
 
 
-def _variant_settings(variant: dict) -> dict:
-    if not variant:
-        return {}
-    return {"adapt_by_n": {"1": {"steps": int(variant.get("adapt_steps", 1)), "lr_scale": float(variant.get("lr_scale", 1.0))}}}
-
-
 def _derived(sweep: Sweep, suite: Suite, method: str, point: dict, variant: dict, family: str) -> Suite:
     """The suite that scores ``method`` with ``point`` (and the per-n ``variant``) on ``family``'s validation tasks."""
     data = copy.deepcopy(suite.to_dict())
     families = (family,)
     data["name"] = f"{sweep.name}-{method}-{family}"
-    data["methods"] = [method]
+    data["methods"] = [method, STAND_IN] if method != STAND_IN else [method]  # the stand-in scores failed cells
     data["seeds"] = list(sweep.seeds)
     data["n_demos"] = list(sweep.n_demos or suite.n_demos)
-    data["families"] = {f: {**data["families"][f], "splits": [VALIDATION_SPLIT], "n_tasks": sweep.n_tasks, "n_demos": []} for f in families}
+    data["families"] = {f: {**data["families"][f], "splits": [VALIDATION_SPLIT], "n_tasks": sweep.n_tasks, "n_demos": [], "tried": {}} for f in families}
     for f in families:
-        data["families"][f]["methods"] = {method: {**data["families"][f]["methods"].get(method, {}), **point, **_variant_settings(variant)}}
-    data["settings"] = {method: data["settings"].get(method, {})} if method in data["settings"] else {}
+        own = {k: v for k, v in data["families"][f]["methods"].get(method, {}).items() if k != BY_N}  # the values tried replace a tuned by_n
+        data["families"][f]["methods"] = {method: {**own, **point, **variant}}
+    data["settings"] = {method: {k: v for k, v in data["settings"][method].items() if k != BY_N}} if method in data["settings"] else {}
     data["cells"] = {}
     data.pop("tuned", None)
     return suite_from_dict(data, f"sweep {sweep.name} [{method}]")
@@ -156,18 +177,21 @@ def run_sweep(sweep: Sweep, suite: Suite, out: Union[str, Path], *, workers: int
                     print(f"{method} on {family}: {json.dumps(point)} {json.dumps(variant) if variant else ''}", flush=True)
                 run_suite(derived, directory, resume=True, workers=workers, progress=progress, prepared_dir=out / "prepared")
                 for row in summarize_records(RunStore(directory).records()):
+                    if row["method"] != method:
+                        continue
                     rows.append({"method": method, "point": json.dumps(point, sort_keys=True), "variant": json.dumps(variant, sort_keys=True),
-                                 "family": row["family"], "n_demos": row["n_demos"], "nevd_iqm": row["nevd_iqm"], "nevd_low": row["nevd_low"],
-                                 "nevd_high": row["nevd_high"], "failed": row["failed"]})
+                                 "family": row["family"], "n_demos": row["n_demos"], "nevd_mean": row["nevd_mean"], "nevd_iqm": row["nevd_iqm"],
+                                 "nevd_low": row["nevd_low"], "nevd_high": row["nevd_high"], "failed": row["failed"]})
     selected = _select(rows)
     write_csv(out / "tuning.csv", rows)
-    atomic_write_text(out / "selected.toml", _selected_toml(sweep, selected))
+    atomic_write_text(out / "selected.toml", _selected_toml(sweep, selected, tried_settings(rows)))
     atomic_write_text(out / "tuning.md", _markdown(sweep, rows, selected))
     return {"rows": rows, "selected": selected}
 
 
 def _select(rows: list[dict]) -> dict[str, dict[str, dict]]:
-    """``{family: {method: settings}}``: per family the point with the lowest mean IQM over n; per n the best variant."""
+    """``{family: {method: settings}}``: per family the ``grid`` point with the lowest mean over n of its best
+    ``per_n`` variant's mean normalized EVD, with that variant per n as a ``by_n`` table (module docstring)."""
     selected: dict[str, dict[str, dict]] = {}
     for family in sorted({r["family"] for r in rows}):
         for method in sorted({r["method"] for r in rows if r["family"] == family}):
@@ -175,20 +199,27 @@ def _select(rows: list[dict]) -> dict[str, dict[str, dict]]:
             ns = sorted({r["n_demos"] for r in mine})
 
             def best_variants(point: str) -> dict[int, dict]:
-                return {n: min((r for r in mine if r["point"] == point and r["n_demos"] == n), key=lambda r: (r["failed"], r["nevd_iqm"])) for n in ns}
+                return {n: min((r for r in mine if r["point"] == point and r["n_demos"] == n), key=lambda r: (r["nevd_mean"], r["failed"], r["variant"])) for n in ns}
 
-            def point_score(point: str) -> tuple[int, float]:
+            def point_score(point: str) -> tuple[float, int, str]:
                 best = best_variants(point)
-                return sum(r["failed"] for r in best.values()), sum(r["nevd_iqm"] for r in best.values()) / len(ns)
+                return sum(r["nevd_mean"] for r in best.values()) / len(ns), sum(r["failed"] for r in best.values()), point
 
-            points = sorted({r["point"] for r in mine})
-            chosen = min(points, key=point_score)
+            chosen = min(sorted({r["point"] for r in mine}), key=point_score)
             settings = json.loads(chosen)
             per_n = {n: json.loads(r["variant"]) for n, r in best_variants(chosen).items()}
             if any(per_n.values()):
-                settings["adapt_by_n"] = {str(n): {"steps": int(v.get("adapt_steps", 1)), "lr_scale": float(v.get("lr_scale", 1.0))} for n, v in per_n.items()}
+                settings[BY_N] = {str(n): v for n, v in per_n.items()}
             selected.setdefault(family, {})[method] = settings
     return selected
+
+
+def tried_settings(rows: list[dict]) -> dict[str, dict[str, int]]:
+    """``{family: {method: how many settings (grid points x per_n variants) were tried}}``."""
+    tried: dict[str, dict[str, int]] = {}
+    for r in rows:
+        tried.setdefault(r["family"], {}).setdefault(r["method"], set()).add((r["point"], r["variant"]))  # type: ignore[arg-type]
+    return {f: {m: len(v) for m, v in sorted(methods.items())} for f, methods in sorted(tried.items())}  # type: ignore[arg-type]
 
 
 def _toml_value(value: Any) -> str:
@@ -205,7 +236,7 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
-def _selected_toml(sweep: Sweep, selected: dict) -> str:
+def _selected_toml(sweep: Sweep, selected: dict, tried: dict) -> str:
     lines = [f"# Settings selected by the tuning sweep {sweep.name!r} on validation tasks (train split, tasks no training",
              "# pool reaches); never on test tasks. Written by 'mandril tune'; a suite includes it with tuned = \"...\".", ""]
     for family, methods in selected.items():
@@ -213,24 +244,29 @@ def _selected_toml(sweep: Sweep, selected: dict) -> str:
             lines.append(f"[families.{family}.methods.{method}]")
             lines += [f"{key} = {_toml_value(value)}" for key, value in sorted(settings.items())]
             lines.append("")
+        lines.append(f"[families.{family}.tried]  # settings each method tried on this family")
+        lines += [f"{method} = {count}" for method, count in tried.get(family, {}).items()]
+        lines.append("")
     return "\n".join(lines)
 
 
 def _markdown(sweep: Sweep, rows: list[dict], selected: dict) -> str:
     lines = [f"# Tuning sweep `{sweep.name}`", "",
              f"Validation tasks: {sweep.n_tasks} per family (train split, from task {1_000_000:,} on: no training pool reaches them); seeds "
-             f"{list(sweep.seeds)}. Score: normalized EVD, IQM over tasks and seeds, averaged over n; lower is better.", ""]
+             f"{list(sweep.seeds)}. Score: normalized EVD, mean over runs x tasks (failed cells scored as the zero reward), "
+             f"per n; a grid point's score is the mean over n of its best per-n values; lower is better. IQM in the csv.", ""]
     for family in sorted({r["family"] for r in rows}):
         lines += [f"## {family}", ""]
         for method in sorted({r["method"] for r in rows if r["family"] == family}):
             mine = [r for r in rows if r["family"] == family and r["method"] == method]
             ns = sorted({r["n_demos"] for r in mine})
-            lines += [f"`{method}` (selected: `{json.dumps(selected[family][method], sort_keys=True)}`)", "",
+            tried = len({(r["point"], r["variant"]) for r in mine})
+            lines += [f"`{method}` ({tried} settings tried; selected: `{json.dumps(selected[family][method], sort_keys=True)}`)", "",
                       "| settings | per n | " + " | ".join(f"n={n}" for n in ns) + " |", "|---|---|" + "---|" * len(ns)]
             for point in sorted({r["point"] for r in mine}):
                 for variant in sorted({r["variant"] for r in mine if r["point"] == point}):
                     by_n = {r["n_demos"]: r for r in mine if r["point"] == point and r["variant"] == variant}
-                    cells = [f"{by_n[n]['nevd_iqm']:.3f}" + (f" ({by_n[n]['failed']} failed)" if by_n[n]["failed"] else "") if n in by_n else "" for n in ns]
+                    cells = [f"{by_n[n]['nevd_mean']:.3f}" + (f" ({by_n[n]['failed']} failed)" if by_n[n]["failed"] else "") if n in by_n else "" for n in ns]
                     lines.append(f"| `{point}` | `{variant}` | " + " | ".join(cells) + " |")
             lines.append("")
     return "\n".join(lines)

@@ -119,7 +119,7 @@ def run_unit(suite_data: dict, unit: Unit, state: Optional[dict] = None, prepara
     start = time.perf_counter()
     try:
         torch.set_num_threads(suite.threads)
-        method = suite.make_method(unit.method, unit.family, unit.seed)
+        method = suite.make_method(unit.method, unit.family, unit.seed, unit.n_demos)
         if device is not None:
             method.to(device)
         if unit.needs_preparation:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -177,6 +177,15 @@ class Method(ABC):
     #: tuning sweep over them reuses one preparation).
     fit_only_settings: ClassVar[tuple[str, ...]] = ()
 
+    @classmethod
+    def per_n_settings(cls) -> tuple[str, ...]:
+        """The settings a suite may choose per number of demos (its ``by_n`` tables): every setting that only
+        changes how a new task is fitted. A method with no preparation: all of them but ``seed``; a prepared
+        method: its :attr:`fit_only_settings` (one preparation serves every ``n``), bookkeeping excluded."""
+        if not cls.needs_preparation:
+            return tuple(f.name for f in fields(cls.Config) if f.name != "seed")
+        return tuple(name for name in cls.fit_only_settings if name != "checkpoint_every")
+
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         if config is not None and not isinstance(config, self.Config):
             raise TypeError(f"{self.name}: config must be a {self.Config.__name__}, got {type(config).__name__}")
@@ -241,6 +250,11 @@ class Method(ABC):
 
     def _prepare(self, source: Any, *, checkpoint: Any, log_dir: Any, progress: bool) -> None:
         raise NotImplementedError(f"{self.name} needs preparation but does not implement _prepare")  # pragma: no cover
+
+    def check_training(self, pool_demos: int, scored_n: Sequence[int]) -> None:
+        """Refuse, before any work, a training pool or demo counts the method cannot serve (a ValueError naming
+        the setting): ``pool_demos`` demos per training task, new tasks scored with ``scored_n`` demos.
+        Single-task methods accept anything."""
 
     def state_dict(self) -> dict:
         """The prepared state as plain data and tensors (empty for single-task methods)."""

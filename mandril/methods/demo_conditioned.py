@@ -88,7 +88,8 @@ class DemoConditionedConfig:
         iterations: training steps (Adam).
         meta_lr: Adam's rate.
         meta_batch_size: tasks per step.
-        n_demos_choices: the numbers of input demos ``K`` drawn from per step.
+        n_demos_choices: the numbers of input demos ``K`` drawn from per step; a suite refuses to score it
+            at an ``n`` not among them (default: the benchmark's 1 to 32).
         n_test_demos: ``K'``, demos scoring the predicted reward per task.
         likelihood, temperature, dtype: as for every MaxEnt-family method.
         max_abs_reward: rewards beyond this magnitude mean training diverged.
@@ -101,7 +102,7 @@ class DemoConditionedConfig:
     iterations: int = 1500
     meta_lr: float = 3e-3
     meta_batch_size: int = 16
-    n_demos_choices: tuple[int, ...] = (1, 2, 4, 8)
+    n_demos_choices: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
     n_test_demos: int = 10
     likelihood: str = "start"
     temperature: float = 1.0
@@ -148,6 +149,16 @@ class DemoConditioned(TrainedRewardMethod):
 
     def iterations(self) -> int:
         return self.config.iterations
+
+    def check_training(self, pool_demos: int, scored_n: Sequence[int]) -> None:
+        """The network is trained on the demo counts it is scored at: every scored ``n`` must be one of
+        ``n_demos_choices`` (it never sees an ``n`` outside its training), and the pool must hold the largest
+        choice plus ``n_test_demos`` demos per task."""
+        missing = sorted(set(scored_n) - set(self.config.n_demos_choices))
+        if missing:
+            raise ValueError(f"demo_conditioned is scored with n = {missing} demos but trained only on n_demos_choices = "
+                             f"{list(self.config.n_demos_choices)}: add them to n_demos_choices")
+        super().check_training(pool_demos, scored_n)
 
     def _prepare(self, data: Any, *, checkpoint: Any, log_dir: Any, progress: bool) -> None:
         from mandril.methods.trained import training_source

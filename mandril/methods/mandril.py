@@ -1,9 +1,9 @@
 """MandRIL behind the one interface: meta-train on the training tasks, then adapt by a few MaxEnt
 gradient steps on a new task's demos (Xu et al., ICML 2019).
 
-The number of adaptation steps and their rate may depend on how many demos the new task has
-(``adapt_by_n``): one large step is best with one or two demos, more smaller steps with many
-(measured on validation tasks by the tuning sweep).
+The number of adaptation steps (``adapt_steps``) and their rate (``adapt_lr_scale`` times the inner
+rate) only change how a new task is fitted, so a suite may choose them per number of demos (its
+``by_n`` tables, as for every method's fit settings: see :mod:`mandril.bench.suite`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import ClassVar, Sequence, Union
 
 import numpy as np
 
-from mandril.core.config import check_ints
+from mandril.core.config import check_ints, check_numbers
 from mandril.data.inputs import INPUT_KINDS
 from mandril.functional import NonFiniteLossError
 from mandril.methods.base import DivergenceError, FitError, FitProblem, MethodOutput
@@ -36,42 +36,22 @@ class MandRILMethodConfig(MandRILConfig):
         iterations: meta-iterations.
         checkpoint_every: write the preparation checkpoint every this many iterations (when the
             harness gives a checkpoint path).
-        adapt_by_n: adaptation settings by number of demos: ``{"8": {"steps": 20, "lr_scale": 0.3}}``
-            means that from 8 demos on, adaptation takes 20 steps at 0.3 times the inner rate; the
-            entry with the largest key at most ``n`` applies, and below every key ``adapt_steps`` at
-            the inner rate.
+        adapt_lr_scale: adaptation steps take ``adapt_lr_scale`` times the inner rate (Meta-SGD's learned
+            rates included).
     """
 
     reward_model: RewardModelSpec = field(default_factory=lambda: RewardModelSpec("conv"))
     input_kind: str = "map"
     iterations: int = 1500
     checkpoint_every: int = 100
-    adapt_by_n: dict = field(default_factory=dict)
+    adapt_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.input_kind not in INPUT_KINDS or self.input_kind not in self.reward_model.input_kinds:
             raise ValueError(f"input_kind must be one of {list(self.reward_model.input_kinds)} for a {self.reward_model.kind} reward model, got {self.input_kind!r}")
         check_ints(self, iterations=0, checkpoint_every=1)
-        for key, entry in self.adapt_by_n.items():
-            if not str(key).isdigit() or int(key) < 1:
-                raise ValueError(f"adapt_by_n keys must be numbers of demos >= 1 (as strings), got {key!r}")
-            if not isinstance(entry, dict) or not set(entry) <= {"steps", "lr_scale"} or not entry:
-                raise ValueError(f"adapt_by_n[{key!r}] must be a table with 'steps' and/or 'lr_scale', got {entry!r}")
-            steps, scale = entry.get("steps", 1), entry.get("lr_scale", 1.0)
-            if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-                raise ValueError(f"adapt_by_n[{key!r}]['steps'] must be an int >= 0, got {steps!r}")
-            if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < 1e6:
-                raise ValueError(f"adapt_by_n[{key!r}]['lr_scale'] must be a number > 0, got {scale!r}")
-
-    def adaptation(self, n_demos: int) -> tuple[int, float]:
-        """``(steps, lr_scale)`` for a new task with ``n_demos`` demos."""
-        steps, scale = self.adapt_steps, 1.0
-        keys = sorted(int(k) for k in self.adapt_by_n if int(k) <= n_demos)
-        if keys:
-            entry = self.adapt_by_n[str(keys[-1])]
-            steps, scale = int(entry.get("steps", self.adapt_steps)), float(entry.get("lr_scale", 1.0))
-        return steps, scale
+        check_numbers(self, positive=("adapt_lr_scale",))
 
 
 class MandRILMethod(TrainedRewardMethod):
@@ -83,7 +63,7 @@ class MandRILMethod(TrainedRewardMethod):
     Config: ClassVar[type] = MandRILMethodConfig
     batched: ClassVar[bool] = True
     progress_label: ClassVar[str] = "meta-training"
-    fit_only_settings: ClassVar[tuple[str, ...]] = ("adapt_steps", "adapt_by_n", "checkpoint_every")
+    fit_only_settings: ClassVar[tuple[str, ...]] = ("adapt_steps", "adapt_lr_scale", "checkpoint_every")
 
     def trainer_config(self) -> MandRILConfig:
         return MandRILConfig(**{f.name: getattr(self.config, f.name) for f in fields(MandRILConfig)})
@@ -106,7 +86,7 @@ class MandRILMethod(TrainedRewardMethod):
 
     def _adapt_group(self, problems: Sequence[FitProblem], n_demos: int) -> list[Union[MethodOutput, FitError]]:
         trainer = self.require_trainer()
-        steps, scale = self.config.adaptation(n_demos)
+        steps, scale = self.config.adapt_steps, float(self.config.adapt_lr_scale)
         start = time.perf_counter()
         batch = train_batch(problems, torch_dtype(self.config.dtype), self.device, self.architecture["n_actions"] is not None)
         try:

@@ -6,7 +6,7 @@ the demo-conditioned baseline pre-train it with no inner step), checkpointed and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Optional
+from typing import Any, ClassVar, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -76,6 +76,14 @@ class TrainedRewardMethod(Method):
     def model_input_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """The shape the reward model reads, given the task input's shape (default: the same)."""
         return input_shape
+
+    def check_training(self, pool_demos: int, scored_n: Sequence[int]) -> None:
+        """Each training draw takes ``n_train_demos + n_test_demos`` distinct demos of a task: the pool must hold them."""
+        c = self.trainer_config()
+        needed = c.n_train_demos + c.n_test_demos
+        if needed > pool_demos:
+            raise ValueError(f"{self.name} draws {needed} demos per training task ({c.n_train_demos} + {c.n_test_demos}), "
+                             f"but the training pool has {pool_demos}: raise [train] n_demos to at least {needed}")
 
     # --- preparation ----------------------------------------------------------------------------
     def _build_trainer(self, architecture: Mapping[str, Any]) -> MandRIL:

@@ -9,12 +9,11 @@ import torch
 
 import mandril_envs  # noqa: F401
 from mandril import methods
-from mandril.core import build_dataclass, load_checkpoint, save_checkpoint
+from mandril.core import load_checkpoint, save_checkpoint
 from mandril.data import DatasetSource
 from mandril.eval import score, shown_and_heldout_demos
 from mandril.methods import FitProblem, MethodOutput, NotPreparedError, hide_reward
 from mandril.methods.demo_conditioned import append_demo_channels
-from mandril.methods.mandril import MandRILMethodConfig
 from mandril_envs.dataset import collect
 
 GRID = {"size": 5}
@@ -116,13 +115,20 @@ def test_configs_refuse_unknown_keys_and_wrong_types():
         methods.make("maxent", input_kind="features")
     with pytest.raises(ValueError, match="likelihood must be one of \\['start', 'p0'\\]"):
         methods.make("pretrain_finetune", likelihood="both")
-    with pytest.raises(ValueError, match="adapt_by_n keys must be numbers of demos"):
-        methods.make("mandril", adapt_by_n={"many": {"steps": 3}})
+    with pytest.raises(ValueError, match="adapt_lr_scale must be a finite number > 0, got 0"):
+        methods.make("mandril", adapt_lr_scale=0)
+    with pytest.raises(ValueError, match=r"unknown key \['adapt_by_n'\]"):  # per-n settings belong to suites (by_n), for every method alike
+        methods.make("mandril", adapt_by_n={"4": {"steps": 3}})
 
 
-def test_mandril_adaptation_by_number_of_demos():
-    config = build_dataclass(MandRILMethodConfig, {"adapt_steps": 1, "adapt_by_n": {"4": {"steps": 5}, "16": {"steps": 20, "lr_scale": 0.25}}})
-    assert [config.adaptation(n) for n in (1, 3, 4, 15, 16, 32)] == [(1, 1.0), (1, 1.0), (5, 1.0), (5, 1.0), (20, 0.25), (20, 0.25)]
+def test_settings_a_method_may_choose_per_number_of_demos():
+    assert set(methods.METHODS["mandril"].per_n_settings()) == {"adapt_steps", "adapt_lr_scale"}
+    assert "inner_lr" not in methods.METHODS["mandril"].per_n_settings()  # it shapes the meta-training
+    assert {"l2", "max_steps", "lr"} <= set(methods.METHODS["pretrain_finetune"].per_n_settings())
+    assert "pretrain_iterations" not in methods.METHODS["pretrain_finetune"].per_n_settings()
+    assert methods.METHODS["demo_conditioned"].per_n_settings() == ()  # n is one of its inputs
+    assert {"l2", "max_steps"} <= set(methods.METHODS["maxent_tabular"].per_n_settings())
+    assert "seed" not in methods.METHODS["maxent_tabular"].per_n_settings()
 
 
 def test_the_true_reward_is_hidden_from_methods(held_out):

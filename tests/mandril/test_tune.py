@@ -16,9 +16,10 @@ SWEEP = f"""
 name = "t"
 suite = "{SMOKE}"
 n_tasks = 3
+seeds = [0, 1]
 n_demos = [1, 4]
 families = ["gridworld"]
-[grid.maxent_tabular]
+[per_n.maxent_tabular]
 l2 = [0.01, 10.0]
 [grid.mandril]
 inner_lr = [0.01, 0.03]
@@ -34,15 +35,18 @@ def test_a_sweep_selects_on_validation_tasks_and_a_suite_includes_it(tmp_path, c
     assert main(["tune", str(sweep), "--out", str(out), "--quiet"]) == 0
     records = [r for d in (out / "runs").glob("*/*/*") for r in RunStore(d).records()]
     assert records and {r["split"] for r in records} == {VALIDATION_SPLIT}  # never a test task
+    assert {r["seed"] for r in records} == {0, 1} and {r["method"] for r in records} == {"maxent_tabular", "mandril", "zero_reward"}
     prepared = sorted(p.name for p in (out / "prepared").glob("*.pt"))
-    assert len(prepared) == 2  # one per inner_lr: the adaptation variants share them
+    assert len(prepared) == 4  # one per inner_lr and seed: the adaptation variants share them
     selected = (out / "selected.toml").read_text()
-    assert "[families.gridworld.methods.maxent_tabular]\nl2 = 0.01" in selected  # a penalty of 10 flattens every reward
-    assert '[families.gridworld.methods.mandril]' in selected and 'adapt_by_n = { "1" = ' in selected
+    assert '[families.gridworld.methods.maxent_tabular]\nby_n = { "1" = { "l2" = 0.01 }, "4" = { "l2" = 0.01 } }' in selected  # 10 flattens every reward
+    assert '[families.gridworld.methods.mandril]\nby_n = { "1" = { "adapt_steps" = ' in selected
+    assert "[families.gridworld.tried]" in selected and "mandril = 4\nmaxent_tabular = 2" in selected
     (tmp_path / "suite.toml").write_text(f'tuned = "{out / "selected.toml"}"\n' + SMOKE.read_text())
     suite = load_suite(tmp_path / "suite.toml")
-    assert suite.method_settings("maxent_tabular", "gridworld", 0)["l2"] == 0.01
-    assert "adapt_by_n" in suite.method_settings("mandril", "gridworld", 0)
+    assert suite.method_settings("maxent_tabular", "gridworld", 0, 4)["l2"] == 0.01
+    assert set(suite.by_n("mandril", "gridworld")) == {"1", "4"}
+    assert suite.families["gridworld"].tried == {"mandril": 4, "maxent_tabular": 2}
     assert main(["tune", str(sweep), "--out", str(out), "--quiet"]) == 0  # a rerun continues (nothing left)
 
 
@@ -52,7 +56,9 @@ def test_a_sweep_selects_on_validation_tasks_and_a_suite_includes_it(tmp_path, c
         ("[grid.airl2]\nlr = [1]", "not in the suite's methods"),
         ("[grid.maxent_tabular]\nl2 = 0.1", "must be a non-empty list of values"),
         ("[grid.maxent_tabular]\nl2 = [-1.0]", "l2 must be a finite number >= 0"),
-        ("[per_n.maxent_tabular]\nl2 = [0.1]", "only MandRIL's adaptation"),
+        ("seeds = [0, 1]\n[per_n.mandril]\ninner_lr = [0.1]", "cannot change with the number of demos (they shape the preparation)"),
+        ("seeds = [0, 1]\n[grid.maxent_tabular]\nl2 = [0.1]\n[per_n.maxent_tabular]\nl2 = [0.1]", "both set ['l2']"),
+        ("[grid.mandril]\ninner_lr = [0.1]", "seeds must hold at least 2 runs to tune prepared methods ['mandril']"),
         ('families = ["nowhere"]', "are not families of the suite"),
     ],
 )
