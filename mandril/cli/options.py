@@ -12,7 +12,17 @@ from typing import Any, Iterable, Mapping
 
 from mandril.core.config import dataclass_to_dict
 
-__all__ = ["HelpFormatter", "field_docs", "add_config_options", "given_config", "changed_fields", "int_list", "positive_int", "non_negative_int"]
+__all__ = ["HelpFormatter", "reward_model_help", "field_docs", "add_config_options", "given_config", "changed_fields", "int_list", "positive_int", "non_negative_int"]
+
+
+def reward_model_help() -> str:
+    """A sentence for ``--help``: the reward-model kinds, what each reads, and what the families offer."""
+    from mandril.rewards.spec import INPUT_KIND_OF
+
+    kinds = "; ".join(f"{kind} reads {', '.join(inputs)}" for kind, inputs in INPUT_KIND_OF.items())
+    return (f"Reward-model kinds (--reward-model '{{\"kind\": ...}}'): {kinds}. Input kinds a family offers: "
+            "env.unwrapped.reward_input_kinds (the GridWorlds: features, map, rgb; the others: features). Without "
+            "--reward-model/--input-kind a method reads what the family offers (a conv net becomes an MLP on the features).")
 
 
 def field_docs(cls: type) -> dict[str, str]:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mandril.cli.options import HelpFormatter, add_config_options, changed_fields, given_config, non_negative_int, positive_int
+from mandril.cli.options import HelpFormatter, add_config_options, changed_fields, given_config, non_negative_int, positive_int, reward_model_help
 from mandril_envs.cli import json_object
 
 __all__ = ["register", "read_run", "load_trained", "RUN_FILE", "PREPARED_FILE", "CHECKPOINT_FILE"]
@@ -52,7 +52,8 @@ def register(subparsers: Any) -> None:
             name,
             help=(cls.__doc__ or name).strip().splitlines()[0],
             description=f"{(cls.__doc__ or name).strip().splitlines()[0]} Writes run.json, checkpoint.pt (as it goes), metrics.csv, "
-            f"TensorBoard events and prepared.pt to --out. --resume continues a killed run bit for bit (and may raise --{TRAINABLE[name].replace('_', '-')}).",
+            f"TensorBoard events and prepared.pt to --out. --resume continues a killed run bit for bit (and may raise --{TRAINABLE[name].replace('_', '-')}). "
+            + reward_model_help(),
             formatter_class=HelpFormatter,
         )
         p.add_argument("--out", required=True, help="run directory (refused if it already holds a run, unless --resume)")
@@ -118,7 +119,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from mandril.core.checkpoint import save_checkpoint
     from mandril.core.io import write_json
-    from mandril.methods import make
+    import gymnasium as gym
+
+    from mandril.methods import METHODS, make
+    from mandril.methods.family_defaults import family_defaults
     from mandril_envs.dataset import DemoDataset, collect
     from mandril_envs.registration import check_env_id
 
@@ -141,7 +145,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise ValueError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
         env_id, env_kwargs = check_env_id(args.env, "--env"), args.env_kwargs
         pool = {"dataset": args.dataset, "n_tasks": args.train_tasks, "n_demos": args.train_demos, "task_seed": args.task_seed, "demo_seed": args.demo_seed}
-        config = given
+        offered = gym.make(env_id, **env_kwargs).unwrapped.reward_input_kinds
+        config = {**family_defaults(METHODS[args.method], offered), **given}  # a family without a map: the features
     method = make(args.method, **config)  # every setting is checked before anything is written
     if args.device != "cpu":
         method.to(args.device)
