@@ -129,8 +129,15 @@ class RunStore:
         atomic_write_text(self.unit_path(unit), text)
 
     def records(self) -> list[dict]:
-        """Every record written so far (units in file-name order, cells in task order)."""
+        """Every record written so far (units in file-name order, cells in task order); in a published folder
+        (no ``records/``), those of its ``records.jsonl.gz``."""
         folder = self.root / "records"
+        published = self.root / "records.jsonl.gz"
+        if not folder.is_dir() and published.is_file():
+            import gzip
+
+            lines = gzip.decompress(published.read_bytes()).decode("utf-8").splitlines()
+            return [json.loads(line) for line in lines if line.strip()]
         out: list[dict] = []
         for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
             for number, line in enumerate(path.read_text().splitlines(), 1):
