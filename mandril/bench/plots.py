@@ -100,7 +100,7 @@ def plot_profiles(scores: dict[tuple, np.ndarray], path: Path, title: str, order
                 values = scores.get((split, n, method))
                 if values is None or values.size == 0:
                     continue
-                share = (np.sort(values.ravel())[None, :] <= PROFILE_TAUS[:, None]).mean(axis=1)
+                share = (values.ravel()[None, :] <= PROFILE_TAUS[:, None] + 1e-9).mean(axis=1)  # differences below 1e-9 are ties
                 style = {"linestyle": "--", "linewidth": 1.0} if method in references else {"linewidth": 2.2 if method == headline else 1.3}
                 (handle,) = axis.step(PROFILE_TAUS, share, where="post", color=colours[method], label=labels.get(method, method), **style)
                 handles.setdefault(method, handle)
