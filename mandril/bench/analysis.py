@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from mandril.eval.stats import interval, probability_of_improvement, sign_flip_p_value
+from mandril.eval.stats import interval, probability_of_improvement, score_intervals, sign_flip_p_value
 from mandril.eval.verdicts import VerdictRule, call_verdicts
 
 __all__ = ["HEADLINE_METHOD", "REFERENCES", "FAILURE_THRESHOLD", "IDENTICAL_TOLERANCE", "RULE", "HALVES", "fill_failures", "score_matrix",
@@ -131,9 +131,8 @@ def summarize_records(records: list[dict], seed: int = 0, order: Sequence[str] =
         normalized, raw = normalized[:, complete], raw[:, complete]
         if normalized.size == 0:
             continue
-        headline = interval("iqm", [normalized], reps=_REPS, seed=seed)
-        mean = interval("mean", [normalized], reps=_REPS, seed=seed)
-        failing = interval("mean", [(normalized > FAILURE_THRESHOLD).astype(float)], reps=_REPS, seed=seed)
+        estimates = score_intervals(normalized, FAILURE_THRESHOLD, reps=_REPS, seed=seed)
+        headline, mean, failing = estimates["iqm"], estimates["mean"], estimates["above"]
         raw_complete = raw[:, ~np.isnan(raw).any(axis=0)]
         mean_raw = interval("mean", [raw_complete], reps=_REPS, seed=seed) if raw_complete.size else {"point": None, "low": None, "high": None}
         success = [r["success"] for r in members if r.get("success") is not None]

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["summarize", "iqm", "probability_of_improvement", "task_improvement", "interval", "sign_flip_p_value", "sign_flip_p_values", "holm", "benjamini_hochberg"]
+__all__ = ["summarize", "iqm", "probability_of_improvement", "task_improvement", "interval", "score_intervals", "sign_flip_p_value", "sign_flip_p_values", "holm", "benjamini_hochberg"]
 
 
 def iqm(values: np.ndarray) -> float:
@@ -37,10 +37,15 @@ def iqm(values: np.ndarray) -> float:
 
 
 def _iqm_batched(samples: np.ndarray) -> np.ndarray:
-    """IQM of each ``samples[i]`` (leading axis: bootstrap samples)."""
-    flat = np.sort(samples.reshape(samples.shape[0], -1), axis=1)
-    cut = flat.shape[1] // 4
-    return flat[:, cut : flat.shape[1] - cut].mean(axis=1)
+    """IQM of each ``samples[i]`` (leading axis: bootstrap samples); a partition, not a sort: the middle half's
+    members are all that the mean needs."""
+    flat = samples.reshape(samples.shape[0], -1)
+    n = flat.shape[1]
+    cut = n // 4
+    if cut == 0:
+        return flat.mean(axis=1)
+    middle = np.partition(flat, (cut, n - cut - 1), axis=1)[:, cut : n - cut]
+    return middle.mean(axis=1)
 
 
 def probability_of_improvement(x: np.ndarray, y: np.ndarray, tolerance: float = 0.0) -> float:
@@ -144,6 +149,36 @@ def benjamini_hochberg(p_values: Sequence[float]) -> np.ndarray:
     return out
 
 
+def _resample(matrices: Sequence[np.ndarray], reps: int, seed: int, task_bootstrap: bool = True) -> list[np.ndarray]:
+    """``(reps, runs, tasks)`` stratified bootstrap samples of each matrix: the same tasks for all, runs independently."""
+    rng = np.random.default_rng(seed)
+    tasks = matrices[0].shape[1]
+    task_index = rng.integers(0, tasks, (reps, tasks)) if task_bootstrap else np.broadcast_to(np.arange(tasks), (reps, tasks))
+    return [m[rng.integers(0, m.shape[0], (reps, m.shape[0], tasks)), task_index[:, None, :]] for m in matrices]
+
+
+def score_intervals(scores: np.ndarray, threshold: float, reps: int = 2000, confidence: float = 0.95, seed: int = 0) -> dict:
+    """The IQM, the mean and the share of scores above ``threshold`` of one ``(runs, tasks)`` matrix, each with the
+    percentile interval of one shared set of stratified bootstrap samples (the same numbers as three calls of
+    :func:`interval` with the same seed, at a third of the cost).
+
+    Returns:
+        ``{"iqm": {"point", "low", "high"}, "mean": {...}, "above": {...}}``.
+    """
+    matrix = np.asarray(scores, dtype=np.float64)
+    if matrix.ndim != 2 or matrix.size == 0:
+        raise ValueError(f"scores must be a non-empty (runs, tasks) matrix, got shape {matrix.shape}")
+    (sample,) = _resample([matrix], reps, seed)
+    flat = sample.reshape(reps, -1)
+    bounds = [(1 - confidence) / 2, (1 + confidence) / 2]
+    out = {}
+    for name, point, values in (("iqm", iqm(matrix), _iqm_batched(sample)), ("mean", float(matrix.mean()), flat.mean(axis=1)),
+                                ("above", float((matrix > threshold).mean()), (flat > threshold).mean(axis=1))):
+        low, high = np.quantile(values, bounds)
+        out[name] = {"point": point, "low": float(low), "high": float(high)}
+    return out
+
+
 def interval(statistic: str, scores: Sequence[np.ndarray], reps: int = 2000, confidence: float = 0.95, seed: int = 0,
              tolerance: float = 0.0, task_bootstrap: bool = True) -> dict:
     """Point estimate and percentile bootstrap interval of ``statistic`` (``"iqm"``, ``"mean"`` or ``"poi"``).
@@ -173,10 +208,7 @@ def interval(statistic: str, scores: Sequence[np.ndarray], reps: int = 2000, con
         raise ValueError(f"scores must share the tasks, got shapes {[m.shape for m in matrices]}")
     if reps < 1 or not 0 < confidence < 1:
         raise ValueError(f"reps must be >= 1 and confidence in (0, 1), got reps={reps}, confidence={confidence}")
-    rng = np.random.default_rng(seed)
-    tasks = matrices[0].shape[1]
-    task_index = rng.integers(0, tasks, (reps, tasks)) if task_bootstrap else np.broadcast_to(np.arange(tasks), (reps, tasks))
-    samples = [m[rng.integers(0, m.shape[0], (reps, m.shape[0], tasks)), task_index[:, None, :]] for m in matrices]
+    samples = _resample(matrices, reps, seed, task_bootstrap)
     if statistic == "iqm":
         point, values = iqm(matrices[0]), _iqm_batched(samples[0])
     elif statistic == "mean":
