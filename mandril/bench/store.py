@@ -7,6 +7,7 @@
     DIR/prepared/<id>.training.pt     its training checkpoint while it trains (a killed run continues it)
     DIR/prepared/<id>.json            how long the preparation took, or why it failed
     DIR/records/<unit id>.jsonl       one record per cell of a finished unit, written atomically
+    DIR/records.jsonl.gz              a published folder's records (no records/ there; see mandril.bench.report.publish)
 
 Every file is written whole or not at all (temporary file, then rename), so after a SIGKILL a unit is
 either done or redone; units are deterministic, so the resumed run ends with exactly the records of
