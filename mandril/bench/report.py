@@ -205,7 +205,11 @@ def _rule_section(comparisons: list[dict], simulation: Optional[dict]) -> list[s
         f"and {s['comparisons']} comparisons corrected together, this rule calls a difference by chance in {_percent(s['false_call_rate'])} of comparisons "
         f"and detects a method better on {config.share_better:.0%} of tasks with {_percent(s['power'])} power when it is the only real difference "
         f"({_percent(s['power_shared'])} when {config.real_share:.0%} of the comparisons are such differences); of these {s['comparisons']} comparisons, "
-        f"chance alone would produce about {s['chance_verdicts']:.2f} verdicts. Without the correction, one comparison on its own calls a difference by "
+        f"chance alone would produce about {s['chance_verdicts']:.2f} verdicts (simulated, from {config.null_comparisons} null comparisons; when no method "
+        f"differs, the exact test and the correction hold the chance of any false call among all {s['comparisons']} at or below {RULE.alpha:g} for any "
+        f"score distribution" + (", the Benjamini-Hochberg procedure where the tests are independent or positively dependent" if RULE.correction == "bh" else "")
+        + "). "
+        f"Without the correction, one comparison on its own calls a difference by "
         f"chance in {_percent(s['false_call_rate_uncorrected'])} of cases and detects that method with {_percent(s['power_uncorrected'])} power "
         f"({s['comparisons']} uncorrected comparisons: about {s['false_call_rate_uncorrected'] * s['comparisons']:.1f} chance verdicts).",
         "", "A **tie** is \"not shown to differ\" at this power, not \"equal\".", ""]
