@@ -5,12 +5,13 @@
     >>> write_report("reports/smoke")
 
 See :mod:`mandril.bench.suite` (the file format), :mod:`mandril.bench.cells` (cells and units),
-:mod:`mandril.bench.store` (the output directory), :mod:`mandril.bench.runners` (local workers, Ray)
-and :mod:`mandril.bench.report` (statistics and the report).
+:mod:`mandril.bench.store` (the output directory), :mod:`mandril.bench.runners` (local workers, Ray),
+:mod:`mandril.bench.analysis` (statistics and verdicts), :mod:`mandril.bench.plots` and :mod:`mandril.bench.report`
+(the report, and publishing a run with its records).
 """
 
 from mandril.bench.cells import Preparation, Unit, preparations_of, units_of
-from mandril.bench.report import compare_with, summarize_records, write_report
+from mandril.bench.report import compare_with, publish, summarize_records, write_report
 from mandril.bench.runners import BACKENDS, RunSummary, run_suite
 from mandril.bench.store import RunStore
 from mandril.bench.suite import Suite, load_suite, suite_from_dict
@@ -25,6 +26,7 @@ __all__ = [
     "compare_with",
     "load_suite",
     "preparations_of",
+    "publish",
     "run_suite",
     "suite_from_dict",
     "summarize_records",

@@ -1,194 +1,63 @@
 """The report of a suite's output directory: statistics, tables, plots, and where MandRIL wins, ties and loses.
 
-Headline score: normalized EVD (0: the expert, 1: a uniform random policy), as an interquartile mean
-with a 95% stratified bootstrap interval over held-out tasks (and seeds as runs), per family, split
-and number of demos; raw EVD (mean), success and held-out demo NLL beside it. A failed cell (a
-diverged fit) is scored as the zero reward on the same task and demos, not dropped, and counted.
+Headline score: normalized EVD (0: the expert, 1: a uniform random policy), per family, split and number
+of demos, as an interquartile mean and a mean, each with a 95% stratified bootstrap interval over runs x
+tasks (:mod:`mandril.eval.stats`), and the share of failures (normalized EVD above 0.1) beside them, with
+performance profiles. A failed cell (a diverged fit) is scored as the zero reward on the same task and
+demos, not dropped, and counted.
 
-MandRIL against each other method: rliable's probability of improvement ``P(MandRIL better)`` on the
-same cells, with its interval: a **win** when the interval lies above 1/2, a **loss** when it lies
-below, a **tie** otherwise.
+MandRIL against each other method: ``P(MandRIL better)`` (rliable's probability of improvement) with its
+interval and the verdict rule of :mod:`mandril.eval.verdicts` (an exact test per comparison, corrected
+over all comparisons), whose false-call rate and power the report measures by simulation for its own
+runs, tasks and number of comparisons; every verdict re-tested on two halves of the tasks and on each
+run (:mod:`mandril.bench.analysis`). The statistics are in :mod:`mandril.bench.analysis`, the plots in
+:mod:`mandril.bench.plots`.
 
 Files: ``report.md``, ``summary.csv`` and ``summary.json`` (one row per family, split, n, method),
-``comparisons.csv`` (MandRIL against each method), ``plots/<family>.png`` and ``plots/aggregate.png``.
+``comparisons.csv`` (MandRIL against each method), ``plots/<family>.png``, ``plots/<family>-profiles.png``
+and ``plots/aggregate.png``. :func:`publish` copies a run's report with its records
+(``records.jsonl.gz``), suite, preparation times and tuning table to a folder, where
+``mandril bench report`` recomputes exactly the same report.
 """
 
 from __future__ import annotations
 
 import datetime
+import gzip
 import json
+import os
 import platform
+import shutil
 import subprocess
 from collections import defaultdict
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import numpy as np
 
+from mandril.bench.analysis import (FAILURE_THRESHOLD, HALVES, HEADLINE_METHOD, REFERENCES, RULE, aggregate, best_others, compare_with,
+                                    convergence, fill_failures, identical_methods, score_matrix, summarize_records)
 from mandril.bench.cells import units_of
-from mandril.bench.store import RunStore
+from mandril.bench.plots import plot_curves, plot_profiles
+from mandril.bench.store import SUITE_FILE, RunStore
 from mandril.bench.suite import Suite
-from mandril.core.io import atomic_write_bytes, atomic_write_text, write_csv, write_json
-from mandril.eval.stats import interval
+from mandril.core.io import atomic_write_bytes, atomic_write_text, read_csv, write_csv, write_json
+from mandril.eval.verdicts import simulate_rule
 
-__all__ = ["write_report", "summarize_records", "compare_with", "HEADLINE_METHOD"]
+__all__ = ["write_report", "summarize_records", "compare_with", "publish", "tuning_budget", "HEADLINE_METHOD", "PUBLISHED_RECORDS",
+           "TUNING_FILE", "PREPARATIONS_FILE", "REPRODUCE_PREFIX"]
 
-HEADLINE_METHOD = "mandril"
-REFERENCES = ("expert", "zero_reward", "uniform_policy")
-_REPS = 2000
-
-
-def _fill_failures(records: list[dict]) -> tuple[list[dict], int]:
-    """Records with each failed cell scored as the zero reward's cell of the same task (if the suite has it)."""
-    zero = {(r["family"], r["split"], r["seed"], r["task"], r["n_demos"]): r for r in records if r["method"] == "zero_reward" and not r.get("error")}
-    filled, dropped = [], 0
-    for r in records:
-        if not r.get("error"):
-            filled.append(r)
-            continue
-        stand_in = zero.get((r["family"], r["split"], r["seed"], r["task"], r["n_demos"]))
-        if stand_in is None:
-            dropped += 1
-            continue
-        filled.append({**r, **{k: stand_in[k] for k in ("evd", "normalized_evd", "learned_return", "demo_nll", "success")}})
-    return filled, dropped
-
-
-def _matrix(rows: list[dict], key: str) -> tuple[np.ndarray, list[int], list[int]]:
-    """``(seeds, tasks)`` matrix of ``key`` (NaN where missing), with the seed and task labels."""
-    seeds = sorted({r["seed"] for r in rows})
-    tasks = sorted({r["task"] for r in rows})
-    matrix = np.full((len(seeds), len(tasks)), np.nan)
-    for r in rows:
-        value = r.get(key)
-        if value is not None:
-            matrix[seeds.index(r["seed"]), tasks.index(r["task"])] = float(value)
-    return matrix, seeds, tasks
-
-
-def summarize_records(records: list[dict], seed: int = 0) -> list[dict]:
-    """One row per (family, split, n_demos, method): cells, failures, and the statistics (module docstring)."""
-    filled, _ = _fill_failures(records)
-    failures: dict[tuple, int] = defaultdict(int)
-    for r in records:
-        if r.get("error"):
-            failures[(r["family"], r["split"], r["n_demos"], r["method"])] += 1
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in filled:
-        groups[(r["family"], r["split"], r["n_demos"], r["method"])].append(r)
-    rows = []
-    for (family, split, n, method), members in sorted(groups.items()):
-        normalized, _, _ = _matrix(members, "normalized_evd")
-        raw, _, _ = _matrix(members, "evd")
-        complete = ~np.isnan(normalized).any(axis=0)
-        normalized, raw = normalized[:, complete], raw[:, complete]
-        headline = interval("iqm", [normalized], reps=_REPS, seed=seed)
-        mean_raw = interval("mean", [raw], reps=_REPS, seed=seed)
-        success = [r["success"] for r in members if r.get("success") is not None]
-        nll = [r["demo_nll"] for r in members if r.get("demo_nll") is not None]
-        rows.append({
-            "family": family, "split": split, "n_demos": n, "method": method, "cells": len(members), "failed": failures[(family, split, n, method)],
-            "seeds": normalized.shape[0], "tasks": normalized.shape[1],
-            "nevd_iqm": headline["point"], "nevd_low": headline["low"], "nevd_high": headline["high"], "nevd_mean": float(normalized.mean()),
-            "evd_mean": mean_raw["point"], "evd_low": mean_raw["low"], "evd_high": mean_raw["high"],
-            "success": float(np.mean(success)) if success else None, "demo_nll": float(np.mean(nll)) if nll else None,
-            "seconds_per_cell": float(np.mean([r["seconds"] for r in members if r.get("seconds") is not None] or [0.0])),
-        })
-    return rows
-
-
-#: Fewer common held-out tasks than this (a reduced grid of cells) get no win/tie/loss verdict.
-MIN_TASKS_FOR_VERDICT = 5
-
-
-def compare_with(records: list[dict], headline: str = HEADLINE_METHOD, seed: int = 0) -> list[dict]:
-    """``P(headline better)`` against every other non-reference method on their common cells, with the verdict."""
-    filled, _ = _fill_failures(records)
-    groups: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for r in filled:
-        groups[(r["family"], r["split"], r["n_demos"])][r["method"]].append(r)
-    rows = []
-    for (family, split, n), by_method in sorted(groups.items()):
-        if headline not in by_method:
-            continue
-        for other, members in sorted(by_method.items()):
-            if other == headline or other in REFERENCES:
-                continue
-            keys = {(r["seed"], r["task"]) for r in members} & {(r["seed"], r["task"]) for r in by_method[headline]}
-            mine, _, tasks = _matrix([r for r in by_method[headline] if (r["seed"], r["task"]) in keys], "normalized_evd")
-            theirs, _, _ = _matrix([r for r in members if (r["seed"], r["task"]) in keys], "normalized_evd")
-            complete = ~(np.isnan(mine).any(axis=0) | np.isnan(theirs).any(axis=0))
-            if not complete.any():
-                continue
-            estimate = interval("poi", [-mine[:, complete], -theirs[:, complete]], reps=_REPS, seed=seed)  # lower EVD is better
-            verdict = "win" if estimate["low"] > 0.5 else "loss" if estimate["high"] < 0.5 else "tie"
-            if complete.sum() < MIN_TASKS_FOR_VERDICT:
-                verdict = "too few tasks"  # a bootstrap over 2 or 3 tasks says nothing
-            rows.append({"family": family, "split": split, "n_demos": n, "method": other, "tasks": int(complete.sum()),
-                         "p_better": estimate["point"], "p_low": estimate["low"], "p_high": estimate["high"], "verdict": verdict})
-    return rows
-
-
-def _aggregate(records: list[dict], seed: int = 0) -> list[dict]:
-    """IQM of normalized EVD across every family and split, per method and n (on the cells each method has)."""
-    filled, _ = _fill_failures(records)
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in filled:
-        groups[(r["n_demos"], r["method"])].append({**r, "task": f"{r['family']}/{r['split']}/{r['task']}"})
-    rows = []
-    for (n, method), members in sorted(groups.items(), key=lambda item: (item[0][1], item[0][0])):
-        matrix, _, _ = _matrix(members, "normalized_evd")
-        matrix = matrix[:, ~np.isnan(matrix).any(axis=0)]
-        estimate = interval("iqm", [matrix], reps=_REPS, seed=seed)
-        families = sorted({r["family"] for r in members})
-        rows.append({"n_demos": n, "method": method, "families": families, "tasks": matrix.shape[1], "nevd_iqm": estimate["point"], "nevd_low": estimate["low"], "nevd_high": estimate["high"]})
-    return rows
-
-
-# --- plots -----------------------------------------------------------------------------------------
-def _plot(rows: list[dict], path: Path, title: str, panel_key: Optional[str], order: Sequence[str] = ()) -> None:
-    """EVD-vs-demos lines with interval bands, one panel per ``panel_key`` value; each method keeps its
-    colour (by its place in ``order``) across plots; symlog y so that 0.005 and 0.05 are told apart."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = sorted({r[panel_key] for r in rows}) if panel_key else [None]
-    figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
-    present = {r["method"] for r in rows}
-    methods = [m for m in order if m in present] + sorted(present - set(order))
-    learners = [m for m in methods if m not in REFERENCES]
-    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(learners)}
-    colours.update({m: str(0.2 + 0.25 * i) for i, m in enumerate(m for m in methods if m in REFERENCES)})
-    for axis, panel in zip(axes[0], panels):
-        for method in methods:
-            line = sorted((r for r in rows if r["method"] == method and (panel_key is None or r[panel_key] == panel)), key=lambda r: r["n_demos"])
-            if not line:
-                continue
-            n = [r["n_demos"] for r in line]
-            style = {"linestyle": "--", "linewidth": 1.0} if method in REFERENCES else {"marker": "o", "linewidth": 2.2 if method == HEADLINE_METHOD else 1.4}
-            axis.plot(n, [r["nevd_iqm"] for r in line], label=method, color=colours[method], **style)
-            axis.fill_between(n, [r["nevd_low"] for r in line], [r["nevd_high"] for r in line], color=colours[method], alpha=0.15)
-        ticks = sorted({r["n_demos"] for r in rows})
-        axis.set_xscale("log", base=2)
-        axis.set_xticks(ticks)
-        axis.set_xticklabels([str(t) for t in ticks])
-        axis.set_yscale("symlog", linthresh=0.01)
-        axis.set_ylim(bottom=0.0)
-        axis.set_xlabel("demonstrations of the new task")
-        axis.set_ylabel("normalized EVD, IQM (lower is better; symlog)")
-        axis.set_title(str(panel) if panel is not None else "all families")
-        axis.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    figure.suptitle(title)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
+#: Kept for callers of the earlier module: the fewest common tasks that get a verdict.
+MIN_TASKS_FOR_VERDICT = RULE.min_tasks
+#: A published folder's records, one JSON record per line, gzip-compressed (see :func:`publish`).
+PUBLISHED_RECORDS = "records.jsonl.gz"
+#: The tuning sweep's table of a run (``mandril bench run`` copies it next to ``suite.json``).
+TUNING_FILE = "tuning.csv"
+#: A published folder's preparation times (a run's are in ``prepared/``).
+PREPARATIONS_FILE = "preparations.json"
+#: The one line of ``report.md`` that names the commit, the date, the machine and the versions.
+REPRODUCE_PREFIX = "Written at git commit"
+_REPORT_FILES = ("report.md", "summary.csv", "summary.json", "comparisons.csv")
 
 
 # --- the report --------------------------------------------------------------------------------------
@@ -213,11 +82,60 @@ def _commit() -> str:
         return "unknown"
 
 
+def _fmt(value: Optional[float], digits: int = 3) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
 def _cell(row: Optional[dict]) -> str:
     if row is None:
         return ""
     failed = f" ({row['failed']} failed)" if row["failed"] else ""
     return f"{row['nevd_iqm']:.3f} [{row['nevd_low']:.3f}, {row['nevd_high']:.3f}]{failed}"
+
+
+def _tail_cell(row: Optional[dict]) -> str:
+    if row is None:
+        return ""
+    return (f"{row['nevd_mean']:.3f} [{row['nevd_mean_low']:.3f}, {row['nevd_mean_high']:.3f}]; "
+            f"{row['fail_share']:.0%} [{row['fail_low']:.0%}, {row['fail_high']:.0%}]")
+
+
+def tuning_budget(root: Union[str, Path]) -> Optional[dict[str, dict[str, dict]]]:
+    """``{method: {family: {"points", "per_n"}}}`` from ``root/tuning.csv`` (the tuning sweep's table: one row
+    per method, setting (``point``), per-n variant (``variant``), family and n), or ``None`` when the folder
+    has no such table. ``points``: the distinct settings tried on the family (every variant counted);
+    ``per_n``: how many of them were variants chosen per number of demos (1: one setting for every n)."""
+    path = Path(root) / TUNING_FILE
+    if not path.is_file():
+        return None
+    rows = read_csv(path, convert=str)
+    if rows and not {"method", "family", "point"} <= set(rows[0]):
+        raise ValueError(f"{path}: a tuning table needs the columns method, family and point, got {sorted(rows[0])}")
+    seen: dict[tuple, set] = defaultdict(set)
+    for row in rows:
+        seen[(row["method"], row["family"])].add((row["point"], row.get("variant", "")))
+    out: dict[str, dict[str, dict]] = defaultdict(dict)
+    for (method, family), settings in seen.items():
+        out[method][family] = {"points": len(settings), "per_n": len({variant for _, variant in settings})}
+    return dict(out)
+
+
+def _preparation_seconds(store: RunStore) -> dict[str, float]:
+    """A run's preparation times (``prepared/``), or a published folder's (``preparations.json``)."""
+    if store.prepared_dir.is_dir():
+        return store.preparation_seconds()
+    path = store.root / PREPARATIONS_FILE
+    if path.is_file():
+        return {str(k): float(v) for k, v in json.loads(path.read_text()).items()}
+    return {}
+
+
+def _records(store: RunStore) -> list[dict]:
+    records = store.records()
+    if not records:
+        raise ValueError(f"{store.root} holds no records (no records/ folder with records, and no {PUBLISHED_RECORDS}): its report cannot be "
+                         f"recomputed here; run the suite with 'mandril bench run', or publish a run's folder with 'mandril bench publish'")
+    return records
 
 
 def write_report(out: Union[str, Path], seed: int = 0) -> dict:
@@ -228,41 +146,143 @@ def write_report(out: Union[str, Path], seed: int = 0) -> dict:
     """
     store = RunStore(out)
     suite = store.suite()
-    records = store.records()
-    if not records:
-        raise ValueError(f"{store.root} holds no records yet: run 'mandril bench run' first")
-    rows = summarize_records(records, seed)
-    comparisons = compare_with(records, seed=seed)
-    aggregate = _aggregate(records, seed)
+    records = _records(store)
+    order = list(suite.methods)
+    rows = summarize_records(records, seed, order)
+    comparisons = compare_with(records, seed=seed, order=order)
+    combined = aggregate(records, seed)
+    identical = identical_methods(records, order)
+    counted = [c for c in comparisons if c["verdict"] != "too few tasks"]
+    simulation = None
+    if counted:
+        shapes = defaultdict(int)
+        for c in counted:
+            shapes[(c["runs"], c["tasks"])] += 1
+        runs, tasks = max(shapes, key=lambda k: (shapes[k], k))
+        simulation = simulate_rule(RULE, runs, tasks, len(counted))
     root = store.root
     write_csv(root / "summary.csv", rows)
-    write_json(root / "summary.json", {"rows": rows, "aggregate": aggregate, "comparisons": comparisons})
+    write_json(root / "summary.json", {"rows": rows, "aggregate": combined, "comparisons": comparisons, "identical": identical,
+                                       "simulation": None if simulation is None else {k: v for k, v in simulation.items() if k not in ("rule", "config")}})
     if comparisons:
         write_csv(root / "comparisons.csv", comparisons)
+    labels_by_family = {family: {rep: f"{rep} (= {', '.join(sorted(m for m, r in same.items() if r == rep))})" for rep in set(same.values())}
+                        for family, same in identical.items()}
+    filled, _ = fill_failures(records)
     for family in suite.families:
-        family_rows = [r for r in rows if r["family"] == family]
-        if family_rows:
-            _plot(family_rows, root / "plots" / f"{family}.png", f"{suite.name}: {family} ({suite.families[family].env_id})", "split", suite.methods)
-    _plot(aggregate, root / "plots" / "aggregate.png", f"{suite.name}: all families", None, suite.methods)
-    atomic_write_text(root / "report.md", _markdown(suite, store, records, rows, comparisons, aggregate))
-    return {"rows": rows, "comparisons": comparisons, "aggregate": aggregate}
+        family_rows = [r for r in rows if r["family"] == family and not r["same_as"]]
+        if not family_rows:
+            continue
+        labels = labels_by_family.get(family, {})
+        title = f"{suite.name}: {family} ({suite.families[family].env_id})"
+        plot_curves(family_rows, root / "plots" / f"{family}.png", title, "split", order, REFERENCES, HEADLINE_METHOD, labels)
+        scores: dict[tuple, list[dict]] = defaultdict(list)
+        for r in filled:
+            if r["family"] == family and r["method"] not in identical.get(family, {}):
+                scores[(r["split"], r["n_demos"], r["method"])].append(r)
+        matrices = {key: score_matrix(members)[0] for key, members in scores.items()}
+        plot_profiles({key: m[:, ~np.isnan(m).any(axis=0)] for key, m in matrices.items()}, root / "plots" / f"{family}-profiles.png",
+                      f"{title}: performance profiles", order, REFERENCES, HEADLINE_METHOD, labels)
+    plot_curves(combined, root / "plots" / "aggregate.png", f"{suite.name}: all families", None, order, REFERENCES, HEADLINE_METHOD)
+    atomic_write_text(root / "report.md", _markdown(suite, store, records, rows, comparisons, combined, identical, simulation))
+    return {"rows": rows, "comparisons": comparisons, "aggregate": combined, "identical": identical, "simulation": simulation}
 
 
-def _markdown(suite: Suite, store: RunStore, records: list[dict], rows: list[dict], comparisons: list[dict], aggregate: list[dict]) -> str:
+def _percent(x: float) -> str:
+    return f"{100 * x:.2f}%" if x < 0.1 else f"{100 * x:.0f}%"
+
+
+def _rule_section(comparisons: list[dict], simulation: Optional[dict]) -> list[str]:
+    lines = ["## The verdict rule and its error rates", "",
+             f"A comparison of MandRIL with another method is {RULE.describe()}. The exact test's null hypothesis: on every task, the two "
+             f"methods' scores are exchangeable; its p-value is exact (no bootstrap resolution limit). The interval beside P(MandRIL better) is "
+             f"the 95% percentile interval of the stratified bootstrap (tasks resampled jointly for both methods, runs within each task).", ""]
+    if simulation is None:
+        return lines + ["No comparison has enough common tasks for a verdict.", ""]
+    s, config = simulation, simulation["config"]
+    lines += [
+        f"Measured by simulation (`mandril.eval.verdicts.simulate_rule`; model: {config.describe()}): with {s['runs']} run(s) x {s['tasks']} tasks "
+        f"and {s['comparisons']} comparisons corrected together, this rule calls a difference by chance in {_percent(s['false_call_rate'])} of comparisons "
+        f"and detects a method better on {config.share_better:.0%} of tasks with {_percent(s['power'])} power when it is the only real difference "
+        f"({_percent(s['power_shared'])} when {config.real_share:.0%} of the comparisons are such differences); of these {s['comparisons']} comparisons, "
+        f"chance alone would produce about {s['chance_verdicts']:.2f} verdicts (simulated, from {config.null_comparisons} null comparisons; when no method "
+        f"differs, the exact test and the correction hold the chance of any false call among all {s['comparisons']} at or below {RULE.alpha:g} for any "
+        f"score distribution" + (", the Benjamini-Hochberg procedure where the tests are independent or positively dependent" if RULE.correction == "bh" else "")
+        + "). "
+        f"Without the correction, one comparison on its own calls a difference by "
+        f"chance in {_percent(s['false_call_rate_uncorrected'])} of cases and detects that method with {_percent(s['power_uncorrected'])} power "
+        f"({s['comparisons']} uncorrected comparisons: about {s['false_call_rate_uncorrected'] * s['comparisons']:.1f} chance verdicts).",
+        "", "A **tie** is \"not shown to differ\" at this power, not \"equal\".", ""]
+    return lines
+
+
+def _replication_section(comparisons: list[dict], seeds: list[int]) -> list[str]:
+    called = [c for c in comparisons if c["verdict"] in ("win", "loss")]
+    ties = [c for c in comparisons if c["verdict"] == "tie"]
+    lines = ["## Replication", "",
+             "Every verdict re-tested, with the same exact test but uncorrected (it re-tests a comparison already named), on the two halves of the "
+             "tasks (even and odd task index, a fixed split) and on each run separately. A win or loss that does not hold on both halves is "
+             "**fragile** and is not named in the headline.", "",
+             "| subset | wins and losses reproduced | ties still ties | reversed (win <-> loss) |", "|---|---|---|---|"]
+
+    def row(name: str, get) -> str:
+        same = sum(1 for c in called if get(c) == c["verdict"])
+        kept = sum(1 for c in ties if get(c) == "tie")
+        flipped = sum(1 for c in called if {get(c), c["verdict"]} == {"win", "loss"})
+        return f"| {name} | {same} of {len(called)} | {kept} of {len(ties)} | {flipped} |"
+
+    for half in HALVES:
+        lines.append(row(f"tasks of {half} index", lambda c, h=half: c[f"verdict_{h}"]))
+    for seed in seeds:
+        lines.append(row(f"run (seed) {seed}", lambda c, s=seed: dict(part.split(":", 1) for part in c["verdict_runs"].split(";") if part).get(str(s))))
+    fragile = [c for c in called if c["robust"] == "no"]
+    lines += ["", f"Robust wins and losses (hold on both halves): {len(called) - len(fragile)} of {len(called)}; fragile: "
+              + (", ".join(f"{c['verdict']} against {c['method']} on {c['family']}/{c['split']} n={c['n_demos']} (halves: {c['verdict_even']}, {c['verdict_odd']})" for c in fragile) or "none") + "."]
+    if len(seeds) == 1:
+        lines.append("With one run, the per-run check is the full data again.")
+    return lines + [""]
+
+
+def _headline_section(suite: Suite, comparisons: list[dict], rows: list[dict]) -> list[str]:
+    best = best_others(comparisons)
+    if not best:
+        return []
+    iqm = {(r["family"], r["split"], r["n_demos"], r["method"]): r for r in rows}
+    lines = ["## Headline: MandRIL against the method it is least likely to beat", "",
+             "Per family, split and n, the other method with the lowest P(MandRIL better) (never chosen by IQM), with the verdict; only "
+             "robust verdicts (they hold on both halves of the tasks) are named as wins or losses here.", "",
+             "| family | split | n | MandRIL IQM | best other | its IQM | P(MandRIL better) [95%] | verdict |", "|---|---|---|---|---|---|---|---|"]
+    for c in best:
+        mine, theirs = iqm.get((c["family"], c["split"], c["n_demos"], HEADLINE_METHOD)), iqm.get((c["family"], c["split"], c["n_demos"], c["method"]))
+        name = c["method"] + (f" (= {c['identical'].replace(';', ', ')})" if c["identical"] else "")
+        verdict = c["verdict"] if c["verdict"] == "tie" or c["robust"] == "yes" else f"tie ({c['verdict']}, fragile)"
+        lines.append(f"| {c['family']} | {c['split']} | {c['n_demos']} | {_fmt(mine and mine['nevd_iqm'])} | {name} | {_fmt(theirs and theirs['nevd_iqm'])} "
+                     f"| {c['p_better']:.2f} [{c['p_low']:.2f}, {c['p_high']:.2f}] | {verdict} |")
+    robust = [c for c in comparisons if c["robust"] == "yes"]
+    for verdict, word in (("win", "Robust wins"), ("loss", "Robust losses")):
+        named = [f"{c['method']} ({c['family']}/{c['split']}, n={c['n_demos']})" for c in robust if c["verdict"] == verdict]
+        lines += ["", f"{word} of MandRIL against any method: " + (", ".join(named) if named else "none") + "."]
+    return lines + [""]
+
+
+def _markdown(suite: Suite, store: RunStore, records: list[dict], rows: list[dict], comparisons: list[dict], combined: list[dict],
+              identical: dict, simulation: Optional[dict]) -> str:
     units = units_of(suite)
-    status = store.status(units)
-    total_left = sum(v["left"] for v in status.values())
+    total = sum(u.n_tasks for u in units)
     failed = sum(1 for r in records if r.get("error"))
+    seeds = sorted({r["seed"] for r in records})
     lines = [f"# Benchmark `{suite.name}`", ""]
     if suite.description:
         lines += [suite.description.strip(), ""]
     lines += [
-        "Scores: **normalized EVD** (0: as good as the expert; 1: as bad as a uniform random policy), interquartile mean "
-        "[95% stratified bootstrap interval over held-out tasks, seeds as runs]. Raw EVD, success and held-out demo NLL "
-        "are in `summary.csv`. A failed cell (a diverged fit) is scored as the zero reward on the same task and counted.",
+        "Scores: **normalized EVD** (0: as good as the expert; 1: as bad as a uniform random policy; lower is better). Intervals are 95% "
+        "percentile intervals of the project's vectorised stratified bootstrap (`mandril.eval.stats.interval`), which implements rliable's "
+        "definitions (IQM, probability of improvement; `StratifiedBootstrap` with `task_bootstrap=True`: tasks resampled, then runs within "
+        "each task) and is cross-checked against rliable in the tests. Raw EVD, success and held-out demo NLL are in `summary.csv`. A failed "
+        "cell (a diverged fit) is scored as the zero reward on the same task and counted.",
         "",
-        f"Cells: {len(records)} of {sum(u.n_tasks for u in units)} done" + (f" ({total_left} left: the run is incomplete)" if total_left else "")
-        + f"; {failed} failed. Seeds {list(suite.seeds)}; likelihood `{suite.likelihood}` for every MaxEnt-family method.",
+        f"Cells: {len(records)} of {total} done" + (f" ({total - len(records)} left: the run is incomplete)" if len(records) < total else "")
+        + f"; {failed} failed. Runs (seeds) {seeds}; likelihood `{suite.likelihood}` for every MaxEnt-family method.",
         "",
     ]
     for method, limits in suite.cells.items():
@@ -272,55 +292,73 @@ def _markdown(suite: Suite, store: RunStore, records: list[dict], rows: list[dic
         lines.append(f"- `{method}` runs on a reduced grid: " + "; ".join(part for part in scope if part) + " (its comparisons rest on those cells alone).")
     if suite.cells:
         lines.append("")
-    verdicts = [c for c in comparisons]
-    if verdicts:
-        counts = {v: sum(1 for c in verdicts if c["verdict"] == v) for v in ("win", "tie", "loss", "too few tasks")}
+    if identical:
+        lines += ["Methods with identical results (the same normalized EVD on every cell of a family, within 1e-12) are shown and compared once:"]
+        for family, same in identical.items():
+            for rep in sorted(set(same.values())):
+                lines.append(f"- `{family}`: `{rep}` = " + ", ".join(f"`{m}`" for m in sorted(m for m, r in same.items() if r == rep)))
+        lines.append("")
+    lines += _headline_section(suite, comparisons, rows)
+    lines += _rule_section(comparisons, simulation)
+    if comparisons:
+        counts = {v: sum(1 for c in comparisons if c["verdict"] == v) for v in ("win", "tie", "loss", "too few tasks")}
+        fragile = sum(1 for c in comparisons if c["robust"] == "no")
         lines += ["## Where MandRIL wins, ties and loses", "",
-                  f"Against each other method on the same cells, `P(MandRIL better)` on normalized EVD (rliable's probability of improvement) "
-                  f"with a 95% interval: {counts['win']} wins (interval above 1/2), {counts['tie']} ties, {counts['loss']} losses "
-                  f"(interval below 1/2), over families x splits x n x methods"
-                  + (f"; {counts['too few tasks']} comparisons on fewer than {MIN_TASKS_FOR_VERDICT} common tasks get no verdict (P shown)" if counts["too few tasks"] else "")
+                  f"Against each other method on the same cells, `P(MandRIL better)` on normalized EVD with its 95% interval and the verdict "
+                  f"of the rule above: {counts['win']} wins, {counts['tie']} ties, {counts['loss']} losses ({fragile} of the wins and losses fragile, "
+                  f"marked *), over families x splits x n x methods"
+                  + (f"; {counts['too few tasks']} comparisons on fewer than {RULE.min_tasks} common tasks get no verdict (P shown)" if counts["too few tasks"] else "")
                   + ".", ""]
         for family in suite.families:
             for split in suite.families[family].splits:
-                here = [c for c in verdicts if c["family"] == family and c["split"] == split]
+                here = [c for c in comparisons if c["family"] == family and c["split"] == split]
                 if not here:
                     continue
                 parts = []
                 for verdict in ("loss", "tie", "win", "too few tasks"):
-                    named = [f"{c['method']} (n={c['n_demos']}, P={c['p_better']:.2f})" for c in here if c["verdict"] == verdict]
+                    named = [f"{c['method']}{'*' if c['robust'] == 'no' else ''} (n={c['n_demos']}, P={c['p_better']:.2f})" for c in here if c["verdict"] == verdict]
                     if named:
                         parts.append(f"**{ {'win': 'wins', 'tie': 'ties', 'loss': 'losses', 'too few tasks': 'too few tasks to call'}[verdict]}**: " + ", ".join(named))
                 lines += [f"- `{family}` / `{split}`: " + "; ".join(parts)]
         lines.append("")
-    lines += ["## Normalized EVD by family", ""]
+        lines += _replication_section(comparisons, seeds)
+    lines += ["## Normalized EVD by family", "",
+              f"Per family: the IQM [95% interval] by n; then the tails: the mean [95% interval] and the share of failures (runs x tasks with "
+              f"normalized EVD above {FAILURE_THRESHOLD}) [95% interval]; and the performance profiles (the share of runs x tasks at or below each "
+              f"threshold tau; the dotted line is tau = {FAILURE_THRESHOLD}).", ""]
     for family, spec in suite.families.items():
-        lines += [f"### {family} (`{spec.env_id}` {json.dumps(spec.env_kwargs)})", "", f"![{family}](plots/{family}.png)", ""]
+        same = identical.get(family, {})
+        lines += [f"### {family} (`{spec.env_id}` {json.dumps(spec.env_kwargs)})", "", f"![{family}](plots/{family}.png)", "",
+                  f"![{family} profiles](plots/{family}-profiles.png)", ""]
         for split in spec.splits:
-            here = [r for r in rows if r["family"] == family and r["split"] == split]
+            here = [r for r in rows if r["family"] == family and r["split"] == split and not r["same_as"]]
             if not here:
                 continue
             ns = sorted({r["n_demos"] for r in here})
-            lines += [f"`{split}`:", "", "| method | " + " | ".join(f"n={n}" for n in ns) + " |", "|---|" + "---|" * len(ns)]
-            for method in suite.methods:
-                by_n = {r["n_demos"]: r for r in here if r["method"] == method}
-                if by_n:
-                    name = f"**{method}**" if method == HEADLINE_METHOD else method
-                    lines.append(f"| {name} | " + " | ".join(_cell(by_n.get(n)) for n in ns) + " |")
-            lines.append("")
-    if aggregate:
-        ns = sorted({r["n_demos"] for r in aggregate})
+            for caption, render in (("IQM", _cell), ("mean; failures", _tail_cell)):
+                lines += [f"`{split}`, {caption}:", "", "| method | " + " | ".join(f"n={n}" for n in ns) + " |", "|---|" + "---|" * len(ns)]
+                for method in suite.methods:
+                    by_n = {r["n_demos"]: r for r in here if r["method"] == method}
+                    if by_n:
+                        name = f"**{method}**" if method == HEADLINE_METHOD else method
+                        twins = sorted(m for m, r in same.items() if r == method)
+                        name += f" (= {', '.join(twins)})" if twins else ""
+                        lines.append(f"| {name} | " + " | ".join(render(by_n.get(n)) for n in ns) + " |")
+                lines.append("")
+    if combined:
+        ns = sorted({r["n_demos"] for r in combined})
         lines += ["## All families together", "", "![aggregate](plots/aggregate.png)", "", "| method | families | " + " | ".join(f"n={n}" for n in ns) + " |", "|---|---|" + "---|" * len(ns)]
         for method in suite.methods:
-            by_n = {r["n_demos"]: r for r in aggregate if r["method"] == method}
+            by_n = {r["n_demos"]: r for r in combined if r["method"] == method}
             if by_n:
                 families = sorted({f for r in by_n.values() for f in r["families"]})
                 lines.append(f"| {method} | {len(families)} | " + " | ".join("" if n not in by_n else f"{by_n[n]['nevd_iqm']:.3f} [{by_n[n]['nevd_low']:.3f}, {by_n[n]['nevd_high']:.3f}]" for n in ns) + " |")
         lines.append("")
+    lines += _care_section(suite, store, records)
     seconds: dict[str, float] = defaultdict(float)
     for r in records:
         seconds[r["method"]] += float(r.get("seconds") or 0.0)
-    preparation = store.preparation_seconds()
+    preparation = _preparation_seconds(store)
     lines += ["## Wall time", "", "| method | fitting (s, all cells) | preparation (s) |", "|---|---|---|"]
     for method in suite.methods:
         prepared = sum(v for k, v in preparation.items() if k.split("--")[0] == method)
@@ -339,9 +377,88 @@ def _markdown(suite: Suite, store: RunStore, records: list[dict], rows: list[dic
     lines += [
         "## Reproduce",
         "",
-        f"Suite digest `{suite.digest()}`; git commit `{_commit()}`; machine {platform.machine()} {platform.system()}, "
-        f"{__import__('os').cpu_count()} CPUs; versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
-        f"Report written {datetime.date.today().isoformat()}. The full suite is in `suite.json`; every cell's record in `records/`.",
+        f"Suite digest `{suite.digest()}`. The full suite is in `suite.json`; every cell's record in `records/` (a run's folder) or "
+        f"`{PUBLISHED_RECORDS}` (a published folder), from which `mandril bench report DIR` recomputes this report.",
+        "",
+        f"{REPRODUCE_PREFIX} `{_commit()}` on {datetime.date.today().isoformat()}; machine {platform.machine()} {platform.system()}, "
+        f"{os.cpu_count()} CPUs; versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
         "",
     ]
     return "\n".join(lines)
+
+
+def _care_section(suite: Suite, store: RunStore, records: list[dict]) -> list[str]:
+    """Convergence share and tuning budget per method and family."""
+    converged = convergence(records)
+    budget = tuning_budget(store.root)
+    families = list(suite.families)
+    learners = [m for m in suite.methods if m not in REFERENCES]
+    lines = ["## Convergence and tuning", "",
+             "Converged: fits whose record says `info.converged` (of the fits that report it; \"not reported\": the method does not say). "
+             "Settings tried: how many settings the tuning sweep scored on the family's validation tasks (`A x B per n`: A settings, of which "
+             "B variants chosen per number of demos)"
+             + (f", from `{TUNING_FILE}`; \"1 (not tuned)\": the method is not in the sweep." if budget is not None
+                else f"; **not recorded**: this folder has no `{TUNING_FILE}` (the suite's tuning table), so the tuning budget is unknown here."), "",
+             "| method | " + " | ".join(f"{f}: converged | {f}: settings tried" for f in families) + " |", "|---|" + "---|---|" * len(families)]
+    for method in learners:
+        cells = []
+        for family in families:
+            if not suite.runs_on(method, family):
+                cells += ["", ""]
+                continue
+            pair = converged.get(method, {}).get(family)
+            cells.append("not reported" if pair is None else f"{pair[0]} of {pair[1]}")
+            if budget is None:
+                cells.append("not recorded")
+            else:
+                entry = budget.get(method, {}).get(family)
+                cells.append("1 (not tuned)" if entry is None else str(entry["points"]) if entry["per_n"] <= 1
+                             else f"{entry['points'] // entry['per_n']} x {entry['per_n']} per n")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+# --- publishing --------------------------------------------------------------------------------------
+def publish(out: Union[str, Path], dest: Union[str, Path], seed: int = 0) -> Path:
+    """Copy the run in ``out`` to ``dest`` as a self-contained published folder, and write its report there.
+
+    ``dest`` gets ``suite.json``, the records (``records.jsonl.gz``: every record of ``out``, in the order
+    :meth:`RunStore.records` reads them, gzip without a timestamp), the preparation times
+    (``preparations.json``), the tuning table (``tuning.csv``) if ``out`` has one, then the report, computed
+    from those files alone: ``mandril bench report DEST`` rewrites it identically (only the line starting
+    with :data:`REPRODUCE_PREFIX`, naming the commit, the date and the versions, may differ).
+
+    Raises:
+        ValueError: ``out`` holds no records, ``dest`` is ``out``, or ``dest`` is a non-empty folder that is
+            not a published folder of the same suite.
+    """
+    source, target = RunStore(out), RunStore(dest)
+    suite_file = source.read_suite_file()
+    if not (source.root / "records").is_dir():
+        raise ValueError(f"{source.root} has no records/ folder: publish the output directory of 'mandril bench run'")
+    records = _records(source)
+    if target.root.resolve() == source.root.resolve():
+        raise ValueError(f"the destination {str(target.root)!r} is the run's own folder: choose another")
+    if target.root.exists():
+        if not target.root.is_dir():
+            raise ValueError(f"the destination {str(target.root)!r} is a file, not a folder")
+        entries = [p.name for p in target.root.iterdir()]
+        if entries:
+            if not (target.root / PUBLISHED_RECORDS).is_file() or not (target.root / SUITE_FILE).is_file():
+                raise ValueError(f"the destination {str(target.root)!r} is not empty and is not a published folder: choose an empty or new one")
+            if target.read_suite_file().get("digest") != suite_file.get("digest"):
+                raise ValueError(f"the destination {str(target.root)!r} holds another suite's published results: choose another folder")
+    target.root.mkdir(parents=True, exist_ok=True)
+    text = "".join(json.dumps(record, sort_keys=True, allow_nan=True) + "\n" for record in records)
+    atomic_write_bytes(target.root / PUBLISHED_RECORDS, gzip.compress(text.encode("utf-8"), mtime=0))
+    write_json(target.root / PREPARATIONS_FILE, _preparation_seconds(source))
+    tuning = source.root / TUNING_FILE
+    if tuning.is_file():
+        atomic_write_bytes(target.root / TUNING_FILE, tuning.read_bytes())
+    else:
+        (target.root / TUNING_FILE).unlink(missing_ok=True)
+    if (target.root / "plots").is_dir():
+        shutil.rmtree(target.root / "plots")
+    write_json(target.root / SUITE_FILE, suite_file)
+    write_report(target.root, seed)
+    return target.root

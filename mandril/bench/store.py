@@ -7,6 +7,7 @@
     DIR/prepared/<id>.training.pt     its training checkpoint while it trains (a killed run continues it)
     DIR/prepared/<id>.json            how long the preparation took, or why it failed
     DIR/records/<unit id>.jsonl       one record per cell of a finished unit, written atomically
+    DIR/records.jsonl.gz              a published folder's records (no records/ there; see mandril.bench.report.publish)
 
 Every file is written whole or not at all (temporary file, then rename), so after a SIGKILL a unit is
 either done or redone; units are deterministic, so the resumed run ends with exactly the records of
@@ -129,8 +130,15 @@ class RunStore:
         atomic_write_text(self.unit_path(unit), text)
 
     def records(self) -> list[dict]:
-        """Every record written so far (units in file-name order, cells in task order)."""
+        """Every record written so far (units in file-name order, cells in task order); in a published folder
+        (no ``records/``), those of its ``records.jsonl.gz``."""
         folder = self.root / "records"
+        published = self.root / "records.jsonl.gz"
+        if not folder.is_dir() and published.is_file():
+            import gzip
+
+            lines = gzip.decompress(published.read_bytes()).decode("utf-8").splitlines()
+            return [json.loads(line) for line in lines if line.strip()]
         out: list[dict] = []
         for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
             for number, line in enumerate(path.read_text().splitlines(), 1):

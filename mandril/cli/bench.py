@@ -1,9 +1,11 @@
-"""``mandril bench run|report|status``: the benchmark harness.
+"""``mandril bench run|report|publish|status``: the benchmark harness.
 
     mandril bench run benchmarks/suites/quick.toml --out reports/quick --workers 2
     mandril bench run benchmarks/suites/quick.toml --out reports/quick --resume     # after a kill
     mandril bench status reports/quick
     mandril bench report reports/quick
+    mandril bench publish reports/quick benchmarks/results/quick   # report + records.jsonl.gz + suite
+    mandril bench report benchmarks/results/quick                  # recomputes the published report exactly
 """
 
 from __future__ import annotations
@@ -47,8 +49,15 @@ def register(subparsers: Any) -> None:
     run.set_defaults(func=_cmd_run)
     report = commands.add_parser("report", help="(re)write the report of an output directory", formatter_class=HelpFormatter,
                                  description="Compute the statistics of DIR's records and write report.md, summary.csv, summary.json, comparisons.csv and plots/.")
-    report.add_argument("dir", help="output directory of 'mandril bench run'")
+    report.add_argument("dir", help="output directory of 'mandril bench run', or a folder written by 'mandril bench publish'")
     report.set_defaults(func=_cmd_report)
+    publish = commands.add_parser("publish", help="copy a run's report with its records and suite to a folder", formatter_class=HelpFormatter,
+                                  description="Write DEST/suite.json, DEST/records.jsonl.gz (every record of OUT, compressed), DEST/preparations.json, "
+                                  "DEST/tuning.csv (if OUT has one) and the report computed from them; 'mandril bench report DEST' rewrites "
+                                  "the same report. DEST must be new, empty, or an earlier publication of the same suite.")
+    publish.add_argument("out", help="output directory of 'mandril bench run'")
+    publish.add_argument("dest", help="the folder to publish to")
+    publish.set_defaults(func=_cmd_publish)
     status = commands.add_parser("status", help="cells done, failed and left, per method", formatter_class=HelpFormatter,
                                  description="Count the cells of DIR's suite that are done, failed and left, per method.")
     status.add_argument("dir", help="output directory of 'mandril bench run'")
@@ -64,6 +73,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     check_writable_dir(args.out)
     summary = run_suite(suite, args.out, resume=args.resume, workers=args.workers, backend=args.backend, ray_address=args.ray_address,
                         progress=not args.quiet, device=None if args.device == "cpu" else args.device)
+    _copy_tuning_table(Path(args.suite), Path(args.out))
     if not args.no_report and summary.done_before + summary.done_now > 0:
         write_report(args.out)
     if not args.quiet:
@@ -81,6 +91,30 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     result = write_report(args.dir)
     print(f"wrote {Path(args.dir) / 'report.md'} ({len(result['rows'])} rows, {len(result['comparisons'])} comparisons)")
+    return 0
+
+
+def _copy_tuning_table(suite_path: Path, out: Path) -> None:
+    """Copy the tuning table of the sweep the suite includes (``tuned = "X-selected.toml"`` or ``"selected.toml"``:
+    the sweep's ``X-tuning.csv`` / ``tuning.csv`` beside it) to ``out/tuning.csv``, so that the report can say how
+    many settings each method tried; without one the report says the budget is not recorded."""
+    from mandril.bench.report import TUNING_FILE
+    from mandril.core.config import load_toml
+    from mandril.core.io import atomic_write_bytes
+
+    tuned = load_toml(suite_path).get("tuned")
+    if not isinstance(tuned, str) or not tuned.endswith("selected.toml"):
+        return
+    table = suite_path.parent / (tuned[: -len("selected.toml")] + "tuning.csv")
+    if table.is_file():
+        atomic_write_bytes(out / TUNING_FILE, table.read_bytes())
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from mandril.bench import publish
+
+    dest = publish(args.out, args.dest)
+    print(f"published {args.out} to {dest} (report.md, summary.csv, comparisons.csv, plots/, records.jsonl.gz, suite.json)")
     return 0
 
 
