@@ -130,11 +130,15 @@ def _preparation_seconds(store: RunStore) -> dict[str, float]:
     return {}
 
 
+def _no_records(store: RunStore) -> ValueError:
+    return ValueError(f"{store.root} holds no records (no records/ folder with records, and no {PUBLISHED_RECORDS}): its report cannot be "
+                      f"recomputed here; run the suite with 'mandril bench run', or publish a run's folder with 'mandril bench publish'")
+
+
 def _records(store: RunStore) -> list[dict]:
     records = store.records()
     if not records:
-        raise ValueError(f"{store.root} holds no records (no records/ folder with records, and no {PUBLISHED_RECORDS}): its report cannot be "
-                         f"recomputed here; run the suite with 'mandril bench run', or publish a run's folder with 'mandril bench publish'")
+        raise _no_records(store)
     return records
 
 
@@ -145,6 +149,9 @@ def write_report(out: Union[str, Path], seed: int = 0) -> dict:
         FileNotFoundError / ValueError: ``out`` is not a suite's output directory, or holds no records.
     """
     store = RunStore(out)
+    folder = store.root / "records"
+    if not (store.root / PUBLISHED_RECORDS).is_file() and not (folder.is_dir() and any(folder.iterdir())):
+        raise _no_records(store)  # before reading the suite: an old folder's suite may no longer be one this code accepts
     suite = store.suite()
     records = _records(store)
     order = list(suite.methods)
