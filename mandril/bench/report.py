@@ -16,7 +16,7 @@ run (:mod:`mandril.bench.analysis`). The statistics are in :mod:`mandril.bench.a
 Files: ``report.md``, ``summary.csv`` and ``summary.json`` (one row per family, split, n, method),
 ``comparisons.csv`` (MandRIL against each method), ``plots/<family>.png``, ``plots/<family>-profiles.png``
 and ``plots/aggregate.png``. :func:`publish` copies a run's report with its records
-(``records.jsonl.gz``), suite, preparation times and tuning table to a folder, where
+(``records.jsonl.gz``), suite (with the settings each method tried when tuned) and preparation times to a folder, where
 ``mandril bench report`` recomputes exactly the same report.
 """
 
@@ -44,15 +44,13 @@ from mandril.bench.suite import Suite
 from mandril.core.io import atomic_write_bytes, atomic_write_text, read_csv, write_csv, write_json
 from mandril.eval.verdicts import simulate_rule
 
-__all__ = ["write_report", "summarize_records", "compare_with", "publish", "tuning_budget", "HEADLINE_METHOD", "PUBLISHED_RECORDS",
-           "TUNING_FILE", "PREPARATIONS_FILE", "REPRODUCE_PREFIX"]
+__all__ = ["write_report", "summarize_records", "compare_with", "publish", "HEADLINE_METHOD", "PUBLISHED_RECORDS",
+           "PREPARATIONS_FILE", "REPRODUCE_PREFIX"]
 
 #: Kept for callers of the earlier module: the fewest common tasks that get a verdict.
 MIN_TASKS_FOR_VERDICT = RULE.min_tasks
 #: A published folder's records, one JSON record per line, gzip-compressed (see :func:`publish`).
 PUBLISHED_RECORDS = "records.jsonl.gz"
-#: The tuning sweep's table of a run (``mandril bench run`` copies it next to ``suite.json``).
-TUNING_FILE = "tuning.csv"
 #: A published folder's preparation times (a run's are in ``prepared/``).
 PREPARATIONS_FILE = "preparations.json"
 #: The one line of ``report.md`` that names the commit, the date, the machine and the versions.
@@ -98,26 +96,6 @@ def _tail_cell(row: Optional[dict]) -> str:
         return ""
     return (f"{row['nevd_mean']:.3f} [{row['nevd_mean_low']:.3f}, {row['nevd_mean_high']:.3f}]; "
             f"{row['fail_share']:.0%} [{row['fail_low']:.0%}, {row['fail_high']:.0%}]")
-
-
-def tuning_budget(root: Union[str, Path]) -> Optional[dict[str, dict[str, dict]]]:
-    """``{method: {family: {"points", "per_n"}}}`` from ``root/tuning.csv`` (the tuning sweep's table: one row
-    per method, setting (``point``), per-n variant (``variant``), family and n), or ``None`` when the folder
-    has no such table. ``points``: the distinct settings tried on the family (every variant counted);
-    ``per_n``: how many of them were variants chosen per number of demos (1: one setting for every n)."""
-    path = Path(root) / TUNING_FILE
-    if not path.is_file():
-        return None
-    rows = read_csv(path, convert=str)
-    if rows and not {"method", "family", "point"} <= set(rows[0]):
-        raise ValueError(f"{path}: a tuning table needs the columns method, family and point, got {sorted(rows[0])}")
-    seen: dict[tuple, set] = defaultdict(set)
-    for row in rows:
-        seen[(row["method"], row["family"])].add((row["point"], row.get("variant", "")))
-    out: dict[str, dict[str, dict]] = defaultdict(dict)
-    for (method, family), settings in seen.items():
-        out[method][family] = {"points": len(settings), "per_n": len({variant for _, variant in settings})}
-    return dict(out)
 
 
 def _preparation_seconds(store: RunStore) -> dict[str, float]:
@@ -397,15 +375,14 @@ def _markdown(suite: Suite, store: RunStore, records: list[dict], rows: list[dic
 def _care_section(suite: Suite, store: RunStore, records: list[dict]) -> list[str]:
     """Convergence share and tuning budget per method and family."""
     converged = convergence(records)
-    budget = tuning_budget(store.root)
+    recorded = any(spec.tried for spec in suite.families.values())
     families = list(suite.families)
     learners = [m for m in suite.methods if m not in REFERENCES]
     lines = ["## Convergence and tuning", "",
              "Converged: fits whose record says `info.converged` (of the fits that report it; \"not reported\": the method does not say). "
-             "Settings tried: how many settings the tuning sweep scored on the family's validation tasks (`A x B per n`: A settings, of which "
-             "B variants chosen per number of demos)"
-             + (f", from `{TUNING_FILE}`; \"1 (not tuned)\": the method is not in the sweep." if budget is not None
-                else f"; **not recorded**: this folder has no `{TUNING_FILE}` (the suite's tuning table), so the tuning budget is unknown here."), "",
+             "Settings tried: how many settings (grid points x per-n values) the tuning sweep scored on the family's validation tasks"
+             + (", from the suite's tuned settings (`[families.F.tried]` of the sweep's selected file); \"1 (not tuned)\": the method was not in the sweep."
+                if recorded else "; **not recorded**: the suite names no tuning sweep's counts (`[families.F.tried]`), so the tuning budget is unknown here."), "",
              "| method | " + " | ".join(f"{f}: converged | {f}: settings tried" for f in families) + " |", "|---|" + "---|---|" * len(families)]
     for method in learners:
         cells = []
@@ -415,12 +392,11 @@ def _care_section(suite: Suite, store: RunStore, records: list[dict]) -> list[st
                 continue
             pair = converged.get(method, {}).get(family)
             cells.append("not reported" if pair is None else f"{pair[0]} of {pair[1]}")
-            if budget is None:
+            if not recorded:
                 cells.append("not recorded")
             else:
-                entry = budget.get(method, {}).get(family)
-                cells.append("1 (not tuned)" if entry is None else str(entry["points"]) if entry["per_n"] <= 1
-                             else f"{entry['points'] // entry['per_n']} x {entry['per_n']} per n")
+                count = suite.families[family].tried.get(method)
+                cells.append("1 (not tuned)" if count is None else str(count))
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -431,7 +407,7 @@ def publish(out: Union[str, Path], dest: Union[str, Path], seed: int = 0) -> Pat
 
     ``dest`` gets ``suite.json``, the records (``records.jsonl.gz``: every record of ``out``, in the order
     :meth:`RunStore.records` reads them, gzip without a timestamp), the preparation times
-    (``preparations.json``), the tuning table (``tuning.csv``) if ``out`` has one, then the report, computed
+    (``preparations.json``), then the report, computed
     from those files alone: ``mandril bench report DEST`` rewrites it identically (only the line starting
     with :data:`REPRODUCE_PREFIX`, naming the commit, the date and the versions, may differ).
 
@@ -459,11 +435,6 @@ def publish(out: Union[str, Path], dest: Union[str, Path], seed: int = 0) -> Pat
     text = "".join(json.dumps(record, sort_keys=True, allow_nan=True) + "\n" for record in records)
     atomic_write_bytes(target.root / PUBLISHED_RECORDS, gzip.compress(text.encode("utf-8"), mtime=0))
     write_json(target.root / PREPARATIONS_FILE, _preparation_seconds(source))
-    tuning = source.root / TUNING_FILE
-    if tuning.is_file():
-        atomic_write_bytes(target.root / TUNING_FILE, tuning.read_bytes())
-    else:
-        (target.root / TUNING_FILE).unlink(missing_ok=True)
     if (target.root / "plots").is_dir():
         shutil.rmtree(target.root / "plots")
     write_json(target.root / SUITE_FILE, suite_file)

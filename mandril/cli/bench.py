@@ -52,8 +52,8 @@ def register(subparsers: Any) -> None:
     report.add_argument("dir", help="output directory of 'mandril bench run', or a folder written by 'mandril bench publish'")
     report.set_defaults(func=_cmd_report)
     publish = commands.add_parser("publish", help="copy a run's report with its records and suite to a folder", formatter_class=HelpFormatter,
-                                  description="Write DEST/suite.json, DEST/records.jsonl.gz (every record of OUT, compressed), DEST/preparations.json, "
-                                  "DEST/tuning.csv (if OUT has one) and the report computed from them; 'mandril bench report DEST' rewrites "
+                                  description="Write DEST/suite.json, DEST/records.jsonl.gz (every record of OUT, compressed), DEST/preparations.json "
+                                  "and the report computed from them; 'mandril bench report DEST' rewrites "
                                   "the same report. DEST must be new, empty, or an earlier publication of the same suite.")
     publish.add_argument("out", help="output directory of 'mandril bench run'")
     publish.add_argument("dest", help="the folder to publish to")
@@ -73,7 +73,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     check_writable_dir(args.out)
     summary = run_suite(suite, args.out, resume=args.resume, workers=args.workers, backend=args.backend, ray_address=args.ray_address,
                         progress=not args.quiet, device=None if args.device == "cpu" else args.device)
-    _copy_tuning_table(Path(args.suite), Path(args.out))
     if not args.no_report and summary.done_before + summary.done_now > 0:
         write_report(args.out)
     if not args.quiet:
@@ -92,22 +91,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
     result = write_report(args.dir)
     print(f"wrote {Path(args.dir) / 'report.md'} ({len(result['rows'])} rows, {len(result['comparisons'])} comparisons)")
     return 0
-
-
-def _copy_tuning_table(suite_path: Path, out: Path) -> None:
-    """Copy the tuning table of the sweep the suite includes (``tuned = "X-selected.toml"`` or ``"selected.toml"``:
-    the sweep's ``X-tuning.csv`` / ``tuning.csv`` beside it) to ``out/tuning.csv``, so that the report can say how
-    many settings each method tried; without one the report says the budget is not recorded."""
-    from mandril.bench.report import TUNING_FILE
-    from mandril.core.config import load_toml
-    from mandril.core.io import atomic_write_bytes
-
-    tuned = load_toml(suite_path).get("tuned")
-    if not isinstance(tuned, str) or not tuned.endswith("selected.toml"):
-        return
-    table = suite_path.parent / (tuned[: -len("selected.toml")] + "tuning.csv")
-    if table.is_file():
-        atomic_write_bytes(out / TUNING_FILE, table.read_bytes())
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:

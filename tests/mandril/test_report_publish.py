@@ -54,18 +54,14 @@ max_steps = 5
 SELECTED = """
 [families.bandit.methods.maxent_linear]
 l2 = 0.01
+
+[families.tabular_mdp.tried]
+mandril = 6
+maxent_linear = 4
+
+[families.bandit.tried]
+maxent_linear = 4
 """
-
-
-def _tuning_rows() -> list[dict]:
-    rows = []
-    for point in ('{"inner_lr": 0.01}', '{"inner_lr": 0.03}'):
-        for variant in ('{"adapt_steps": 1}', '{"adapt_steps": 3}', '{"adapt_steps": 10}'):
-            rows += [{"method": "mandril", "point": point, "variant": variant, "family": "tabular_mdp", "n_demos": n, "nevd_iqm": 0.1} for n in (1, 8)]
-    for l2 in (0.001, 0.01, 0.1, 1.0):
-        for family in ("tabular_mdp", "bandit"):
-            rows += [{"method": "maxent_linear", "point": json.dumps({"l2": l2}), "variant": "{}", "family": family, "n_demos": n, "nevd_iqm": 0.1} for n in (1, 8)]
-    return rows
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +69,6 @@ def mini_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mini")
     (folder / "mini.toml").write_text(SUITE)
     (folder / "mini-selected.toml").write_text(SELECTED)
-    with open(folder / "mini-tuning.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(_tuning_rows()[0]))
-        writer.writeheader()
-        writer.writerows(_tuning_rows())
     out = folder / "run"
     assert main(["bench", "run", str(folder / "mini.toml"), "--out", str(out), "--quiet"]) == 0
     return out
@@ -92,7 +84,7 @@ def test_the_report_has_verdicts_with_error_rates_replication_tails_identical_me
                    "with 2 run(s) x 12 tasks and", "this rule calls a difference by chance in", "chance alone would produce about",
                    "## Replication", "| tasks of even index |", "| run (seed) 1 |", "mean; failures", "plots/bandit-profiles.png",
                    "- `bandit`: `maxent_linear` = `maxent_tabular`", "maxent_linear (= maxent_tabular)", "## Convergence and tuning",
-                   "2 x 3 per n", "1 (not tuned)", REPRODUCE_PREFIX):
+                   "| 6 |", "1 (not tuned)", REPRODUCE_PREFIX):
         assert needle in report, needle
     assert "48 of 48" in report  # linear MaxEnt converges on every fit; the 5-step tabular fits are capped
     assert "0 of 48" in report
@@ -114,7 +106,7 @@ def test_a_published_folder_reproduces_the_report_exactly(mini_run, tmp_path, ca
         published = [json.loads(line) for line in handle]
     assert published == RunStore(mini_run).records() == RunStore(dest).records()
     assert _lines(dest / "report.md") == _lines(mini_run / "report.md")
-    for name in ("summary.csv", "summary.json", "comparisons.csv", "suite.json", "tuning.csv", "plots/bandit.png", "plots/bandit-profiles.png",
+    for name in ("summary.csv", "summary.json", "comparisons.csv", "suite.json", "plots/bandit.png", "plots/bandit-profiles.png",
                  "plots/tabular_mdp-profiles.png", "plots/aggregate.png"):
         other = mini_run / name
         assert (dest / name).read_bytes() == other.read_bytes(), name
