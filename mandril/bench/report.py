@@ -228,9 +228,10 @@ def write_report(out: Union[str, Path], seed: int = 0) -> dict:
     """
     store = RunStore(out)
     suite = store.suite()
-    records = store.records()
+    scan = store.scan(units_of(suite))  # only valid records of the suite's units, each cell once
+    records = scan.records
     if not records:
-        raise ValueError(f"{store.root} holds no records yet: run 'mandril bench run' first")
+        raise ValueError(f"{store.root} holds no valid records yet: run 'mandril bench run' first" + "".join(f"; {line}" for line in scan.problems(store.root)[:3]))
     rows = summarize_records(records, seed)
     comparisons = compare_with(records, seed=seed)
     aggregate = _aggregate(records, seed)
@@ -245,13 +246,13 @@ def write_report(out: Union[str, Path], seed: int = 0) -> dict:
             _plot(family_rows, root / "plots" / f"{family}.png", f"{suite.name}: {family} ({suite.families[family].env_id})", "split", suite.methods)
     _plot(aggregate, root / "plots" / "aggregate.png", f"{suite.name}: all families", None, suite.methods)
     atomic_write_text(root / "report.md", _markdown(suite, store, records, rows, comparisons, aggregate))
-    return {"rows": rows, "comparisons": comparisons, "aggregate": aggregate}
+    return {"rows": rows, "comparisons": comparisons, "aggregate": aggregate, "problems": scan.problems(root), "missing": scan.missing}
 
 
 def _markdown(suite: Suite, store: RunStore, records: list[dict], rows: list[dict], comparisons: list[dict], aggregate: list[dict]) -> str:
     units = units_of(suite)
-    status = store.status(units)
-    total_left = sum(v["left"] for v in status.values())
+    scan = store.scan(units)
+    total_left = scan.missing
     failed = sum(1 for r in records if r.get("error"))
     lines = [f"# Benchmark `{suite.name}`", ""]
     if suite.description:
@@ -261,10 +262,11 @@ def _markdown(suite: Suite, store: RunStore, records: list[dict], rows: list[dic
         "[95% stratified bootstrap interval over held-out tasks, seeds as runs]. Raw EVD, success and held-out demo NLL "
         "are in `summary.csv`. A failed cell (a diverged fit) is scored as the zero reward on the same task and counted.",
         "",
-        f"Cells: {len(records)} of {sum(u.n_tasks for u in units)} done" + (f" ({total_left} left: the run is incomplete)" if total_left else "")
+        f"Cells: {len(records)} of {scan.cells} done" + (f" (**incomplete**: {total_left} cells missing)" if total_left else "")
         + f"; {failed} failed. Seeds {list(suite.seeds)}; likelihood `{suite.likelihood}` for every MaxEnt-family method.",
         "",
     ]
+    lines += [f"- not counted: `{line}`" for line in scan.problems(".")] + ([""] if scan.problems(".") else [])
     for method, limits in suite.cells.items():
         scope = [f"families {', '.join(limits.families)}" if limits.families else "", f"splits {', '.join(limits.splits)}" if limits.splits else "",
                  f"n = {', '.join(map(str, limits.n_demos))}" if limits.n_demos else "", f"the first {limits.n_tasks} tasks of each split" if limits.n_tasks else "",
