@@ -128,7 +128,7 @@ def save_checkpoint(path: PathLike, kind: str, payload: dict, metadata: Optional
     try:  # refuse to write what could not be loaded safely
         torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
     except Exception as error:
-        raise TypeError(f"checkpoint payload of {kind!r} holds objects that weights_only loading refuses: {error}") from None
+        raise TypeError(f"checkpoint payload of {kind!r} holds objects that weights_only loading refuses: {_reason(error)}") from None
     envelope = {"format": ENVELOPE_FORMAT, "version": ENVELOPE_VERSION, "kind": kind, "sha256": hashlib.sha256(body).hexdigest(), "payload": body, "metadata": metadata}
     return atomic_write_bytes(path, _serialise(envelope))
 
