@@ -225,6 +225,11 @@ def run_suite(
     left = [u for u in units if u.id not in scan.done
             or (u.needs_preparation and u.preparation.id in retried and all(str(r.get("error") or "").startswith(PREPARATION_FAILED) for r in scan.done[u.id]))]
     summary.done_before = summary.cells - sum(u.n_tasks for u in left)
+    blocked = [path for path in [store.unit_path(u) for u in left] + [f(p) for p in preparations_of(left) for f in (store.prepared_path, store.training_checkpoint)]
+               if path.is_dir() and not path.is_symlink()]
+    if blocked:  # before any work: its result could not be written
+        raise ValueError(f"{blocked[0]} is a folder where the harness writes a file" + (f" (and {len(blocked) - 1} more)" if len(blocked) > 1 else "")
+                         + ": move it away, then run again with --resume")
     for preparation in preparations_of(left):  # what the units left need: whole, and of this preparation?
         known = store.read_preparation(preparation)
         if known.status == "refused":

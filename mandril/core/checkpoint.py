@@ -60,11 +60,17 @@ def _reason(error: BaseException) -> str:
     unsupported = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
     if unsupported:
         return f"it holds a pickled {unsupported.group(1)}, which only running pickle code could rebuild; a checkpoint holds plain data and tensors only"
-    if isinstance(error, pickle.UnpicklingError) or "weights_only" in text or "safe_globals" in text:
-        return "it holds pickled objects other than plain data and tensors, which are never loaded"
+    detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+    detail_text = detail.group(1).strip()[:80] if detail else ""
+    if re.search(r"Unsupported class|REDUCE|BUILD|global", detail_text, re.I):
+        return f"it holds pickled objects other than plain data and tensors, which are never loaded ({detail_text})"
+    if "Weights only load failed" in text or isinstance(error, (pickle.UnpicklingError, KeyError, EOFError, UnicodeDecodeError)):
+        return "not a torch file: damaged, or something else under a checkpoint's name" + (f" ({detail_text})" if detail_text else "")
     first = text.strip().splitlines()[0] if text.strip() else ""
     if "central directory" in first or "zip archive" in first:
         return "not a complete torch file (truncated or damaged)"
+    if "weights_only" in text or "safe_globals" in text:  # any other advice of torch's: not passed on
+        return f"{type(error).__name__} while loading it"
     return f"{type(error).__name__}: {first[:160]}" if first else type(error).__name__
 
 

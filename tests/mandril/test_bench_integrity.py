@@ -444,3 +444,195 @@ def test_a_driver_killed_with_sigkill_leaves_no_worker_or_resource_tracker_behin
         for child in children:
             if _alive(child):
                 os.kill(child, signal.SIGKILL)
+
+
+# --- fuzz: hostile record and prepared folders ----------------------------------------------------
+def _records_of(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def _edit_line(lines: list[str], rng, change) -> str:
+    index = int(rng.integers(len(lines)))
+    record = json.loads(lines[index])
+    change(record)
+    lines[index] = json.dumps(record, sort_keys=True)
+    return "\n".join(lines) + "\n"
+
+
+def _unit_mutations(foreign_file: Path):
+    """``name -> mutate(path, rng, other)``: each leaves a unit file that must not count (``other``: another unit's file)."""
+
+    def text(path: Path, rng, content: str | bytes) -> None:
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+
+    def replace(path: Path, thing: str, other_file: Path) -> None:
+        path.unlink()
+        if thing == "folder":
+            path.mkdir()
+        elif thing == "fifo":
+            os.mkfifo(path)
+        else:
+            path.symlink_to(other_file)
+
+    def lines(path: Path) -> list[str]:
+        return _records_of(path)
+
+    return {
+        "empty": lambda p, rng: text(p, rng, b""),
+        "truncated": lambda p, rng: text(p, rng, p.read_bytes()[: int(rng.integers(1, p.stat().st_size - 1))]),
+        "binary": lambda p, rng: text(p, rng, rng.integers(0, 256, int(rng.integers(1, 4000))).astype("uint8").tobytes()),
+        "bad utf-8": lambda p, rng: text(p, rng, p.read_bytes()[:50] + b"\xff\xfe" + p.read_bytes()[52:]),
+        "line dropped": lambda p, rng: text(p, rng, "\n".join(lines(p)[:-1]) + "\n"),
+        "line repeated": lambda p, rng: text(p, rng, "\n".join(lines(p) + lines(p)[:1]) + "\n"),
+        "lines swapped": lambda p, rng: text(p, rng, "\n".join(lines(p)[::-1]) + "\n"),
+        "another suite's digest": lambda p, rng: text(p, rng, _edit_line(lines(p), rng, lambda r: r.update(suite_digest="0" * 16))),
+        "no digest (old format)": lambda p, rng: text(p, rng, "".join(json.dumps({k: v for k, v in json.loads(l).items() if k != "suite_digest"}) + "\n" for l in lines(p))),
+        "another unit": lambda p, rng: text(p, rng, _edit_line(lines(p), rng, lambda r: r.update(unit="bandit--test--x--0--s0--n1"))),
+        "another config": lambda p, rng: text(p, rng, _edit_line(lines(p), rng, lambda r: r.update(config_hash="abcdef0123"))),
+        "another seed": lambda p, rng: text(p, rng, _edit_line(lines(p), rng, lambda r: r.update(seed=r["seed"] + 1))),
+        "another task": lambda p, rng: text(p, rng, _edit_line(lines(p), rng, lambda r: r.update(task=r["task"] + 7))),
+        "score not a number": lambda p, rng: text(p, rng, _edit_line(lines(p), rng, lambda r: r.update(normalized_evd="0.0"))),
+        "score missing": lambda p, rng: text(p, rng, _edit_line(lines(p), rng, lambda r: r.update(normalized_evd=None, error=None))),
+        "error not text": lambda p, rng: text(p, rng, _edit_line(lines(p), rng, lambda r: r.update(error=1))),
+        "not an object": lambda p, rng: text(p, rng, "\n".join(lines(p)[:-1] + [json.dumps([1, 2])]) + "\n"),
+        "deeply nested": lambda p, rng: text(p, rng, "[" * 200000 + "]" * 200000 + "\n"),
+        "another unit's file": lambda p, rng, other: shutil.copy(other, p),
+        "another suite's file": lambda p, rng, other: shutil.copy(foreign_file, p),
+        "a folder": lambda p, rng, other: replace(p, "folder", other),
+        "a fifo": lambda p, rng, other: replace(p, "fifo", other),
+        "a symlink": lambda p, rng, other: replace(p, "symlink", other),
+    }
+
+
+def test_fuzz_hostile_record_and_prepared_folders_are_redone_or_refused_loudly_never_miscounted(base_run, other_run, tmp_path, capsys):
+    import numpy as np
+
+    rng = np.random.default_rng(20)
+    store = RunStore(base_run)
+    units = units_of(store.suite())
+    baseline = {u.id: _records_of(store.unit_path(u)) for u in units}
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    foreign_unit = next(u for u in units_of(RunStore(other_run).suite()) if u.method == "zero_reward")
+    foreign_file = scratch / "foreign.jsonl"
+    shutil.copy(RunStore(other_run).unit_path(foreign_unit), foreign_file)
+    mutations = _unit_mutations(foreign_file)
+    tried = redone = 0
+    for round_ in range(48):
+        out = tmp_path / f"r{round_}"
+        shutil.copytree(base_run, out, symlinks=True)
+        run_store = RunStore(out)
+        chosen = rng.choice(len(units), size=int(rng.integers(1, 4)), replace=False)
+        names = list(mutations)
+        for index in chosen:
+            name = names[(round_ + int(index)) % len(names)] if round_ < len(names) else names[int(rng.integers(len(names)))]
+            other = store.unit_path(units[(int(index) + 1) % len(units)])
+            mutation = mutations[name]
+            mutation(run_store.unit_path(units[index]), rng, other) if mutation.__code__.co_argcount == 3 else mutation(run_store.unit_path(units[index]), rng)
+            tried += 1
+        extras = []
+        if round_ % 3 == 0:  # files that belong to no unit: a copy, a note, a folder; and a writer's temporary
+            shutil.copy(store.unit_path(units[int(rng.integers(len(units)))]), out / "records" / f"copy-{round_}.jsonl")
+            (out / "records" / "notes.txt").write_text("hello")
+            (out / "records" / "a").mkdir()
+            (out / "records" / ".x.jsonl.1.tmp").write_text("partial")
+            extras = ["a", f"copy-{round_}.jsonl", "notes.txt"]
+        broken = {units[i].id for i in chosen}
+        scan = run_store.scan()
+        assert set(scan.done) == {u.id for u in units} - broken, (round_, scan.refused)
+        assert set(scan.refused) == broken and sorted(n for n, _ in scan.ignored) == extras
+        assert scan.missing == sum(u.n_tasks for u in units if u.id in broken)
+        assert sorted(json.dumps(r, sort_keys=True) for r in scan.records) == sorted(
+            json.dumps(json.loads(line), sort_keys=True) for u in units if u.id not in broken for line in baseline[u.id])
+        if round_ % 16 == 0:  # the CLI names each file, and resume redoes exactly the broken units
+            assert main(["bench", "status", str(out)]) == 0
+            err = capsys.readouterr().err
+            assert "Traceback" not in err and all(str(run_store.unit_path(u)) in err for u in units if u.id in broken)
+            folders = [run_store.unit_path(u) for u in units if u.id in broken and run_store.unit_path(u).is_dir() and not run_store.unit_path(u).is_symlink()]
+            if folders:  # the harness does not remove what it did not write: refused before any work, naming it
+                with pytest.raises(ValueError, match="is a folder where the harness writes a file"):
+                    run_suite(run_store.suite(), out, resume=True, progress=False)
+                for folder in folders:
+                    folder.rmdir()
+            summary = run_suite(run_store.suite(), out, resume=True, progress=False)
+            assert summary.done_now == scan.missing and summary.failed == 0
+            assert len([n for n in summary.notes if n.startswith("redoing unit")]) == len(broken) - len(folders)  # a removed folder is plainly missing
+            after = run_store.scan()
+            assert after.missing == 0 and not after.refused
+            redone += len(broken)
+        shutil.rmtree(out)
+    # prepared folders
+    out = tmp_path / "prepared"
+    shutil.copytree(base_run, out)
+    prep_store, preparation = the_preparation(out)
+    other_store, other_preparation = the_preparation(other_run)
+    good = prep_store.prepared_path(preparation).read_bytes()
+    info = prep_store._prepared_info(preparation)
+    good_info = info.read_bytes()
+    state = prep_store.read_preparation(preparation).state
+
+    def nan_state(value):
+        def apply(path: Path) -> None:
+            broken_state = copy.deepcopy(state)
+            name = next(iter(broken_state["trainer"]["model"]))
+            broken_state["trainer"]["model"][name] = broken_state["trainer"]["model"][name].clone().fill_(value)
+            save_checkpoint(path, "mandril.bench.prepared", broken_state, preparation.owner)
+        return apply
+
+    prepared_mutations = {
+        "empty": lambda p: p.write_bytes(b""),
+        "truncated": lambda p: p.write_bytes(good[: len(good) // 3]),
+        "binary": lambda p: p.write_bytes(bytes(rng.integers(0, 256, 2000).astype("uint8"))),
+        "another preparation's": lambda p: shutil.copy(other_store.prepared_path(other_preparation), p),
+        "no owner (older mandril)": lambda p: save_checkpoint(p, "mandril.bench.prepared", state),
+        "another kind": lambda p: save_checkpoint(p, "mandril.MandRIL", state, preparation.owner),
+        "NaN weights": nan_state(float("nan")),
+        "infinite weights": nan_state(float("inf")),
+        "absurd weights": nan_state(1e30),
+        "missing": lambda p: p.unlink(),
+        "a fifo": lambda p: (p.unlink(), os.mkfifo(p)),
+    }
+    info_mutations = {
+        "info empty": b"", "info binary": b"\x00\xff" * 10, "info of another id": json.dumps({"id": "x", "seconds": 1.0, "error": None}).encode(),
+        "info not an object": b"[1]", "info seconds not a number": json.dumps({"id": preparation.id, "seconds": "x", "error": None}).encode(),
+    }
+    refused = harmless = 0
+    flips = {f"bit flip {i}": int(i) for i in rng.integers(0, len(good), 24)}
+    for name in [*prepared_mutations, *info_mutations, *flips]:
+        path = prep_store.prepared_path(preparation)
+        path.unlink(missing_ok=True)
+        path.write_bytes(good)
+        info.write_bytes(good_info)
+        if name in prepared_mutations:
+            prepared_mutations[name](path)
+        elif name in info_mutations:
+            info.write_bytes(info_mutations[name])
+        else:
+            data = bytearray(good)
+            data[flips[name]] ^= 1 << int(rng.integers(8))
+            path.write_bytes(bytes(data))
+        known = prep_store.read_preparation(preparation)
+        tried += 1
+        if known.status == "done":  # a flip torch and the checksum cannot see (zip padding): the state must be intact
+            assert name.startswith("bit flip"), name
+            assert all(torch.equal(a, b) for a, b in zip(known.state["trainer"]["model"].values(), state["trainer"]["model"].values()))
+            harmless += 1
+            continue
+        assert known.status == "refused", (name, known)
+        assert (str(path) in known.reason or str(info) in known.reason) and "weights_only" not in known.reason, (name, known.reason)
+        if "weights" in name:
+            assert "tensor payload.trainer.model." in known.reason
+        refused += 1
+    # a damaged prepared state and a damaged training checkpoint together: resume prepares again and says so
+    prepared_mutations["truncated"](prep_store.prepared_path(preparation))
+    prep_store.training_checkpoint(preparation).write_bytes(b"\x00" * 100)
+    for unit in units:
+        if unit.method == "mandril":
+            prep_store.unit_path(unit).unlink()
+    summary = run_suite(prep_store.suite(), out, resume=True, progress=False)
+    assert any(n.startswith(f"preparing {preparation.id} again") for n in summary.notes)
+    assert any(n.startswith(f"discarded the training checkpoint of {preparation.id}") for n in summary.notes)
+    assert comparable(out) == comparable(base_run)
+    print(f"\nfuzz bench folders: {tried} hostile files tried ({48} record folders, {refused + harmless} prepared-folder cases); "
+          f"every broken unit refused and named, {redone} redone by resume to the exact records; {refused} prepared files refused "
+          f"naming the file, {harmless} bit flips harmless (state loaded unchanged)")  # shown with -s
