@@ -193,8 +193,6 @@ def run_suite(
         A :class:`RunSummary`; failed cells are recorded, not raised; ``summary.failed`` counts every
         failed cell of the run, those of earlier runs in ``out`` included.
     """
-    from tqdm.auto import tqdm
-
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 1024:
         raise ValueError(f"workers must be an int between 1 and 1024, got {workers!r}")
     if device is not None:
@@ -207,6 +205,17 @@ def run_suite(
     units = units_of(suite)
     preparations = preparations_of(units)
     store.open(suite, resume)
+    try:
+        return _run(suite, store, units, preparations, workers, backend, ray_address, progress, device)
+    finally:
+        store.close()
+
+
+def _run(suite: Suite, store: RunStore, units: list[Unit], preparations: list, workers: int, backend: str, ray_address: Optional[str],
+         progress: bool, device: Optional[str]) -> RunSummary:
+    """:func:`run_suite` once the directory is claimed."""
+    from tqdm.auto import tqdm
+
     start = time.perf_counter()
     summary = RunSummary(cells=sum(u.n_tasks for u in units))
     notes = summary.notes

@@ -3,6 +3,7 @@
     DIR/suite.json                    the suite (plain data) and its digest; a directory holds one suite,
                                       claimed by the run that creates this file (exclusively: of two runs
                                       started together on a new DIR, one is refused)
+    DIR/.lock                         held (flock) by the run working in DIR: a second one is refused
     DIR/prepared/<id>.pt              a prepared method (one checkpoint format: weights_only, checksum,
                                       and the preparation's id and settings hash in its metadata: a file
                                       of another preparation is refused); ``<id>`` hashes what the
@@ -41,6 +42,7 @@ from mandril.core.io import atomic_write_text, write_json
 __all__ = ["RunStore", "RecordScan", "PreparedState", "RecordError", "parse_unit_records", "SUITE_FILE", "PREPARATION_FAILED", "MAX_RECORD_FILE"]
 
 SUITE_FILE = "suite.json"
+LOCK_FILE = ".lock"
 _PREPARED_KIND = "mandril.bench.prepared"
 
 #: How the records of a unit whose preparation failed begin their ``error``: such units are redone
@@ -183,6 +185,7 @@ class RunStore:
         self.root = Path(root)
         self.prepared_dir = Path(prepared_dir) if prepared_dir is not None else self.root / "prepared"
         self._digest: Optional[str] = None
+        self._lock_handle: Any = None
 
     # --- the suite ------------------------------------------------------------------------------
     def open(self, suite: Suite, resume: bool) -> None:
@@ -205,10 +208,11 @@ class RunStore:
             if not resume:
                 raise ValueError(f"{self.root} already holds results of this suite: pass --resume to continue it, or choose another --out")
             self._digest = digest
+            self._lock()
             return
         if resume and self.root.is_dir() and any(self.root.iterdir()):
             raise ValueError(f"{self.root} has no {SUITE_FILE}: it is not a suite's output directory")
-        if self.root.is_dir() and any(p.name not in (".gitkeep",) and not p.name.startswith(f".{SUITE_FILE}.") for p in self.root.iterdir()):
+        if self.root.is_dir() and any(p.name not in (".gitkeep", LOCK_FILE) and not p.name.startswith(f".{SUITE_FILE}.") for p in self.root.iterdir()):
             raise ValueError(f"{self.root} is not empty and holds no suite: choose an empty or new --out")
         self.root.mkdir(parents=True, exist_ok=True)
         try:
@@ -216,6 +220,29 @@ class RunStore:
         except FileExistsError:
             raise ValueError(f"{self.root}: another run claimed this directory at the same moment (it wrote {SUITE_FILE}): choose another --out") from None
         self._digest = digest
+        self._lock()
+
+    def _lock(self) -> None:
+        """Hold ``DIR/.lock`` (an advisory ``flock``, released when this process ends, even by SIGKILL) until
+        :meth:`close`: a second run on the same directory at the same time is refused."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks here; suite.json's exclusive creation still holds
+            return
+        handle = open(self.root / LOCK_FILE, "a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise ValueError(f"{self.root}: another run is working in this directory right now: wait for it, or choose another --out") from None
+        self._lock_handle = handle
+
+    def close(self) -> None:
+        """Release the directory (see :meth:`open`)."""
+        handle = getattr(self, "_lock_handle", None)
+        if handle is not None:
+            handle.close()
+            self._lock_handle = None
 
     def read_suite_file(self) -> dict:
         """``suite.json`` as written by :meth:`open`."""

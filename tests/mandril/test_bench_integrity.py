@@ -158,6 +158,18 @@ def test_two_runs_racing_to_claim_one_new_folder_one_is_refused(tmp_path, same):
         assert saved["name"] == suites[outcomes.index("claimed")].name
 
 
+def test_a_second_run_on_a_folder_in_use_is_refused_and_the_lock_goes_with_the_run(base_run, tmp_path):
+    out = copy_of(base_run, tmp_path)
+    suite = RunStore(out).suite()
+    first, second = RunStore(out), RunStore(out)
+    first.open(suite, resume=True)
+    with pytest.raises(ValueError, match="another run is working in this directory right now"):
+        second.open(suite, resume=True)
+    first.close()
+    second.open(suite, resume=True)  # released: a finished (or killed) run does not block the next
+    second.close()
+
+
 def test_the_exclusive_atomic_write_has_one_winner_and_a_whole_file(tmp_path):
     from mandril.core.io import atomic_write_text
 
