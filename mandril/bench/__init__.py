@@ -12,12 +12,13 @@ and :mod:`mandril.bench.report` (statistics and the report).
 from mandril.bench.cells import Preparation, Unit, preparations_of, units_of
 from mandril.bench.report import compare_with, summarize_records, write_report
 from mandril.bench.runners import BACKENDS, RunSummary, run_suite
-from mandril.bench.store import RunStore
+from mandril.bench.store import RecordScan, RunStore
 from mandril.bench.suite import Suite, load_suite, suite_from_dict
 
 __all__ = [
     "BACKENDS",
     "Preparation",
+    "RecordScan",
     "RunStore",
     "RunSummary",
     "Suite",

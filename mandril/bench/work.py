@@ -2,7 +2,9 @@
 backend (this process, a process pool, Ray) runs them and gets the same results.
 
 A unit's records, one per cell (see :func:`run_unit`), hold every key of the cell, the scores, the
-method's diagnostics, the wall time and the error if the fit failed; no absolute paths.
+method's diagnostics, the wall time and the error if the fit failed; no absolute paths. The driver
+stamps each with the suite's digest and the unit's id when it writes them
+(:meth:`mandril.bench.store.RunStore.write_unit`), and every reader checks them.
 """
 
 from __future__ import annotations
