@@ -648,3 +648,11 @@ def test_fuzz_hostile_record_and_prepared_folders_are_redone_or_refused_loudly_n
     print(f"\nfuzz bench folders: {tried} hostile files tried ({48} record folders, {refused + harmless} prepared-folder cases); "
           f"every broken unit refused and named, {redone} redone by resume to the exact records; {refused} prepared files refused "
           f"naming the file, {harmless} bit flips harmless (state loaded unchanged)")  # shown with -s
+
+
+def test_a_refused_ray_address_leaves_no_suite_json_behind(tmp_path, capsys):
+    suite_file = tmp_path / "s.toml"
+    suite_file.write_text(toml_text(mini_data()))
+    out = tmp_path / "out"
+    assert main(["bench", "run", str(suite_file), "--out", str(out), "--ray-address", "127.0.0.1:1", "--quiet"]) == 2
+    assert "--ray-address needs --backend ray" in capsys.readouterr().err and not out.exists()
