@@ -154,7 +154,7 @@ def parse_unit_records(data: bytes, unit: Unit, digest: str) -> list[dict]:
         if not isinstance(record, dict):
             raise RecordError(f"line {number} is not a record (a JSON object)")
         if "suite_digest" not in record:
-            raise RecordError("its records carry no suite digest (written by an older mandril, or not by the harness)")
+            raise RecordError("its records carry no suite digest (written by an older mandril, or not by the harness; --resume redoes the unit)")
         if record["suite_digest"] != digest:
             raise RecordError(f"records of another suite (digest {str(record['suite_digest'])[:20]!r}; this suite's is {digest!r})")
         if record.get("unit") != unit.id:
