@@ -13,12 +13,13 @@ See :mod:`mandril.bench.suite` (the file format), :mod:`mandril.bench.cells` (ce
 from mandril.bench.cells import Preparation, Unit, preparations_of, units_of
 from mandril.bench.report import compare_with, publish, summarize_records, write_report
 from mandril.bench.runners import BACKENDS, RunSummary, run_suite
-from mandril.bench.store import RunStore
+from mandril.bench.store import RecordScan, RunStore
 from mandril.bench.suite import Suite, load_suite, suite_from_dict
 
 __all__ = [
     "BACKENDS",
     "Preparation",
+    "RecordScan",
     "RunStore",
     "RunSummary",
     "Suite",

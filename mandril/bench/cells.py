@@ -7,18 +7,33 @@ whose records are written together, atomically, so a unit is done or not, never 
 **preparation** (meta-training, pre-training) is done once per (method, family, seed) that needs it,
 before that method's units on that family and seed.
 
-Units and preparations have readable, stable ids: the file names of their results.
+Units and preparations have readable, stable ids: the file names of their results. Every part of
+an id is a checked name (family and method names pass :func:`mandril.bench.suite.check_name` when a
+suite is read; splits are the env's), a number or a hex hash; :func:`check_file_stem` refuses anything
+else before it becomes a path.
 """
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
+
 import numpy as np
 
 from mandril.bench.suite import Suite
 
-__all__ = ["Unit", "Preparation", "units_of", "preparations_of", "cell_seed"]
+__all__ = ["Unit", "Preparation", "units_of", "preparations_of", "cell_seed", "check_file_stem"]
+
+_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,239}")
+
+
+def check_file_stem(stem: str) -> str:
+    """``stem`` if it is safe as a file name in the harness's folders (no separator, no ``..``, no
+    leading dot, at most 240 characters), else a ValueError: the last guard before a path is made."""
+    if not isinstance(stem, str) or not _STEM.fullmatch(stem) or ".." in stem:
+        raise ValueError(f"{str(stem)[:300]!r} cannot name a file of the harness (only letters, digits, '_', '-', '.', no '..')")
+    return stem
 
 
 @dataclass(frozen=True)
@@ -35,6 +50,11 @@ class Preparation:
     def id(self) -> str:
         """``method--family--s<seed>--<hash>`` (the prepared state's file name)."""
         return f"{self.method}--{self.family}--s{self.seed}--{self.preparation_hash}"
+
+    @property
+    def owner(self) -> dict:
+        """What its checkpoints carry in their metadata (:mod:`mandril.core.checkpoint`), and are checked against."""
+        return {"preparation": self.id, "preparation_hash": self.preparation_hash}
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from mandril.bench.analysis import (FAILURE_THRESHOLD, HALVES, HEADLINE_METHOD, 
                                     convergence, fill_failures, identical_methods, score_matrix, summarize_records)
 from mandril.bench.cells import units_of
 from mandril.bench.plots import plot_curves, plot_profiles
-from mandril.bench.store import SUITE_FILE, RunStore
+from mandril.bench.store import PUBLISHED_RECORDS, SUITE_FILE, RecordScan, RunStore
 from mandril.bench.suite import Suite
 from mandril.core.io import atomic_write_bytes, atomic_write_text, read_csv, write_csv, write_json
 from mandril.eval.verdicts import simulate_rule
@@ -49,8 +49,6 @@ __all__ = ["write_report", "summarize_records", "compare_with", "publish", "HEAD
 
 #: Kept for callers of the earlier module: the fewest common tasks that get a verdict.
 MIN_TASKS_FOR_VERDICT = RULE.min_tasks
-#: A published folder's records, one JSON record per line, gzip-compressed (see :func:`publish`).
-PUBLISHED_RECORDS = "records.jsonl.gz"
 #: A published folder's preparation times (a run's are in ``prepared/``).
 PREPARATIONS_FILE = "preparations.json"
 #: The one line of ``report.md`` that names the commit, the date, the machine and the versions.
@@ -131,7 +129,10 @@ def write_report(out: Union[str, Path], seed: int = 0) -> dict:
     if not (store.root / PUBLISHED_RECORDS).is_file() and not (folder.is_dir() and any(folder.iterdir())):
         raise _no_records(store)  # before reading the suite: an old folder's suite may no longer be one this code accepts
     suite = store.suite()
-    records = _records(store)
+    scan = store.scan(units_of(suite))  # only valid records of the suite's units, each cell once
+    records = scan.records
+    if not records:
+        raise ValueError(f"{store.root} holds no valid records yet: run 'mandril bench run' first" + "".join(f"; {line}" for line in scan.problems(store.root)[:3]))
     order = list(suite.methods)
     rows = summarize_records(records, seed, order)
     comparisons = compare_with(records, seed=seed, order=order)
@@ -169,8 +170,9 @@ def write_report(out: Union[str, Path], seed: int = 0) -> dict:
         plot_profiles({key: m[:, ~np.isnan(m).any(axis=0)] for key, m in matrices.items()}, root / "plots" / f"{family}-profiles.png",
                       f"{title}: performance profiles", order, REFERENCES, HEADLINE_METHOD, labels)
     plot_curves(combined, root / "plots" / "aggregate.png", f"{suite.name}: all families", None, order, REFERENCES, HEADLINE_METHOD)
-    atomic_write_text(root / "report.md", _markdown(suite, store, records, rows, comparisons, combined, identical, simulation))
-    return {"rows": rows, "comparisons": comparisons, "aggregate": combined, "identical": identical, "simulation": simulation}
+    atomic_write_text(root / "report.md", _markdown(suite, store, scan, rows, comparisons, combined, identical, simulation))
+    return {"rows": rows, "comparisons": comparisons, "aggregate": combined, "identical": identical, "simulation": simulation,
+            "problems": scan.problems(root), "missing": scan.missing}
 
 
 def _percent(x: float) -> str:
@@ -250,10 +252,9 @@ def _headline_section(suite: Suite, comparisons: list[dict], rows: list[dict]) -
     return lines + [""]
 
 
-def _markdown(suite: Suite, store: RunStore, records: list[dict], rows: list[dict], comparisons: list[dict], combined: list[dict],
+def _markdown(suite: Suite, store: RunStore, scan: RecordScan, rows: list[dict], comparisons: list[dict], combined: list[dict],
               identical: dict, simulation: Optional[dict]) -> str:
-    units = units_of(suite)
-    total = sum(u.n_tasks for u in units)
+    records = scan.records
     failed = sum(1 for r in records if r.get("error"))
     seeds = sorted({r["seed"] for r in records})
     lines = [f"# Benchmark `{suite.name}`", ""]
@@ -266,10 +267,11 @@ def _markdown(suite: Suite, store: RunStore, records: list[dict], rows: list[dic
         "each task) and is cross-checked against rliable in the tests. Raw EVD, success and held-out demo NLL are in `summary.csv`. A failed "
         "cell (a diverged fit) is scored as the zero reward on the same task and counted.",
         "",
-        f"Cells: {len(records)} of {total} done" + (f" ({total - len(records)} left: the run is incomplete)" if len(records) < total else "")
+        f"Cells: {len(records)} of {scan.cells} done" + (f" (**incomplete**: {scan.missing} cells missing)" if scan.missing else "")
         + f"; {failed} failed. Runs (seeds) {seeds}; likelihood `{suite.likelihood}` for every MaxEnt-family method.",
         "",
     ]
+    lines += [f"- not counted: `{line}`" for line in scan.problems(".")] + ([""] if scan.problems(".") else [])
     for method, limits in suite.cells.items():
         scope = [f"families {', '.join(limits.families)}" if limits.families else "", f"splits {', '.join(limits.splits)}" if limits.splits else "",
                  f"n = {', '.join(map(str, limits.n_demos))}" if limits.n_demos else "", f"the first {limits.n_tasks} tasks of each split" if limits.n_tasks else "",
@@ -356,7 +358,9 @@ def _markdown(suite: Suite, store: RunStore, records: list[dict], rows: list[dic
                 continue
             settings = suite.make_method(method, family, suite.seeds[0]).settings()
             settings.pop("seed", None)
-            lines.append(f"- `{method}` ({suite.config_hash(method, family)}): `{json.dumps(settings, sort_keys=True)}`")
+            by_n = suite.by_n(method, family)
+            per_n = f"; per number of demos (`by_n`, the entry of the largest key at most n applies): `{json.dumps(by_n, sort_keys=True)}`" if by_n else ""
+            lines.append(f"- `{method}` ({suite.config_hash(method, family)}): `{json.dumps(settings, sort_keys=True)}`{per_n}")
         lines.append("")
     versions = _versions()
     lines += [

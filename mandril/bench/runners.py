@@ -5,10 +5,19 @@ preparations and units to workers as their inputs become ready (a unit waits for
 preparation; other units start at once), and writes every result itself, atomically, as it arrives.
 Workers run the pure functions of :mod:`mandril.bench.work` with one torch thread each, so every
 backend produces the same records.
+
+On resume, a unit whose records file is not valid (empty, truncated, foreign: see
+:meth:`~mandril.bench.store.RunStore.scan`) is redone, a preparation that failed is retried (with
+the units that failed with it), and a prepared state that is damaged or of another preparation is
+discarded and prepared again; each says so in one line. A pool worker exits when the driver dies
+(even by SIGKILL), so a killed run leaves no process behind.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -16,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from mandril.bench.cells import Unit, preparations_of, units_of
-from mandril.bench.store import RunStore
+from mandril.bench.store import PREPARATION_FAILED, RunStore
 from mandril.bench.suite import Suite
 from mandril.bench.work import run_preparation, run_unit
 
@@ -31,14 +40,17 @@ class WorkerLostError(RuntimeError):
 
 @dataclass
 class RunSummary:
-    """What a run did: cells done before it and by it, cells that failed, its wall time."""
+    """What a run did: cells done before it and by it, cells of the whole run that failed (those done
+    before a resume included), what it found wrong in the folder and redid (``notes``), its wall time."""
 
     cells: int = 0
     done_before: int = 0
     done_now: int = 0
     failed: int = 0
+    failed_now: int = 0
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 class _Inline:
@@ -53,9 +65,40 @@ class _Inline:
         pass
 
 
-def _worker_init(threads: int) -> None:
+#: How often a pool worker checks that the driver still runs.
+PARENT_POLL_SECONDS = 0.5
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Make this process exit as soon as ``parent`` (the driver) is gone, even if it was SIGKILLed.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` (instant); everywhere: a daemon thread that polls
+    ``os.getppid()`` (a dead parent's children are handed to another process)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # it died before the line above took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_POLL_SECONDS)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="mandril-parent-watchdog", daemon=True).start()
+
+
+def _worker_init(threads: int, parent: int) -> None:
     import torch
 
+    _exit_with_parent(parent)
     torch.set_num_threads(threads)
 
 
@@ -65,7 +108,7 @@ class _Pool:
     def __init__(self, workers: int, threads: int) -> None:
         import multiprocessing
 
-        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init, initargs=(threads,))
+        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init, initargs=(threads, os.getpid()))
 
     def submit(self, fn: Callable, *args: Any) -> Future:
         return self.pool.submit(fn, *args)
@@ -147,43 +190,86 @@ def run_suite(
             of the device, so keep one device per output directory.
 
     Returns:
-        A :class:`RunSummary`; failed cells are recorded, not raised.
+        A :class:`RunSummary`; failed cells are recorded, not raised; ``summary.failed`` counts every
+        failed cell of the run, those of earlier runs in ``out`` included.
     """
-    from tqdm.auto import tqdm
-
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 1024:
         raise ValueError(f"workers must be an int between 1 and 1024, got {workers!r}")
     if device is not None:
         _check_device(device)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    if ray_address and backend != "ray":  # before the folder is claimed
+        raise ValueError("--ray-address needs --backend ray")
     store = RunStore(out, prepared_dir)
     units = units_of(suite)
     preparations = preparations_of(units)
     store.open(suite, resume)
+    try:
+        return _run(suite, store, units, preparations, workers, backend, ray_address, progress, device)
+    finally:
+        store.close()
+
+
+def _run(suite: Suite, store: RunStore, units: list[Unit], preparations: list, workers: int, backend: str, ray_address: Optional[str],
+         progress: bool, device: Optional[str]) -> RunSummary:
+    """:func:`run_suite` once the directory is claimed."""
+    from tqdm.auto import tqdm
+
     start = time.perf_counter()
     summary = RunSummary(cells=sum(u.n_tasks for u in units))
-    left = [u for u in units if not store.unit_done(u)]
+    notes = summary.notes
+    scan = store.scan(units)
+    by_id = {u.id: u for u in units}
+    notes += [f"redoing unit {unit_id}: {store.unit_path(by_id[unit_id])}: {why}" for unit_id, why in scan.refused.items()]
+    notes += [f"ignoring {store.root / 'records' / name}: {why}" for name, why in scan.ignored]
+    states: dict[str, tuple[Optional[dict], Optional[str]]] = {}
+    retried: set[str] = set()
+    for preparation in preparations:  # a failed preparation is retried, with the units that failed with it
+        known = store.read_preparation(preparation, load=False)
+        if known.status == "failed":
+            notes.append(f"retrying the preparation {preparation.id} (it failed before: {known.error[:200]})")
+            store.discard_preparation(preparation)
+            retried.add(preparation.id)
+    left = [u for u in units if u.id not in scan.done
+            or (u.needs_preparation and u.preparation.id in retried and all(str(r.get("error") or "").startswith(PREPARATION_FAILED) for r in scan.done[u.id]))]
     summary.done_before = summary.cells - sum(u.n_tasks for u in left)
+    blocked = [path for path in [store.unit_path(u) for u in left] + [f(p) for p in preparations_of(left) for f in (store.prepared_path, store.training_checkpoint)]
+               if path.is_dir() and not path.is_symlink()]
+    if blocked:  # before any work: its result could not be written
+        raise ValueError(f"{blocked[0]} is a folder where the harness writes a file" + (f" (and {len(blocked) - 1} more)" if len(blocked) > 1 else "")
+                         + ": move it away, then run again with --resume")
+    for preparation in preparations_of(left):  # what the units left need: whole, and of this preparation?
+        known = store.read_preparation(preparation)
+        if known.status == "refused":
+            notes.append(f"preparing {preparation.id} again: {known.reason}")
+            store.discard_preparation(preparation)
+        elif known.status == "done":
+            states[preparation.id] = (known.state, None)
     waiting: dict[str, list[Unit]] = {}
     ready: list[Unit] = []
     for unit in left:
-        if unit.needs_preparation and not store.preparation_done(unit.preparation):
+        if unit.needs_preparation and unit.preparation.id not in states:
             waiting.setdefault(unit.preparation.id, []).append(unit)
         else:
             ready.append(unit)
     to_prepare = [p for p in preparations if p.id in waiting]
+    bar = tqdm(total=summary.cells, initial=summary.done_before, desc=f"bench {suite.name}", unit="cell", disable=not progress, dynamic_ncols=True)
+
+    def say(line: str) -> None:
+        if progress:
+            bar.write(line)
+        else:
+            print(line, file=sys.stderr)
+
+    for line in notes:
+        say(line)
     executor = _executor(backend, workers, suite.threads, ray_address)
     suite_data = suite.to_dict()
-    bar = tqdm(total=summary.cells, initial=summary.done_before, desc=f"bench {suite.name}", unit="cell", disable=not progress, dynamic_ncols=True)
     running: dict[Future, tuple[str, Any]] = {}
-    states: dict[str, tuple[Optional[dict], Optional[str]]] = {}
 
     def submit_unit(unit: Unit) -> None:
-        state, error = None, None
-        if unit.needs_preparation:
-            if unit.preparation.id not in states:
-                state_, error_, _ = store.read_preparation(unit.preparation)
-                states[unit.preparation.id] = (state_, error_)
-            state, error = states[unit.preparation.id]
+        state, error = states.get(unit.preparation.id, (None, None)) if unit.needs_preparation else (None, None)
         running[executor.submit(run_unit, suite_data, unit, state, error, device)] = ("unit", unit)
 
     def collect(future: Future) -> None:
@@ -197,6 +283,9 @@ def run_suite(
                 f"{summary.done_before + summary.done_now} of {summary.cells} cells are saved: rerun with --resume"
             ) from None
         if kind == "preparation":
+            for line in result.get("notes", []):
+                notes.append(line)
+                say(line)
             store.write_preparation(job, result)
             states[job.id] = (result["state"], result["error"])
             message = f"failed: {result['error']}" if result["error"] else f"done in {result['seconds']:.0f} s"
@@ -208,8 +297,7 @@ def run_suite(
             store.write_unit(job, result)
             failures = [r for r in result if r.get("error")]
             summary.done_now += len(result)
-            summary.failed += len(failures)
-            summary.failures += [f"{job.id} task {r['task']}: {r['error']}" for r in failures]
+            summary.failed_now += len(failures)
             bar.update(len(result))
             bar.set_postfix_str(f"{job.method} on {job.family}/{job.split}, n={job.n_demos}", refresh=False)
 
@@ -237,4 +325,7 @@ def run_suite(
         bar.close()
         executor.shutdown()
     summary.seconds = time.perf_counter() - start
+    final = store.scan(units)  # every failed cell of the run, those of earlier runs included
+    summary.failed = len(final.failed)
+    summary.failures = [f"{r['unit']} task {r['task']}: {r['error']}" for r in final.failed]
     return summary

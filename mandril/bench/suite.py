@@ -31,7 +31,9 @@ A suite file (see ``benchmarks/suites/*.toml``)::
     n_tasks = 5
     n_demos = [4, 16]
 
-Everything is checked when the file is read, before any work: unknown keys (named, with the allowed
+Everything is checked when the file is read, before any work: names (the suite's, its families' and
+methods': 1-64 letters, digits, ``_``, ``-`` or ``.``, starting with a letter or digit, no ``..``; the
+harness names files after them, see :func:`check_name`), unknown keys (named, with the allowed
 ones), wrong types, unknown methods or families, splits a family does not have, impossible sizes,
 and every method's settings on every family (the method is built). Errors name the file and the key.
 
@@ -52,6 +54,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
@@ -60,7 +63,7 @@ from mandril.core.config import build_dataclass, dataclass_to_dict, load_toml
 from mandril.data.batch import check_likelihood
 from mandril.rewards.spec import RewardModelSpec
 
-__all__ = ["Suite", "FamilySpec", "PoolSpec", "CellLimits", "load_suite", "suite_from_dict", "by_n_entry", "BY_N", "VALIDATION_SPLIT", "VALIDATION_START", "MAX_CELLS"]
+__all__ = ["Suite", "FamilySpec", "PoolSpec", "CellLimits", "load_suite", "suite_from_dict", "by_n_entry", "check_name", "BY_N", "VALIDATION_SPLIT", "VALIDATION_START", "MAX_CELLS"]
 
 #: The harness split of tuning sweeps: tasks of the family's ``train`` split from index
 #: :data:`VALIDATION_START` on, which no training pool reaches (pools are tasks ``0 .. n_tasks - 1``).
@@ -97,6 +100,52 @@ MAX_CELLS = 2_000_000
 MAX_TASKS = 100_000
 MAX_DEMOS = 10_000
 MAX_POOL = 1_000_000
+
+
+#: What a family, method or suite name may be: it becomes part of file names, so no path separators,
+#: no ``..``, no leading dot, a bounded length (a suite name: longer, since a tuning sweep's derived
+#: suites are named ``SWEEP-METHOD-FAMILY``).
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+MAX_NAME = 64
+MAX_SUITE_NAME = 3 * MAX_NAME + 2
+
+
+def check_name(name: Any, where: str, maximum: int = MAX_NAME) -> str:
+    """``name`` if it is a safe name (see :data:`NAME_PATTERN`), else a one-line ValueError naming ``where``.
+
+    Raises:
+        TypeError: ``name`` is not a string.
+        ValueError: it is empty, too long, or holds a path separator, ``..``, a leading dot or another character.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"{where} must be a string, got {type(name).__name__}")
+    shown = json.dumps(name)[: maximum + 20]
+    if not 1 <= len(name) <= maximum or not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise ValueError(f"{where} {shown} is not a valid name: 1-{maximum} letters, digits, '_', '-' or '.', "
+                         "starting with a letter or digit, without '..' (names become file names)")
+    return name
+
+
+def _check_names(data: Mapping[str, Any]) -> None:
+    """Refuse unsafe suite, family and method names (:func:`check_name`) before anything else is read."""
+    if "name" in data:
+        check_name(data["name"], "name", MAX_SUITE_NAME)
+    families = data.get("families")
+    if isinstance(families, Mapping):
+        for family, table in families.items():
+            check_name(family, "[families] key")
+            if isinstance(table, Mapping) and isinstance(table.get("methods"), Mapping):
+                for method in table["methods"]:
+                    check_name(method, f"[families.{family}.methods] key")
+    methods = data.get("methods")
+    if isinstance(methods, (list, tuple)):
+        for method in methods:
+            check_name(method, "methods entry")
+    for section in ("settings", "cells"):
+        table = data.get(section)
+        if isinstance(table, Mapping):
+            for method in table:
+                check_name(method, f"[{section}] key")
 
 
 def _check_int(where: str, value: int, minimum: int, maximum: int) -> None:
@@ -359,6 +408,7 @@ def _suite_from_dict(data: Mapping[str, Any], where: str) -> Suite:
 
     if not isinstance(data, Mapping):
         raise TypeError(f"a suite must be a table, got {type(data).__name__}")
+    _check_names(data)
     data = dict(data)
     families_data = data.pop("families", None)
     if not isinstance(families_data, Mapping) or not families_data:

@@ -46,7 +46,7 @@ from typing import Any, Union
 from mandril.bench.report import summarize_records
 from mandril.bench.runners import run_suite
 from mandril.bench.store import RunStore
-from mandril.bench.suite import BY_N, MAX_TASKS, VALIDATION_SPLIT, Suite, load_suite, suite_from_dict
+from mandril.bench.suite import BY_N, MAX_TASKS, VALIDATION_SPLIT, Suite, check_name, load_suite, suite_from_dict
 from mandril.core.config import build_dataclass, load_toml
 from mandril.core.io import atomic_write_text, write_csv
 
@@ -82,6 +82,7 @@ class Sweep:
     per_n: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_name(self.name, "name")  # it names the derived suites
         if not 1 <= self.n_tasks <= MAX_TASKS:
             raise ValueError(f"n_tasks must be between 1 and {MAX_TASKS}, got {self.n_tasks}")
         if not self.seeds or any(s < 0 for s in self.seeds):

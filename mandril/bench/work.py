@@ -2,7 +2,9 @@
 backend (this process, a process pool, Ray) runs them and gets the same results.
 
 A unit's records, one per cell (see :func:`run_unit`), hold every key of the cell, the scores, the
-method's diagnostics, the wall time and the error if the fit failed; no absolute paths.
+method's diagnostics, the wall time and the error if the fit failed; no absolute paths. The driver
+stamps each with the suite's digest and the unit's id when it writes them
+(:meth:`mandril.bench.store.RunStore.write_unit`), and every reader checks them.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 import time
 import traceback
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Optional
 
 from mandril.bench.cells import Preparation, Unit, cell_seed
+from mandril.bench.store import PREPARATION_FAILED
 from mandril.bench.suite import VALIDATION_SPLIT, VALIDATION_START, Suite, suite_from_dict
 
 __all__ = ["run_preparation", "run_unit", "held_out_tasks", "training_pool", "RECORD_KEYS"]
@@ -80,22 +84,38 @@ def _error_text(error: BaseException) -> str:
 def run_preparation(suite_data: dict, preparation: Preparation, checkpoint: Optional[str] = None, progress: bool = False, device: Optional[str] = None) -> dict:
     """Prepare one method on one family's training pool.
 
+    The training checkpoint (``checkpoint``, a path) is bound to the preparation (its metadata holds
+    :attr:`Preparation.owner`): one that cannot be continued (damaged, of another preparation, not
+    fitting the model) is discarded, and the preparation trained from the start; ``notes`` says so.
+
     Returns:
-        ``{"id", "state": method.state_dict() or None, "seconds", "error": None or text}``.
+        ``{"id", "state": method.state_dict() or None, "seconds", "error": None or text, "notes": [lines]}``.
     """
     import torch
 
+    from mandril.core.checkpoint import CheckpointError
+
     start = time.perf_counter()
+    notes: list[str] = []
     try:
         suite = suite_of(suite_data)
         torch.set_num_threads(suite.threads)
-        method = suite.make_method(preparation.method, preparation.family, preparation.seed)
-        if device is not None:
-            method.to(device)
-        method.prepare(training_pool(suite, preparation.family), checkpoint=checkpoint, progress=progress)
-        return {"id": preparation.id, "state": method.state_dict(), "seconds": time.perf_counter() - start, "error": None}
+        pool = training_pool(suite, preparation.family)
+        for attempt in (1, 2):
+            method = suite.make_method(preparation.method, preparation.family, preparation.seed)
+            if device is not None:
+                method.to(device)
+            try:
+                method.prepare(pool, checkpoint=checkpoint, checkpoint_metadata=preparation.owner, progress=progress)
+                break
+            except CheckpointError as error:
+                if attempt == 2 or checkpoint is None or not Path(checkpoint).exists():
+                    raise
+                Path(checkpoint).unlink()
+                notes.append(f"discarded the training checkpoint of {preparation.id} ({error}); training it from the start")
+        return {"id": preparation.id, "state": method.state_dict(), "seconds": time.perf_counter() - start, "error": None, "notes": notes}
     except Exception as error:  # recorded, and the units that need it fail with it; the rest go on
-        return {"id": preparation.id, "state": None, "seconds": time.perf_counter() - start, "error": _error_text(error)}
+        return {"id": preparation.id, "state": None, "seconds": time.perf_counter() - start, "error": _error_text(error), "notes": notes}
 
 
 def run_unit(suite_data: dict, unit: Unit, state: Optional[dict] = None, preparation_error: Optional[str] = None, device: Optional[str] = None) -> list[dict]:
@@ -115,7 +135,8 @@ def run_unit(suite_data: dict, unit: Unit, state: Optional[dict] = None, prepara
         return {**{key: None for key in RECORD_KEYS}, **base_record, "task": task, "error": message, "seconds": seconds, "info": {}}
 
     if preparation_error is not None:
-        return [failed(t, f"preparation failed: {preparation_error}") for t in range(unit.n_tasks)]
+        start = VALIDATION_START if unit.split == VALIDATION_SPLIT else 0
+        return [failed(start + t, f"{PREPARATION_FAILED}{preparation_error}") for t in range(unit.n_tasks)]
     start = time.perf_counter()
     try:
         torch.set_num_threads(suite.threads)
@@ -138,7 +159,8 @@ def run_unit(suite_data: dict, unit: Unit, state: Optional[dict] = None, prepara
         outputs = method.fit_batch(problems)
         per_cell = (time.perf_counter() - fit_start) / max(1, len(problems))
     except Exception as error:  # a bug or bad settings: every cell of the unit records it
-        return [failed(t, _error_text(error), (time.perf_counter() - start) / max(1, unit.n_tasks)) for t in range(unit.n_tasks)]
+        first = VALIDATION_START if unit.split == VALIDATION_SPLIT else 0
+        return [failed(first + t, _error_text(error), (time.perf_counter() - start) / max(1, unit.n_tasks)) for t in range(unit.n_tasks)]
     records = []
     for (index, model, demos, goal), output in zip(truths, outputs):
         if isinstance(output, FitError):

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,10 @@ def register(subparsers: Any) -> None:
         "run",
         help="run (or resume) a suite, then write its report",
         description="Run every cell of SUITE not yet done in --out, with a progress bar over cells, then write report.md, "
-        "summary.csv and plots. Exits 0 when every cell succeeded, 1 when some cells failed (they are recorded; the rest ran), "
-        "2 on bad input (nothing is run).",
+        "summary.csv and plots. With --resume, a unit whose records file is empty, truncated or foreign is redone, a failed "
+        "preparation retried, a damaged prepared state prepared again (one line each). Exits 0 when every cell of the run "
+        "succeeded, 1 when some cells of the run failed, those of earlier runs in --out included (they are recorded, the rest "
+        "ran; one line 'N cells failed: ...' on stderr), 2 on bad input (nothing is run).",
         formatter_class=HelpFormatter,
     )
     run.add_argument("suite", help="suite TOML file (e.g. benchmarks/suites/quick.toml)")
@@ -82,14 +85,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"  failed: {failure}")
         if len(summary.failures) > 10:
             print(f"  ... and {len(summary.failures) - 10} more (see the records)")
-    return 1 if summary.failed else 0
+    if summary.failed:
+        print(f"{summary.failed} cells failed ({summary.failed_now} in this run): see 'mandril bench status {args.out}' and the "
+              f"'error' of their records in {Path(args.out) / 'records'}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from mandril.bench import write_report
 
     result = write_report(args.dir)
-    print(f"wrote {Path(args.dir) / 'report.md'} ({len(result['rows'])} rows, {len(result['comparisons'])} comparisons)")
+    for line in result["problems"]:
+        print(f"not counted: {line}", file=sys.stderr)
+    incomplete = f"; incomplete: {result['missing']} cells missing" if result["missing"] else ""
+    print(f"wrote {Path(args.dir) / 'report.md'} ({len(result['rows'])} rows, {len(result['comparisons'])} comparisons{incomplete})")
     return 0
 
 
@@ -105,9 +115,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from mandril.bench import RunStore, units_of
 
     store = RunStore(args.dir)
-    table = store.status(units_of(store.suite()))
+    units = units_of(store.suite())
+    scan = store.scan(units)
+    for line in scan.problems(store.root):
+        print(f"not counted: {line}", file=sys.stderr)
+    table = store.status(units, scan)
     width = max(len(m) for m in table)
     print(f"{'method':{width}s}  {'cells':>7s} {'done':>7s} {'failed':>7s} {'left':>7s}")
     for method, row in table.items():
         print(f"{method:{width}s}  {row['cells']:7d} {row['done']:7d} {row['failed']:7d} {row['left']:7d}")
+    if scan.missing:
+        print(f"incomplete: {scan.missing} of {scan.cells} cells missing (run 'mandril bench run SUITE --out {args.dir} --resume')")
     return 0

@@ -1,8 +1,9 @@
-"""Run outputs written atomically (nothing is ever left half written): text, JSON, CSV.
+"""Run outputs written atomically and durably (nothing is ever left half written or lost to a power
+cut after the write returned): text, JSON, CSV.
 
 Every writer goes through the project's one primitive, :func:`mandril_envs.atomic.atomic_write`
-(temporary file in the same folder, then rename); torch checkpoints go through
-:mod:`mandril.core.checkpoint`.
+(temporary file in the same folder, fsynced, renamed, folder fsynced; ``exclusive=True`` creates the
+file only if no other process did); torch checkpoints go through :mod:`mandril.core.checkpoint`.
 """
 
 from __future__ import annotations
@@ -21,19 +22,20 @@ __all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "write_csv",
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically."""
-    return atomic_write(path, lambda stream: stream.write(data))
+def atomic_write_bytes(path: PathLike, data: bytes, exclusive: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically and durably; with ``exclusive``, only if ``path`` does not
+    exist (``FileExistsError`` otherwise, also when another process creates it at the same moment)."""
+    return atomic_write(path, lambda stream: stream.write(data), exclusive=exclusive)
 
 
-def atomic_write_text(path: PathLike, text: str) -> Path:
+def atomic_write_text(path: PathLike, text: str, exclusive: bool = False) -> Path:
     """:func:`atomic_write_bytes` for UTF-8 text."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    return atomic_write_bytes(path, text.encode("utf-8"), exclusive=exclusive)
 
 
-def write_json(path: PathLike, data: Any) -> Path:
+def write_json(path: PathLike, data: Any, exclusive: bool = False) -> Path:
     """Atomically write ``data`` as indented JSON (NaN and infinities are refused: they are not JSON)."""
-    return atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+    return atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n", exclusive=exclusive)
 
 
 def write_csv(path: PathLike, rows: Sequence[dict], fieldnames: Sequence[str] | None = None) -> Path:

@@ -236,19 +236,21 @@ class Method(ABC):
         return type(self)(replace(self.config, **changes)) if changes else type(self)(self.config)
 
     # --- training tasks ---------------------------------------------------------------------------
-    def prepare(self, source: Any, *, checkpoint: Any = None, log_dir: Any = None, progress: bool = False) -> None:
+    def prepare(self, source: Any, *, checkpoint: Any = None, log_dir: Any = None, progress: bool = False, checkpoint_metadata: Optional[Mapping[str, Any]] = None) -> None:
         """Learn from the training tasks of ``source`` (a :class:`~mandril_envs.dataset.DemoDataset`
         or a :class:`mandril.data.DatasetSource`).
 
         A no-op for single-task methods. ``checkpoint`` (a path): continue from it if it exists and
-        write progress to it (methods that train long). ``log_dir``: write ``metrics.csv`` and
-        TensorBoard events there.
+        write progress to it (methods that train long). ``checkpoint_metadata``: whom that checkpoint
+        belongs to (e.g. the benchmark preparation): written into it, and a checkpoint that says
+        otherwise is refused (:class:`~mandril.core.checkpoint.CheckpointError`). ``log_dir``: write
+        ``metrics.csv`` and TensorBoard events there.
         """
         if self.needs_preparation:
-            self._prepare(source, checkpoint=checkpoint, log_dir=log_dir, progress=progress)
+            self._prepare(source, checkpoint=checkpoint, log_dir=log_dir, progress=progress, checkpoint_metadata=checkpoint_metadata)
         self.prepared = True
 
-    def _prepare(self, source: Any, *, checkpoint: Any, log_dir: Any, progress: bool) -> None:
+    def _prepare(self, source: Any, *, checkpoint: Any, log_dir: Any, progress: bool, checkpoint_metadata: Optional[Mapping[str, Any]] = None) -> None:
         raise NotImplementedError(f"{self.name} needs preparation but does not implement _prepare")  # pragma: no cover
 
     def check_training(self, pool_demos: int, scored_n: Sequence[int]) -> None:

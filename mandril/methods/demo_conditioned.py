@@ -160,12 +160,12 @@ class DemoConditioned(TrainedRewardMethod):
                              f"{list(self.config.n_demos_choices)}: add them to n_demos_choices")
         super().check_training(pool_demos, scored_n)
 
-    def _prepare(self, data: Any, *, checkpoint: Any, log_dir: Any, progress: bool) -> None:
+    def _prepare(self, data: Any, *, checkpoint: Any, log_dir: Any, progress: bool, checkpoint_metadata: Any = None) -> None:
         from mandril.methods.trained import training_source
 
         source = training_source(data, self.input_kind, self.config.dtype, self.device)
         self._state_action, self._n_actions = source.state_action, source.models[0].action_dim
-        super()._prepare(source, checkpoint=checkpoint, log_dir=log_dir, progress=progress)
+        super()._prepare(source, checkpoint=checkpoint, log_dir=log_dir, progress=progress, checkpoint_metadata=checkpoint_metadata)
 
     def wrap_source(self, source: DatasetSource) -> DemoConditionedSource:
         return DemoConditionedSource(source, self.config.n_demos_choices)

@@ -32,7 +32,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Union
 
 import numpy as np
 import torch
@@ -218,6 +218,7 @@ class MandRIL:
         tensorboard: bool = True,
         desc: str = "MandRIL meta-training",
         checkpoint_path: Optional[PathLike] = None,
+        checkpoint_metadata: Optional[Mapping[str, Any]] = None,
     ) -> list[dict]:
         """Meta-train until ``self.iteration == iterations`` (so a resumed trainer continues where it stopped).
 
@@ -231,6 +232,7 @@ class MandRIL:
             desc: the progress bar's label (e.g. ``"pre-training"``).
             checkpoint_path: where checkpoints go (default ``log_dir / "checkpoint.pt"``); with it,
                 checkpoints are written without ``log_dir``.
+            checkpoint_metadata: whom the checkpoints belong to (see :func:`mandril.core.checkpoint.save_checkpoint`).
 
         Returns:
             The log rows of the iterations run by this call (per-step losses are per time step:
@@ -263,7 +265,7 @@ class MandRIL:
                         writer.add_scalar("meta/outer_loss", row["outer_loss"], row["iteration"])
                         writer.add_scalar("meta/inner_loss", row["inner_loss"], row["iteration"])
                 if checkpoint_path is not None and checkpoint_every and (self.iteration % checkpoint_every == 0 or self.iteration == iterations):
-                    self.save_checkpoint(checkpoint_path)
+                    self.save_checkpoint(checkpoint_path, checkpoint_metadata)
         finally:
             bar.close()
             if writer is not None:
@@ -330,12 +332,14 @@ class MandRIL:
             "history": list(self.history),
         }
 
-    def save_checkpoint(self, path: PathLike) -> Path:
-        """Write :meth:`state_dict` atomically in the one checkpoint format (:mod:`mandril.core.checkpoint`)."""
-        return save_checkpoint(path, CHECKPOINT_KIND, self.state_dict())
+    def save_checkpoint(self, path: PathLike, metadata: Optional[Mapping[str, Any]] = None) -> Path:
+        """Write :meth:`state_dict` atomically in the one checkpoint format (:mod:`mandril.core.checkpoint`),
+        with ``metadata`` saying whom it belongs to."""
+        return save_checkpoint(path, CHECKPOINT_KIND, self.state_dict(), metadata)
 
-    def load_checkpoint(self, path: PathLike) -> None:
-        """Restore a checkpoint written by :meth:`save_checkpoint` into this trainer (same model architecture).
+    def load_checkpoint(self, path: PathLike, metadata: Optional[Mapping[str, Any]] = None) -> None:
+        """Restore a checkpoint written by :meth:`save_checkpoint` into this trainer (same model architecture);
+        with ``metadata``, only one written with that metadata.
 
         Raises:
             FileNotFoundError: no such file.
@@ -343,7 +347,7 @@ class MandRIL:
                 does not fit the reward model.
         """
         path = Path(path)
-        self.load_state(load_checkpoint(path, CHECKPOINT_KIND), str(path))
+        self.load_state(load_checkpoint(path, CHECKPOINT_KIND, metadata), str(path))
 
     def load_state(self, state: dict, where: str = "state") -> None:
         """Restore :meth:`state_dict` (as read from a checkpoint); errors name ``where``."""

@@ -95,7 +95,7 @@ class TrainedRewardMethod(Method):
             model = model.to(self.device)
         return MandRIL(model, self.trainer_config())
 
-    def _prepare(self, data: Any, *, checkpoint: Any, log_dir: Any, progress: bool) -> None:
+    def _prepare(self, data: Any, *, checkpoint: Any, log_dir: Any, progress: bool, checkpoint_metadata: Optional[Mapping[str, Any]] = None) -> None:
         source = training_source(data, self.input_kind, self.config.dtype, self.device)
         first = source.models[0]
         self.architecture = {
@@ -106,13 +106,13 @@ class TrainedRewardMethod(Method):
         self.trainer = self._build_trainer(self.architecture)
         path = Path(checkpoint) if checkpoint is not None else None
         if path is not None and path.is_file():
-            self.trainer.load_checkpoint(path)
+            self.trainer.load_checkpoint(path, checkpoint_metadata)
         self.trainer.meta_train(
             self.wrap_source(source), self.iterations(), log_dir=log_dir, checkpoint_path=path, checkpoint_every=self.config.checkpoint_every,
-            progress=progress, tensorboard=log_dir is not None, desc=f"{self.name}: {self.progress_label}",
+            progress=progress, tensorboard=log_dir is not None, desc=f"{self.name}: {self.progress_label}", checkpoint_metadata=checkpoint_metadata,
         )
         if path is not None:
-            self.trainer.save_checkpoint(path)
+            self.trainer.save_checkpoint(path, checkpoint_metadata)
 
     def state_dict(self) -> dict:
         """The trained reward model, the trainer's state and the architecture it was built for (tensors on the CPU)."""

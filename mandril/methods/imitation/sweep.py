@@ -86,9 +86,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             policy_text = f"{np.mean(policy):.3f}" if policy else "-"
             print(f"{name:<16}{n:>4}{mean('evd'):>9.3f}{mean('normalized_evd'):>8.3f}{policy_text:>13}{mean('demo_nll'):>10.3f}{mean('seconds'):>8.1f}")
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record) + "\n")
+        from mandril.core.io import atomic_write_text
+
+        atomic_write_text(args.out, "".join(json.dumps(record) + "\n" for record in records))
     return 0
 
 
