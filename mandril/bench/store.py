@@ -220,6 +220,8 @@ class RunStore:
         if resume and self.root.is_dir() and any(self.root.iterdir()):
             raise ValueError(f"{self.root} has no {SUITE_FILE}: it is not a suite's output directory")
         if self.root.is_dir() and any(p.name not in (".gitkeep", LOCK_FILE) and not p.name.startswith(f".{SUITE_FILE}.") for p in self.root.iterdir()):
+            if existing.exists():  # it appeared since the check above: another run claimed the folder meanwhile
+                raise ValueError(f"{self.root}: another run claimed this directory at the same moment (it wrote {SUITE_FILE}): choose another --out")
             raise ValueError(f"{self.root} is not empty and holds no suite: choose an empty or new --out")
         self.root.mkdir(parents=True, exist_ok=True)
         try:
