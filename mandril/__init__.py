@@ -12,8 +12,7 @@ MandRIL (meta-inverse RL), MaxEnt IRL and the other baselines behind one interfa
 
 from mandril.eval import Scores, score, shown_and_heldout_demos
 from mandril.methods import METHODS, MandRIL, MandRILConfig, MaxEntIRL, Method, MethodOutput, hide_reward, make
-
-__version__ = "0.2.0"
+from mandril_envs._version import __version__  # the one version source of the project
 
 __all__ = [
     "METHODS",
