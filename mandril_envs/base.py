@@ -181,8 +181,13 @@ class TabularTaskEnv(gym.Env, ABC):
         task = self.check_task(task)
         self.task = task
         self.model: TabularModel = self._build_model(task.params)
-        self.action_space = spaces.Discrete(self.model.action_dim)
-        self.observation_space = self._observation_space()
+        # a space equal to the one in place is kept, with its seeded generator (a new task per reset
+        # must not reset what ``env.action_space.seed(s)`` set up)
+        action_space, observation_space = spaces.Discrete(self.model.action_dim), self._observation_space()
+        if getattr(self, "action_space", None) != action_space:
+            self.action_space = action_space
+        if getattr(self, "observation_space", None) != observation_space:
+            self.observation_space = observation_space
         self._started = False
 
     # --- seals / imitation names -------------------------------------------------------------

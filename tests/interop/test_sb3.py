@@ -41,3 +41,22 @@ def test_every_gridworld_observation_type_with_sb3(obs_type):
     policy = "CnnPolicy" if obs_type == "rgb" else "MlpPolicy"
     PPO(policy, venv, n_steps=32, batch_size=32, n_epochs=1, seed=0, verbose=0).learn(total_timesteps=64)
     venv.close()
+
+
+@pytest.mark.filterwarnings("error")
+def test_make_vec_env_with_a_task_per_reset_holds_different_tasks_and_trains():
+    """RL^2-style training as SB3 users write it: a new task per episode, a different one per sub-env."""
+    from mandril_envs.wrappers import TaskPerReset
+
+    venv = make_vec_env("mandril_envs/Bandit-K10-v0", n_envs=4, seed=0, wrapper_class=TaskPerReset, wrapper_kwargs={"split": "train"})
+    venv.reset()
+    first = [env.unwrapped.task.index for env in venv.envs]
+    assert len(set(first)) == 4
+    horizon = venv.envs[0].unwrapped.horizon
+    for _ in range(horizon):
+        _, _, dones, infos = venv.step(np.array([venv.action_space.sample() for _ in range(4)]))
+    assert dones.all() and all(info["TimeLimit.truncated"] for info in infos)
+    later = [env.unwrapped.task.index for env in venv.envs]
+    assert all(a != b for a, b in zip(first, later))  # SB3 reset each sub-env at the horizon: new tasks
+    PPO("MlpPolicy", venv, n_steps=32, batch_size=64, n_epochs=1, seed=0, verbose=0).learn(total_timesteps=256)
+    venv.close()
