@@ -262,6 +262,17 @@ class DemoDataset:
             {"minari_version": f"~={release}", "description": description, "requirements": [f"mandril>={__version__}"]},
         )
 
+    def to_imitation(self, index: int, obs_type: str = "index") -> list[Any]:
+        """Task ``index``'s demos as imitation ``TrajectoryWithRew`` objects (needs imitation installed).
+
+        Each is :meth:`Trajectory.to_imitation` of a demo: observations of ``obs_type`` (``(H+1, ...)``),
+        actions, rewards, ``terminal=False`` (episodes are truncated at the horizon). With the default
+        ``"index"`` observations they are what imitation's ``MCEIRL`` counts states from; with
+        ``self.make_env(index).unwrapped`` as its env it runs on the task's exact model.
+        """
+        index = check_int("index", index, 0, self.n_tasks - 1)
+        return [trajectory.to_imitation() for trajectory in self.trajectories(index, obs_type)]
+
     # --- file I/O --------------------------------------------------------------------------
     def _meta(self) -> dict:
         env = self.make_env(0).unwrapped if self.tasks else None

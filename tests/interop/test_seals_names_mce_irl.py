@@ -83,3 +83,27 @@ def test_mce_irl_on_env_unwrapped_learns_a_tabular_reward_on_the_indices():
     """With ``obs_type="index"`` the observation matrix is the one-hot of each state (a tabular reward):
     from 50 demos it is far better than acting at random (measured 0.083; 1 is random)."""
     assert _train_mce_irl("index", lr=1.0, iterations=100) < 0.2
+
+
+def test_dataset_to_imitation_feeds_mce_irl_on_the_tasks_env():
+    from imitation.data.types import TrajectoryWithRew
+
+    from mandril_envs.dataset import collect
+
+    dataset = collect("mandril_envs/GridWorld-v0", n_tasks=2, n_demos=50, split="test", demo_seed=1)
+    trajectories = dataset.to_imitation(1)
+    assert len(trajectories) == 50 and all(isinstance(t, TrajectoryWithRew) and not t.terminal for t in trajectories)
+    np.testing.assert_array_equal(trajectories[3].obs, dataset.states[1, 3])
+    np.testing.assert_array_equal(trajectories[3].acts, dataset.actions[1, 3])
+    np.testing.assert_allclose(trajectories[3].rews, dataset.rewards[1, 3])
+    assert dataset.to_imitation(1, obs_type="onehot")[3].obs.shape == (dataset.horizon + 1, 64)
+    env = dataset.make_env(1, obs_type="features").unwrapped
+    net = reward_nets.BasicRewardNet(env.observation_space, env.action_space, hid_sizes=[], use_action=False, use_done=False, use_next_state=False)
+    trainer = MCEIRL(trajectories, env, net, rng=np.random.default_rng(0), optimizer_kwargs={"lr": 0.1}, log_interval=None,
+                     custom_logger=imitation_logger.configure(format_strs=[]))
+    trainer.train(max_iter=60)
+    with th.no_grad():
+        learned = net(th.as_tensor(env.observation_matrix), None, None, None).numpy().astype(np.float64)
+    assert score(env.model, learned).normalized_evd < 0.05
+    with pytest.raises(ValueError, match="index"):
+        dataset.to_imitation(2)
