@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # the public API, imported on first use so that `import mandr
     from mandril.eval import Scores, score, shown_and_heldout_demos
     from mandril.methods import METHODS, MandRIL, MandRILConfig, MaxEntIRL, Method, MethodOutput, hide_reward, make
 
-__version__ = "0.2.0"
+from mandril_envs._version import __version__  # the one version source of the project
 
 _HOMES = {name: "mandril.eval" for name in ("Scores", "score", "shown_and_heldout_demos")}
 _HOMES.update({name: "mandril.methods" for name in ("METHODS", "MandRIL", "MandRILConfig", "MaxEntIRL", "Method", "MethodOutput", "hide_reward", "make")})

@@ -10,6 +10,7 @@ config file, a fresh worker process), name the module in the id and gymnasium im
 returns a report of what passed.
 """
 
+from mandril_envs._version import __version__
 from mandril_envs.base import TabularTaskEnv
 from mandril_envs.model import TabularModel
 from mandril_envs.registration import ENV_IDS, check_env_id, register_envs
@@ -17,5 +18,4 @@ from mandril_envs.tasks import Task
 
 register_envs()
 
-__version__ = "0.1.0"
 __all__ = ["ENV_IDS", "TabularModel", "TabularTaskEnv", "Task", "check_env_id", "register_envs", "__version__"]

@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from mandril_envs import drawing
 from mandril_envs.model import TabularModel
 from mandril_envs.reward_noise import RewardNoise
 from mandril_envs.sizes import ModelShape, check_fits
@@ -34,7 +35,11 @@ class TabularTaskEnv(gym.Env, ABC):
 
     ``env.model`` is the current task's :class:`TabularModel`; ``transition_matrix``,
     ``reward_matrix``, ``initial_state_dist``, ``horizon``, ``state_dim``, ``action_dim``,
-    ``feature_matrix``, ``successor_indices`` and ``successor_probs`` read through to it.
+    ``feature_matrix``, ``successor_indices`` and ``successor_probs`` read through to it. With
+    ``state_space``, ``observation_matrix``, ``obs_dim``, ``obs_dtype``, ``n_actions_taken`` and the
+    methods ``initial_state``, ``transition``, ``reward``, ``terminal`` and ``obs_from_state``, the env
+    reads like seals' ``TabularModelPOMDP``: imitation's ``MCEIRL(demos, env.unwrapped, reward_net)``
+    runs on it directly.
     """
 
     family: ClassVar[str] = ""
@@ -44,7 +49,9 @@ class TabularTaskEnv(gym.Env, ABC):
     reward_input_kinds: ClassVar[tuple[str, ...]] = ("features",)
     #: The config keys that set the size of a task's model, named when a size is refused.
     size_arguments: ClassVar[tuple[str, ...]] = ()
-    metadata: dict[str, Any] = {"render_modes": ["ansi"], "render_fps": 4}
+    #: Every family renders both: ``"rgb_array"`` (a small picture of the task, drawn with numpy; what
+    #: SB3's ``make_vec_env`` asks for) and ``"ansi"`` (text).
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 4}
 
     def __init__(self, config: dict, task: Optional[TaskLike], obs_type: str, render_mode: Optional[str]) -> None:
         check_choice("obs_type", obs_type, self.obs_types)
@@ -57,6 +64,7 @@ class TabularTaskEnv(gym.Env, ABC):
         self.render_mode = render_mode
         self._state = 0
         self._t = 0
+        self._last_action: Optional[int] = None  # the action of the last step of this episode (renders show it)
         self._started = False  # reset() has been called
         self._past_horizon = False  # the episode was truncated; step() now stays put and pays 0
         self._warned_past_horizon = False
@@ -173,8 +181,13 @@ class TabularTaskEnv(gym.Env, ABC):
         task = self.check_task(task)
         self.task = task
         self.model: TabularModel = self._build_model(task.params)
-        self.action_space = spaces.Discrete(self.model.action_dim)
-        self.observation_space = self._observation_space()
+        # a space equal to the one in place is kept, with its seeded generator (a new task per reset
+        # must not reset what ``env.action_space.seed(s)`` set up)
+        action_space, observation_space = spaces.Discrete(self.model.action_dim), self._observation_space()
+        if getattr(self, "action_space", None) != action_space:
+            self.action_space = action_space
+        if getattr(self, "observation_space", None) != observation_space:
+            self.observation_space = observation_space
         self._started = False
 
     # --- seals / imitation names -------------------------------------------------------------
@@ -228,6 +241,71 @@ class TabularTaskEnv(gym.Env, ABC):
         """The current state index."""
         return self._state
 
+    @property
+    def state_space(self) -> spaces.Discrete:
+        """``Discrete(S)``: the states (seals' ``state_space``; the observations are :attr:`observation_space`)."""
+        return spaces.Discrete(self.model.state_dim)
+
+    @property
+    def observation_matrix(self) -> np.ndarray:
+        """``(S, obs_dim)``: row ``s`` is the observation of state ``s`` as a flat vector, a new writable array.
+
+        Row ``s`` equals ``gymnasium.spaces.flatten(observation_space, observation(s))``: the one-hot
+        of ``s`` for ``obs_type="index"`` (a ``Discrete`` space flattens to its one-hot, as SB3 and
+        imitation feed it to a network) and ``"onehot"``, the feature row for ``"features"``, the
+        flattened image for GridWorld's ``"rgb"`` (uint8). float32 otherwise. This is what imitation's
+        ``MCEIRL`` hands its reward net for every state at once, so a reward net built on
+        ``env.observation_space`` (``BasicRewardNet(env.observation_space, env.action_space, ...)``)
+        reads it as it reads the env's observations.
+        """
+        n_states = self.model.state_dim
+        if self.obs_type in ("index", "onehot"):
+            check_fits(4 * n_states * n_states, f"observation_matrix of {n_states} one-hot states")
+            return np.eye(n_states, dtype=np.float32)
+        if self.obs_type == "features":
+            return np.array(self.model.feature_matrix, dtype=np.float32)
+        width = spaces.flatdim(self.observation_space)
+        check_fits(n_states * width * np.dtype(self.observation_space.dtype).itemsize, f"observation_matrix of {n_states} states x {width} values")
+        return np.stack([spaces.flatten(self.observation_space, self.observation(s)) for s in range(n_states)])
+
+    @property
+    def obs_dim(self) -> int:
+        """Length of a row of :attr:`observation_matrix` (``flatdim(observation_space)``)."""
+        return int(spaces.flatdim(self.observation_space))
+
+    @property
+    def obs_dtype(self) -> np.dtype:
+        """The dtype of :attr:`observation_matrix`."""
+        return np.dtype(np.float32) if self.obs_type in ("index", "onehot", "features") else np.dtype(self.observation_space.dtype)
+
+    @property
+    def n_actions_taken(self) -> int:
+        """Steps taken in this episode (seals' name for ``t``)."""
+        return self._t
+
+    def initial_state(self) -> int:
+        """Draw ``s_0 ~ initial_state_dist`` with the env's ``np_random`` (seals' model interface)."""
+        p0 = self.model.initial_state_dist
+        return int(self.np_random.choice(p0.shape[0], p=p0))
+
+    def transition(self, state: int, action: int) -> int:
+        """Draw ``s' ~ P(. | state, action)`` with the env's ``np_random`` (seals' model interface)."""
+        return self.model.sample_next_state(int(state), int(action), self.np_random)
+
+    def reward(self, state: int, action: int, new_state: int) -> float:
+        """The mean reward ``r(state)`` or ``r(state, action)`` (seals' model interface; ``new_state`` is unused)."""
+        table = self.model.reward_matrix
+        return float(table[state] if table.ndim == 1 else table[state, action])
+
+    def terminal(self, state: int, n_actions_taken: int) -> bool:
+        """Whether an episode ends after ``n_actions_taken`` steps: at the horizon (seals' model interface;
+        the env reports it as ``truncated``, never ``terminated``)."""
+        return int(n_actions_taken) >= self.model.horizon
+
+    def obs_from_state(self, state: int) -> Any:
+        """The observation of ``state`` (seals' name for :meth:`observation`)."""
+        return self.observation(state)
+
     # --- what a reward model reads, and what scoring needs to know ---------------------------
     def reward_input(self, kind: str = "features") -> np.ndarray:
         """The current task as a reward model reads it (a copy, float64).
@@ -277,9 +355,9 @@ class TabularTaskEnv(gym.Env, ABC):
         super().reset(seed=seed)
         if options and "task" in options:
             self.set_task(options["task"])
-        p0 = self.model.initial_state_dist
-        self._state = int(self.np_random.choice(p0.shape[0], p=p0))
+        self._state = self.initial_state()
         self._t = 0
+        self._last_action = None
         self._started = True
         self._past_horizon = False
         self._warned_past_horizon = False
@@ -317,6 +395,7 @@ class TabularTaskEnv(gym.Env, ABC):
         mean = reward_table[state, action] if reward_table.ndim == 2 else reward_table[state]
         reward = self._sample_reward(state, action, float(mean))
         self._state = self.model.sample_next_state(state, action, self.np_random)
+        self._last_action = action
         self._t += 1
         truncated = self._t >= self.model.horizon
         self._past_horizon = truncated
@@ -324,11 +403,23 @@ class TabularTaskEnv(gym.Env, ABC):
         return self.observation(self._state), reward, False, truncated, info
 
     def render(self) -> Any:
-        """``ansi``: a text picture of the current state (subclasses add ``rgb_array``)."""
+        """``rgb_array``: a ``(height, width, 3)`` uint8 picture of the task and the agent
+        (:meth:`_render_rgb`); ``ansi``: a text picture of the current state."""
         if self.render_mode is None:
-            gym.logger.warn("render() called without a render_mode; make the env with render_mode='ansi'")
+            gym.logger.warn("render() called without a render_mode; make the env with render_mode='rgb_array' or 'ansi'")
             return None
+        if self.render_mode == "rgb_array":
+            return self._render_rgb()
         return self._render_ansi()
+
+    def _render_rgb(self) -> np.ndarray:
+        """The current task and state as a ``(height, width, 3)`` uint8 image, drawn with numpy
+        (:mod:`mandril_envs.drawing`). By default a ring of the states, coloured by reward, with the
+        agent's state ringed and lines to where it can go (:func:`~mandril_envs.drawing.ring_of_states`);
+        GridWorld draws its map, Bandit its arms."""
+        reward = self.model.reward_matrix
+        state_rewards = reward if reward.ndim == 1 else reward.mean(axis=1)
+        return drawing.ring_of_states(self.model.successor_indices, self.model.successor_probs, state_rewards, self._state)
 
     def _render_ansi(self) -> str:
         return f"{self.family} task {self.task.split}/{self.task.index}: t={self._t}/{self.model.horizon} state={self._state}\n"

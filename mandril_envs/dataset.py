@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import struct
 import sys
 import tokenize
@@ -65,23 +64,25 @@ MINARI_AUTHOR = "the mandril project (mandril_envs)"
 MINARI_AUTHOR_EMAIL = "none given (a mandril_envs export)"
 MINARI_CODE_PERMALINK = f"mandril {__version__}: mandril_envs.dataset.DemoDataset.to_minari"
 # Minari's naming rule, (env_name-)(dataset_name)(-v(version)), with the parts it needs to list a
-# local store (Minari 0.4 parses every folder's name and fails on all of them if one has no version).
-_MINARI_ID = re.compile(r"[A-Za-z0-9_]+-[A-Za-z0-9_.-]+?-v[0-9]+")
+# local store (Minari 0.4 parses every folder's name and fails on all of them if one has no version),
+# and only characters both 0.4 and 0.5 accept (0.5 refuses '.').
+_MINARI_ID = re.compile(r"[A-Za-z0-9_]+-[A-Za-z0-9_-]+?-v[0-9]+")
 
 
 def check_minari_dataset_id(dataset_id: object) -> str:
     """``dataset_id`` if it follows Minari's naming rule ``env-dataset-vN``, else raise.
 
-    ``env`` is letters, digits and ``_``; ``dataset`` is letters, digits, ``_``, ``.`` and ``-``; ``N``
-    is a version number. Minari itself accepts more (no version) at write time, then cannot list or
-    show any dataset of the store: a malformed id is refused here before anything is written.
+    ``env`` is letters, digits and ``_``; ``dataset`` is letters, digits, ``_`` and ``-``; ``N`` is a
+    version number: ids that Minari 0.4 and 0.5 both read. Minari 0.4 accepts more (no version) at
+    write time, then cannot list or show any dataset of the store: a malformed id is refused here
+    before anything is written.
     """
     if not isinstance(dataset_id, str):
         raise TypeError(f"dataset_id must be a string, got {type(dataset_id).__name__} {dataset_id!r:.80}")
     if not _MINARI_ID.fullmatch(dataset_id):
         raise ValueError(
             f"dataset_id must follow Minari's naming rule 'env-dataset-vN' (env: letters, digits, '_'; dataset: letters, "
-            f"digits, '_', '.', '-'; N: a version number), e.g. 'gridworld-expert-v0', got {dataset_id!r:.120}"
+            f"digits, '_', '-'; N: a version number), e.g. 'gridworld-expert-v0', got {dataset_id!r:.120}"
         )
     return dataset_id
 
@@ -173,11 +174,14 @@ class DemoDataset:
             out.append(Trajectory(states.copy(), actions.copy(), rewards.copy(), observations))
         return out
 
-    def episode_buffers(self, index: int, obs_type: str = "index") -> list[dict[str, np.ndarray]]:
-        """Task ``index``'s demos as Minari episode buffers (``observations (H+1, ...)``,
+    def episode_buffers(self, index: int, obs_type: str = "index") -> list[dict[str, Any]]:
+        """Task ``index``'s demos as Minari episode buffers, one dict per demo: ``observations (H+1, ...)``,
         ``actions (H,)``, ``rewards (H,)``, ``terminations (H,)`` all False, ``truncations (H,)``
-        True at the last step only)."""
+        True at the last step only, and ``infos`` as the env reports them, ``{"state": (H+1,) int64,
+        "t": (H+1,) int64}`` (the state indices whatever the observation type). Minari 0.4 takes these
+        dicts; :meth:`to_minari` turns them into Minari 0.5's ``EpisodeBuffer`` where that is what it takes."""
         buffers = []
+        steps = np.arange(self.horizon + 1, dtype=np.int64)
         for trajectory in self.trajectories(index, obs_type):
             truncations = np.zeros(self.horizon, bool)
             truncations[-1] = True
@@ -188,6 +192,7 @@ class DemoDataset:
                     "rewards": trajectory.rewards,
                     "terminations": np.zeros(self.horizon, bool),
                     "truncations": truncations,
+                    "infos": {"state": trajectory.states.astype(np.int64), "t": steps.copy()},
                 }
             )
         return buffers
@@ -204,13 +209,18 @@ class DemoDataset:
     ) -> Any:
         """Task ``index``'s demos as a Minari dataset in the local Minari store (needs the ``minari`` extra).
 
-        The env spec stored with it carries the task (its kwargs), so
-        ``minari_dataset.recover_environment()`` rebuilds the exact true model; the same env is the
-        evaluation env. Every metadata field Minari asks for is filled (no warnings, and
-        ``minari show`` can describe it): ``author``, ``author_email`` and ``code_permalink`` default to
-        the project's name and version (it has no public address; pass your own when you publish),
-        ``minari_version`` to the installed Minari's ``~=X.Y``. The store is ``MINARI_DATASETS_PATH``
-        (default ``~/.minari/datasets``); a dataset whose writing fails is removed, not left half written.
+        Works with Minari 0.4.3 (gymnasium 0.29) and 0.5.x (gymnasium 1.x): what the installed
+        Minari takes is read from its signature (:mod:`mandril_envs.minari_export`). The env spec
+        stored with it carries the task (its kwargs), so ``minari_dataset.recover_environment()``
+        rebuilds the exact true model; the same env is the evaluation env. Each episode's ``infos``
+        hold the state indices and time steps (``{"state": (H+1,), "t": (H+1,)}``). Every metadata
+        field Minari asks for is filled (no warnings): ``author``, ``author_email`` and
+        ``code_permalink`` default to the project's name and version (it has no public address; pass
+        your own when you publish); Minari 0.4 gets ``minari_version`` ``~=X.Y`` of the installed
+        Minari, 0.5 a ``description`` and the ``requirements`` (``mandril>=`` this version). On 0.5
+        ``minari show DATASET_ID`` describes it; 0.4.3's ``minari show`` fails on every local dataset
+        (its own bug). The store is ``MINARI_DATASETS_PATH`` (default ``~/.minari/datasets``); a
+        dataset whose writing fails is removed, not left half written.
 
         Args:
             dataset_id: ``env-dataset-vN`` (:func:`check_minari_dataset_id`), not already in the store.
@@ -222,37 +232,46 @@ class DemoDataset:
             ValueError: a malformed or taken ``dataset_id`` (before anything is written), a bad index.
             ImportError: Minari is not installed.
         """
+        from mandril_envs import minari_export
+
         dataset_id = check_minari_dataset_id(dataset_id)
         index = check_int("index", index, 0, self.n_tasks - 1)
         for name, value in (("author", author), ("author_email", author_email), ("code_permalink", code_permalink)):
             if not isinstance(value, str) or not value.strip():
                 raise TypeError(f"{name} must be a non-empty string, got {value!r}")
-        try:
-            import minari
-            from minari.storage import get_dataset_path
-        except ImportError:
-            raise ImportError("to_minari needs Minari: pip install 'mandril[minari]'") from None
+        minari = minari_export.import_minari()
+        from minari.storage import get_dataset_path
+
         root = Path(get_dataset_path(dataset_id))
         if root.exists():
             raise ValueError(f"dataset_id {dataset_id!r} is taken: a Minari dataset already exists at {str(root)!r}")
-        env = self.make_env(index, obs_type=obs_type)
-        buffers = self.episode_buffers(index, obs_type)
-        release = minari.__version__.split(".")[:2]
-        try:
-            return minari.create_dataset_from_buffers(
-                dataset_id,
-                buffer=buffers,
-                env=env,
-                eval_env=env,
-                algorithm_name=f"mandril_envs {self.expert.policy} expert (temperature {self.expert.temperature}, epsilon {self.expert.epsilon})",
-                author=author,
-                author_email=author_email,
-                code_permalink=code_permalink,
-                minari_version=f"~={'.'.join(release)}",
-            )
-        except BaseException:
-            shutil.rmtree(root, ignore_errors=True)
-            raise
+        expert = f"mandril_envs {self.expert.policy} expert (temperature {self.expert.temperature}, epsilon {self.expert.epsilon})"
+        task = self.tasks[index]
+        description = (
+            f"{self.n_demos} demos of {self.horizon} steps by the {expert} on task {task.split}/{task.index} (task seed "
+            f"{task.seed}) of {self.env_id}, written by mandril {__version__} (mandril_envs.dataset.DemoDataset.to_minari). "
+            "The env spec's kwargs carry the task, so recover_environment() rebuilds its exact model; infos['state'] "
+            "holds the state indices."
+        )
+        release = ".".join(minari.__version__.split(".")[:2])
+        return minari_export.create_dataset(
+            dataset_id,
+            self.episode_buffers(index, obs_type),
+            self.make_env(index, obs_type=obs_type),
+            {"algorithm_name": expert, "author": author, "author_email": author_email, "code_permalink": code_permalink},
+            {"minari_version": f"~={release}", "description": description, "requirements": [f"mandril>={__version__}"]},
+        )
+
+    def to_imitation(self, index: int, obs_type: str = "index") -> list[Any]:
+        """Task ``index``'s demos as imitation ``TrajectoryWithRew`` objects (needs imitation installed).
+
+        Each is :meth:`Trajectory.to_imitation` of a demo: observations of ``obs_type`` (``(H+1, ...)``),
+        actions, rewards, ``terminal=False`` (episodes are truncated at the horizon). With the default
+        ``"index"`` observations they are what imitation's ``MCEIRL`` counts states from; with
+        ``self.make_env(index).unwrapped`` as its env it runs on the task's exact model.
+        """
+        index = check_int("index", index, 0, self.n_tasks - 1)
+        return [trajectory.to_imitation() for trajectory in self.trajectories(index, obs_type)]
 
     # --- file I/O --------------------------------------------------------------------------
     def _meta(self) -> dict:

@@ -1,17 +1,19 @@
 """Reusable checks for tabular task envs: run them on your own env as the suite's tests do.
 
 Each ``check_*`` function raises ``AssertionError`` with a message naming what is wrong. They need
-only numpy and gymnasium. ``check_all(env_id)`` runs them all on a registered id, prints one line
+only numpy and gymnasium, except the two SB3 checks (run by ``check_all`` when stable-baselines3 is
+installed: then 13 checks). ``check_all(env_id)`` runs them all on a registered id, prints one line
 (which checks passed) and returns a :class:`CheckReport`; it raises if a check failed, unless
 ``strict=False``.
 
     from mandril_envs.testing import check_all
-    report = check_all("mandril_envs/GridWorld-v0")   # prints "mandril_envs/GridWorld-v0: all 9 checks passed ..."
+    report = check_all("mandril_envs/GridWorld-v0")   # prints "mandril_envs/GridWorld-v0: all 11 checks passed ..."
     report.results[0].name, report.results[0].passed  # ("check_env", True)
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import pickle
@@ -40,6 +42,11 @@ __all__ = [
     "check_spec_roundtrip",
     "check_vector_env",
     "check_step_after_truncation",
+    "check_render_modes",
+    "check_seals_names",
+    "check_sb3_check_env",
+    "check_sb3_make_vec_env",
+    "sb3_installed",
     "deterministic_observation_ids",
     "CheckResult",
     "CheckReport",
@@ -248,6 +255,85 @@ def check_step_after_truncation(env: gym.Env, extra_steps: int = 3, seed: int = 
     assert info["t"] == 1 and truncated == (base.horizon == 1), "reset() after the horizon did not start a new episode"
 
 
+def check_render_modes(env_id: str, **make_kwargs: Any) -> None:
+    """Every declared render mode works as ``gym.make(env_id, render_mode=mode)``, the way SB3's
+    ``make_vec_env`` makes envs (it asks for ``"rgb_array"``): ``"rgb_array"`` must be declared and give
+    ``(height, width, 3)`` uint8 frames, ``"ansi"`` non-empty text, before and after a step."""
+    modes = gym.make(env_id, **make_kwargs).metadata.get("render_modes", [])
+    assert "rgb_array" in modes, f"render_modes {modes} lacks 'rgb_array' (SB3's make_vec_env passes render_mode='rgb_array')"
+    for mode in modes:
+        env = gym.make(env_id, render_mode=mode, **make_kwargs)
+        env.reset(seed=0)
+        env.action_space.seed(0)
+        for _ in range(2):
+            frame = env.render()
+            if mode == "rgb_array":
+                assert isinstance(frame, np.ndarray) and frame.dtype == np.uint8, f"rgb_array render gave {type(frame).__name__} {getattr(frame, 'dtype', '')}"
+                assert frame.ndim == 3 and frame.shape[2] == 3 and min(frame.shape[:2]) >= 8, f"rgb_array frame shape {frame.shape}"
+            elif mode == "ansi":
+                assert isinstance(frame, str) and frame.strip(), f"ansi render gave {frame!r:.80}"
+            env.step(env.action_space.sample())
+        env.close()
+
+
+def check_seals_names(env: gym.Env) -> None:
+    """``env.unwrapped`` reads like seals' ``TabularModelPOMDP`` (what imitation's ``MCEIRL`` reads):
+    ``state_space`` is ``Discrete(S)``; ``observation_matrix`` is a writable ``(S, obs_dim)`` array of
+    ``obs_dtype`` whose row ``s`` is ``spaces.flatten(observation_space, observation(s))``; the model
+    methods agree with the matrices."""
+    base = _base(env)
+    n_states = base.state_dim
+    assert base.state_space == gym.spaces.Discrete(n_states), f"state_space {base.state_space}"
+    matrix = base.observation_matrix
+    assert matrix.shape == (n_states, base.obs_dim) and matrix.dtype == base.obs_dtype, f"observation_matrix {matrix.shape} {matrix.dtype}, obs_dim {base.obs_dim}, obs_dtype {base.obs_dtype}"
+    assert matrix.flags.writeable, "observation_matrix must be writable (torch.as_tensor warns on read-only arrays)"
+    assert base.obs_dim == gym.spaces.flatdim(base.observation_space)
+    for state in sorted({0, n_states // 2, n_states - 1}):
+        flat = gym.spaces.flatten(base.observation_space, base.obs_from_state(state))
+        np.testing.assert_array_equal(matrix[state], flat, err_msg=f"observation_matrix[{state}] is not the flattened observation of state {state}")
+    assert not base.terminal(0, base.horizon - 1) and base.terminal(0, base.horizon), "terminal() must be True from the horizon on"
+
+
+def sb3_installed() -> bool:
+    """Whether stable-baselines3 can be imported (its checks then join :func:`check_all`)."""
+    return importlib.util.find_spec("stable_baselines3") is not None
+
+
+def check_sb3_check_env(env_id: str, **make_kwargs: Any) -> None:
+    """SB3's own ``check_env`` on ``gym.make(env_id)``, with its warnings counted as failures (needs stable-baselines3)."""
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sb3_check_env(gym.make(env_id, **make_kwargs), warn=True)
+    messages = sorted({str(w.message).splitlines()[0] for w in caught if "stable_baselines3" in (w.filename or "")})
+    assert not messages, f"SB3's check_env warned: {messages}"
+
+
+def check_sb3_make_vec_env(env_id: str, n_envs: int = 2, seed: int = 0, **make_kwargs: Any) -> None:
+    """SB3's ``make_vec_env`` builds the env (with ``render_mode="rgb_array"``), runs a horizon plus one
+    step through its automatic reset, and renders every sub-env (needs stable-baselines3)."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    vector = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=make_kwargs)
+    try:
+        assert vector.get_attr("render_mode") == ["rgb_array"] * n_envs, f"render modes {vector.get_attr('render_mode')}"
+        vector.reset()
+        horizon = _base(vector.envs[0]).horizon
+        done_at = []
+        for t in range(horizon + 1):
+            _, rewards, dones, infos = vector.step(np.array([vector.action_space.sample() for _ in range(n_envs)]))
+            assert rewards.shape == (n_envs,)
+            if dones.all():
+                done_at.append(t)
+                assert all(info.get("TimeLimit.truncated", False) for info in infos), "the horizon must read as a truncation to SB3"
+        assert done_at == [horizon - 1], f"episodes ended at steps {done_at}, expected only at {horizon - 1}"
+        frames = vector.get_images()
+        assert len(frames) == n_envs and all(f.dtype == np.uint8 and f.ndim == 3 for f in frames)
+    finally:
+        vector.close()
+
+
 def deterministic_observation_ids(env_ids: Iterable[str], **make_kwargs: Any) -> list[str]:
     """The ids (as exact regular expressions) whose observations do not depend on the seed.
 
@@ -308,17 +394,21 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def check_all(env_id: str, *, quiet: bool = False, strict: bool = True, **make_kwargs: Any) -> CheckReport:
+def check_all(env_id: str, *, quiet: bool = False, strict: bool = True, sb3: Optional[bool] = None, **make_kwargs: Any) -> CheckReport:
     """Every check of this module (and gymnasium's ``check_env``) on a registered id.
 
     Runs them all (a failing check does not stop the others), prints the one-line
-    :meth:`CheckReport.summary` unless ``quiet``, and returns the :class:`CheckReport`.
+    :meth:`CheckReport.summary` unless ``quiet``, and returns the :class:`CheckReport`. With
+    stable-baselines3 installed, SB3's ``check_env`` and ``make_vec_env`` join them
+    (``"sb3_check_env"``, ``"sb3_make_vec_env"``).
 
     Args:
         env_id: a registered id.
         quiet: print nothing.
         strict: raise ``AssertionError`` (its message is the whole report) if any check failed;
             with ``strict=False`` the report is returned either way.
+        sb3: run the SB3 checks: ``None`` (default) when stable-baselines3 is installed, ``True``
+            always (a failure if it is missing), ``False`` never.
         make_kwargs: passed to ``gym.make`` (the spec round trip is then skipped: it makes the id's defaults).
     """
     make = lambda: gym.make(env_id, **make_kwargs)  # noqa: E731
@@ -331,9 +421,16 @@ def check_all(env_id: str, *, quiet: bool = False, strict: bool = True, **make_k
         ("pickle", lambda: check_pickle(make())),
         ("vector_env", lambda: check_vector_env(env_id, **make_kwargs)),
         ("step_after_truncation", lambda: check_step_after_truncation(make())),
+        ("render_modes", lambda: check_render_modes(env_id, **make_kwargs)),
+        ("seals_names", lambda: check_seals_names(make())),
     ]
     if not make_kwargs:
         checks.insert(6, ("spec_roundtrip", lambda: check_spec_roundtrip(env_id)))
+    if sb3 or (sb3 is None and sb3_installed()):
+        checks += [
+            ("sb3_check_env", lambda: check_sb3_check_env(env_id, **make_kwargs)),
+            ("sb3_make_vec_env", lambda: check_sb3_make_vec_env(env_id, **make_kwargs)),
+        ]
     results = []
     for name, check in checks:
         start = time.perf_counter()

@@ -6,6 +6,7 @@ from typing import Optional
 
 import numpy as np
 
+from mandril_envs import drawing
 from mandril_envs.base import TabularTaskEnv
 from mandril_envs.model import TabularModel
 from mandril_envs.reward_noise import RewardNoise
@@ -99,6 +100,17 @@ class BanditEnv(TabularTaskEnv):
     def reward_noise(self) -> RewardNoise:
         """Bernoulli arms pay 0/1; Gaussian arms pay ``N(mean, 1)``."""
         return RewardNoise("bernoulli") if self.config["arm_distribution"] == "bernoulli" else RewardNoise("gaussian", 1.0)
+
+    def _render_rgb(self) -> np.ndarray:
+        """Bars of the arm means (Bernoulli: on ``[0, 1]``; Gaussian: from the lowest to the highest
+        mean, with 0 in range), the last pulled arm in amber (:func:`~mandril_envs.drawing.arm_bars`)."""
+        means = self.arm_means
+        if self.config["arm_distribution"] == "bernoulli":
+            low, high = 0.0, 1.0
+        else:
+            low, high = min(0.0, float(means.min())), max(0.0, float(means.max()))
+            high = high if high > low else low + 1.0
+        return drawing.arm_bars(means, self._last_action, low, high)
 
     def _render_ansi(self) -> str:
         means = " ".join(f"{m:.2f}" for m in self.arm_means)

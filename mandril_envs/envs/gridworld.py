@@ -193,7 +193,6 @@ class GridWorldEnv(TabularTaskEnv):
     obs_types = ("index", "onehot", "features", "rgb")
     reward_input_kinds = ("features", "map", "rgb")
     size_arguments = ("size", "sprite_feature_dim")
-    metadata: dict[str, Any] = {"render_modes": ["rgb_array", "ansi"], "render_fps": 4}
 
     def __init__(
         self,
@@ -512,11 +511,9 @@ class GridWorldEnv(TabularTaskEnv):
             return self.map_image(state)
         return super().observation(state)
 
-    def render(self) -> Any:
-        """``rgb_array``: the map image with the agent; ``ansi``: a text map."""
-        if self.render_mode == "rgb_array":
-            return self.map_image(self._state)
-        return super().render()
+    def _render_rgb(self) -> np.ndarray:
+        """The map image with the agent's cell ringed in white (:meth:`map_image`)."""
+        return self.map_image(self._state)
 
     def _sprite_chars(self, params: dict) -> list[tuple[list, str]]:
         """``([row, col], char)`` of each sprite in the text map: ``G`` the goal, ``X`` an obstacle."""
