@@ -8,6 +8,7 @@ import numpy as np
 
 from mandril_envs.base import TabularTaskEnv
 from mandril_envs.model import TabularModel
+from mandril_envs.priors import BoxRewardPrior, GaussianRewardPrior, RewardPrior
 from mandril_envs.reward_noise import RewardNoise
 from mandril_envs.sizes import ModelShape
 from mandril_envs.tasks import TaskLike
@@ -95,6 +96,13 @@ class BanditEnv(TabularTaskEnv):
     def arm_means(self) -> np.ndarray:
         """``(K,)`` the current task's arm means."""
         return self.model.reward_matrix[0]
+
+    def reward_prior(self) -> RewardPrior:
+        """The arm means' prior, ``(1, K)``: ``U[0, 1]`` each (Bernoulli arms) or ``N(0, 1)`` each (Gaussian arms)."""
+        k = self.config["n_arms"]
+        if self.config["arm_distribution"] == "bernoulli":
+            return BoxRewardPrior((1, k), 0.0, 1.0)
+        return GaussianRewardPrior((1, k), np.zeros(k), np.ones(k))
 
     def reward_noise(self) -> RewardNoise:
         """Bernoulli arms pay 0/1; Gaussian arms pay ``N(mean, 1)``."""
