@@ -34,7 +34,7 @@ from mandril.eval.stats import interval
 __all__ = ["write_report", "summarize_records", "compare_with", "HEADLINE_METHOD"]
 
 HEADLINE_METHOD = "mandril"
-REFERENCES = ("expert", "zero_reward", "uniform_policy")
+REFERENCES = ("expert", "bayes", "zero_reward", "uniform_policy")
 _REPS = 2000
 
 
