@@ -44,6 +44,7 @@ from mandril.methods.demo_conditioned import DemoConditioned
 from mandril.methods.fitting import FitSettings, fit_rewards
 from mandril.methods.imitation import AIRL, BC, GAIL
 from mandril.methods.mandril import MandRILMethod
+from mandril.methods.map_prior import MapPrior
 from mandril.methods.maxent import MaxEnt, MaxEntIRL, MaxEntLinear, MaxEntTabular
 from mandril.methods.meta_trainer import MandRIL, MandRILConfig
 from mandril.methods.pretrain_finetune import PretrainFinetune
@@ -72,6 +73,7 @@ _CLASSES: tuple[type[Method], ...] = (
     MandRILMethod,
     PretrainFinetune,
     DemoConditioned,
+    MapPrior,
     MaxEnt,
     MaxEntLinear,
     MaxEntTabular,

@@ -25,6 +25,7 @@ TINY: dict[str, dict] = {
     "mandril": {"reward_model": SMALL_CONV, "iterations": 3, "meta_batch_size": 2, "n_train_demos": 1, "n_test_demos": 2},
     "pretrain_finetune": {"reward_model": SMALL_CONV, "pretrain_iterations": 3, "pretrain_batch_size": 2, "pretrain_demos": 2, "max_steps": 5},
     "demo_conditioned": {"reward_model": SMALL_CONV, "iterations": 3, "meta_batch_size": 2, "n_demos_choices": [1, 2], "n_test_demos": 2},
+    "map_prior": {"pool_max_steps": 20, "max_steps": 20},
     "maxent": {"reward_model": SMALL_CONV, "max_steps": 5},
     "maxent_linear": {"max_steps": 20},
     "maxent_tabular": {"max_steps": 20},
@@ -83,7 +84,7 @@ def test_every_method_runs_through_the_registry_on_a_tiny_grid(name, pool, held_
         assert all(score(m, o).normalized_evd == pytest.approx(1.0) for (_, m, *_), o in zip(held_out, outputs))
 
 
-@pytest.mark.parametrize("name", ["mandril", "pretrain_finetune", "demo_conditioned"])
+@pytest.mark.parametrize("name", ["mandril", "pretrain_finetune", "demo_conditioned", "map_prior"])
 def test_a_prepared_state_saved_and_loaded_gives_the_same_fits(name, pool, held_out, tmp_path):
     method = methods.make(name, **TINY[name])
     method.prepare(pool)
