@@ -8,7 +8,8 @@ task's true model (EVD and normalized EVD: 0 expert, 1 uniform policy). Estimato
 * ``tabular``: one reward per state, MaxEnt with a small L2 (``--l2``); no structure, no prior
   (the methods registry's ``maxent_tabular``, run to a gradient tolerance: :func:`fit_reward`).
 * ``linear``: a linear reward on the task's ``features`` input, MaxEnt with the same L2
-  (``maxent_linear``).
+  (``maxent_linear``); not on families with state-action rewards (the bandits), which state
+  features cannot describe.
 * ``posterior``: the ``bayes`` reference of the methods registry (:func:`mandril.methods.bayes.posterior_mode`):
   the mode of the exact Bayesian posterior over the task's reward under the family's own prior
   (``env.unwrapped.reward_prior()``) given the n demos' actions under the soft expert
@@ -30,7 +31,7 @@ suite's), or ``--temperature``.
 start distribution (the registry's ``likelihood="start"``, as every MaxEnt-family method); EVD is scored from
 the task's real one.
 
-    python benchmarks/information_curve.py                       # the three families, 24 tasks
+    python benchmarks/information_curve.py                       # the four families, 24 tasks
     python benchmarks/information_curve.py --env mandril_envs/GridWorld-Intent-v0 --tasks 8 \\
         --env-kwargs '{"goal_spread": 2.0}' --out /tmp/curve        # explore a setting
     python benchmarks/information_curve.py --env mandril_envs/Bandit-K10-v0 --split validation \
@@ -67,9 +68,9 @@ from mandril.methods.bayes import posterior_mode as bayes_posterior_mode
 from mandril_envs.demos import generate
 from mandril_envs.model import TabularModel
 
-DEFAULT_ENVS = ("mandril_envs/GridWorld-v0", "mandril_envs/GridWorld-Intent-v0", "mandril_envs/TabularMDP-Linear-v0")
+DEFAULT_ENVS = ("mandril_envs/GridWorld-v0", "mandril_envs/GridWorld-Intent-v0", "mandril_envs/TabularMDP-Linear-v0", "mandril_envs/Bandit-K10-v0")
 #: The soft expert's temperature per env id where it is not 1 (as in ``benchmarks/suites/quick.toml``).
-EXPERT_TEMPERATURES = {"mandril_envs/Bandit-K10-v0": 0.1}
+EXPERT_TEMPERATURES = {"mandril_envs/Bandit-K10-v0": 0.4}
 FIT_KINDS = ("tabular", "linear")
 ESTIMATORS = ("tabular", "linear", "posterior", "prior", "nearest_sprite")
 LABELS = {
@@ -191,7 +192,7 @@ def run_env(env_id: str, env_kwargs: dict, args: argparse.Namespace, bar) -> lis
         for n in args.n:
             states, actions = all_states[:n], all_actions[:n]
             for kind in FIT_KINDS:
-                if kind in args.estimators:
+                if kind in args.estimators and not (kind == "linear" and model.state_action_reward):  # state features cannot tell actions apart
                     start = time.perf_counter()
                     fit = fit_reward(model, features, states, actions, kind, args.l2)
                     record(kind, n, fit, time.perf_counter() - start)
