@@ -15,7 +15,7 @@ from mandril.bench import suite_from_dict
 from mandril.bench.cells import Unit
 from mandril.bench.work import run_unit
 from mandril.eval import score
-from mandril.methods import FitProblem, hide_reward
+from mandril.methods import hide_reward
 from mandril.methods.bayes import posterior_mode
 from mandril_envs.demos import ExpertSettings, expert_policy, rollout
 from mandril_envs.planning import soft_value_iteration
