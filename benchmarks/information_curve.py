@@ -8,27 +8,34 @@ task's true model (EVD and normalized EVD: 0 expert, 1 uniform policy). Estimato
 * ``tabular``: one reward per state, MaxEnt with a small L2 (``--l2``); no structure, no prior
   (the methods registry's ``maxent_tabular``, run to a gradient tolerance: :func:`fit_reward`).
 * ``linear``: a linear reward on the task's ``features`` input, MaxEnt with the same L2
-  (``maxent_linear``).
-* ``posterior``: a structure-aware estimator: the mode of the exact Bayesian posterior over the
-  task's intent given the n demos' actions under the soft expert (``prod_t pi(a_t | s_t, t)``; on
-  deterministic grids this is the start-conditioned MaxEnt likelihood, on stochastic dynamics
-  MaxEnt's ``log Z - <mu_D, r>`` is only a surrogate of it). For ``GridWorld-v0``: which of the
-  sprites is the goal (uniform prior over them); for families with a ``linear_intent()``
-  (``GridWorld-Intent-v0``, ``TabularMDP-Linear-v0``): the Gaussian prior around the shared mean.
-  It knows everything the family shares and lacks only the task's own draw: a method that learns
-  the prior from training tasks should not expect to beat it (it is a mode, not the Bayes-optimal
-  decision for EVD, so it is a reference, not a strict bound).
-* ``prior``: the same structure with no demo (the prior mean reward), shown at n = 0.
+  (``maxent_linear``); not on families with state-action rewards (the bandits), which state
+  features cannot describe.
+* ``posterior``: the ``bayes`` reference of the methods registry (:func:`mandril.methods.bayes.posterior_mode`):
+  the mode of the exact Bayesian posterior over the task's reward under the family's own prior
+  (``env.unwrapped.reward_prior()``) given the n demos' actions under the soft expert
+  (``prod_t pi(a_t | s_t, t)``; on deterministic grids this is the start-conditioned MaxEnt
+  likelihood, on stochastic dynamics MaxEnt's ``log Z - <mu_D, r>`` is only a surrogate of it).
+  ``GridWorld-v0``: which of the sprites is the goal; the linear-intent families: the Gaussian prior
+  around the shared mean; ``TabularMDP-v0``: ``N(1, 1)`` state-action means; Bernoulli bandits: arm
+  means uniform on ``[0, 1]``. It knows everything the family shares and lacks only the task's own
+  draw: a method that learns the prior from training tasks should not expect to beat it (it is a
+  mode, not the Bayes-optimal decision for EVD, so it is a reference, not a strict bound).
+* ``prior``: the prior mean reward (no demo), shown at n = 0.
 * ``nearest_sprite`` (``GridWorld-v0``, n = 1): issue 10's rule: the goal is the sprite nearest
   to where the first demo ends.
+
+The expert's temperature is 1, or :data:`EXPERT_TEMPERATURES` for an id listed there (the quick
+suite's), or ``--temperature``.
 
 "Start-conditioned": the likelihood's initial-state distribution is the demos' own empirical
 start distribution (the registry's ``likelihood="start"``, as every MaxEnt-family method); EVD is scored from
 the task's real one.
 
-    python benchmarks/information_curve.py                       # the three families, 24 tasks
+    python benchmarks/information_curve.py                       # the four families, 24 tasks
     python benchmarks/information_curve.py --env mandril_envs/GridWorld-Intent-v0 --tasks 8 \\
         --env-kwargs '{"goal_spread": 2.0}' --out /tmp/curve        # explore a setting
+    python benchmarks/information_curve.py --env mandril_envs/Bandit-K10-v0 --split validation \
+        --estimators posterior prior --temperature 0.3 --out /tmp/bandit   # choose a bandit expert
     python benchmarks/information_curve.py --help
 
 Writes ``<out>/information_curve.csv`` (one row per env x estimator x n x task), ``.md`` (the
@@ -50,20 +57,20 @@ from typing import Optional, Sequence
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
 
 import mandril
 import mandril_envs
+from mandril.bench.work import held_out_tasks
 from mandril.core.io import atomic_write_bytes, atomic_write_text, write_csv
 from mandril.eval import score, summarize
-from mandril.planning import TaskBatch
-from mandril.planning import soft_value_iteration as soft_value_iteration_torch
+from mandril.methods import hide_reward
+from mandril.methods.bayes import posterior_mode as bayes_posterior_mode
 from mandril_envs.demos import generate
-from mandril_envs.envs.intent import LinearIntent
 from mandril_envs.model import TabularModel
-from mandril_envs.planning import soft_value_iteration
 
-DEFAULT_ENVS = ("mandril_envs/GridWorld-v0", "mandril_envs/GridWorld-Intent-v0", "mandril_envs/TabularMDP-Linear-v0")
+DEFAULT_ENVS = ("mandril_envs/GridWorld-v0", "mandril_envs/GridWorld-Intent-v0", "mandril_envs/TabularMDP-Linear-v0", "mandril_envs/Bandit-K10-v0")
+#: The soft expert's temperature per env id where it is not 1 (as in ``benchmarks/suites/quick.toml``).
+EXPERT_TEMPERATURES = {"mandril_envs/Bandit-K10-v0": 0.4}
 FIT_KINDS = ("tabular", "linear")
 ESTIMATORS = ("tabular", "linear", "posterior", "prior", "nearest_sprite")
 LABELS = {
@@ -76,9 +83,8 @@ LABELS = {
 #: MaxEnt fits (the registry's L-BFGS) stop when the gradient norm of the registry's per-step objective is at most this.
 FIT_GRAD_TOL = 1e-5
 FIT_MAX_STEPS = 3000
-#: The posterior mode (torch L-BFGS, strong Wolfe) stops when the gradient norm of its objective is at most this.
+#: The posterior mode (the ``bayes`` reference's projected Newton) stops at this projected-gradient norm (its default).
 GRAD_TOL = 1e-6
-MAX_OUTER_STEPS = 60  # outer steps of up to 50 L-BFGS iterations each
 
 
 @dataclass(frozen=True)
@@ -88,12 +94,6 @@ class Fit:
     reward: np.ndarray
     grad_norm: float
     converged: bool
-
-
-def _lbfgs(params: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
-    return torch.optim.LBFGS(
-        params, lr=1.0, max_iter=50, history_size=20, line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-14
-    )
 
 
 def fit_reward(model: TabularModel, inputs: np.ndarray, states: np.ndarray, actions: np.ndarray, kind: str, l2: float = 0.01) -> Fit:
@@ -119,102 +119,32 @@ def fit_reward(model: TabularModel, inputs: np.ndarray, states: np.ndarray, acti
     return Fit(output.reward, float(output.info["grad_norm"]), bool(output.info["converged"]))
 
 
-def _action_nll(policy: np.ndarray, states: np.ndarray, actions: np.ndarray) -> float:
-    """``-sum log pi[t, s_t, a_t]`` over demos ``states (M, H+1)``, ``actions (M, H)``, ``policy (H, S, A)``."""
-    steps = np.arange(actions.shape[1])
-    return float(-np.log(np.maximum(policy[steps[None], states[:, :-1], actions], 1e-300)).sum())
+def posterior_mode(base: mandril_envs.TabularTaskEnv, model: TabularModel, states: np.ndarray, actions: np.ndarray, temperature: float = 1.0) -> Fit:
+    """The ``bayes`` reference (:func:`mandril.methods.bayes.posterior_mode`): the posterior mode under the
+    family's prior (``base.reward_prior()``) of a soft expert at ``temperature``, on the model with its
+    reward hidden."""
+    mode = bayes_posterior_mode(hide_reward(model), base.reward_prior(), states, actions, temperature)
+    return Fit(mode.reward, mode.grad_norm, mode.converged)
 
 
-def _intent_map(model: TabularModel, intent: LinearIntent, states: np.ndarray, actions: np.ndarray) -> Fit:
-    """Posterior mode of ``params = mean + std * z``, ``z ~ N(0, I)``, given the demos' actions under the soft expert.
-
-    Minimises ``(-sum_demos sum_t log pi_r(a_t | s_t, t) + |z|^2 / 2) / n`` (``r = basis @ params``)
-    with L-BFGS until the gradient norm is at most :data:`GRAD_TOL`.
-    """
-    batch = TaskBatch.from_models([model])
-    scaled = torch.as_tensor(intent.basis * intent.std)
-    offset = torch.as_tensor(intent.prior_reward)
-    z = torch.zeros(scaled.shape[1], dtype=torch.float64, requires_grad=True)
-    n = len(states)
-    steps = torch.arange(actions.shape[1])[None]
-    s_t, a_t = torch.as_tensor(states[:, :-1]), torch.as_tensor(actions)
-    optimizer = _lbfgs([z])
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        plan = soft_value_iteration_torch(batch, (scaled @ z + offset)[None])
-        log_pi = plan.q_values[0][steps, s_t, a_t] - plan.values[0][steps, s_t]
-        loss = (-log_pi.sum() + 0.5 * (z * z).sum()) / n
-        loss.backward()
-        return loss
-
-    norm = math.inf
-    for _ in range(MAX_OUTER_STEPS):
-        closure()
-        norm = float(z.grad.norm())
-        if norm <= GRAD_TOL:
-            break
-        optimizer.step(closure)
-    reward = (scaled @ z + offset).detach().numpy().copy()
-    return Fit(reward, norm, norm <= GRAD_TOL)
-
-
-def posterior_mode(base: mandril_envs.TabularTaskEnv, model: TabularModel, states: np.ndarray, actions: np.ndarray) -> Optional[Fit]:
-    """The structure-aware estimator (module docstring), or ``None`` where the family has no written prior.
-
-    The likelihood is the exact one of the soft expert's actions (``prod_t pi(a_t | s_t, t)``); on
-    deterministic grids it equals the start-conditioned MaxEnt likelihood, on stochastic dynamics
-    (TabularMDP) MaxEnt's ``log Z - <mu_D, r>`` is only a surrogate of it.
-    """
-    if base.family == "GridWorld":
-        hypotheses = _gridworld_hypotheses(base)
-        nll = [_action_nll(soft_value_iteration(model, r).policy, states, actions) for r in hypotheses]
-        return Fit(hypotheses[int(np.argmin(nll))], 0.0, True)
-    intent = _linear_intent(base)
-    return None if intent is None else _intent_map(model, intent, states, actions)
-
-
-def prior_reward(base: mandril_envs.TabularTaskEnv) -> Optional[np.ndarray]:
-    """The structure-aware reward with no demo: the prior mean reward (``None`` without a written prior)."""
-    if base.family == "GridWorld":
-        return np.mean(_gridworld_hypotheses(base), axis=0)
-    intent = _linear_intent(base)
-    return None if intent is None else intent.prior_reward
+def prior_reward(base: mandril_envs.TabularTaskEnv) -> np.ndarray:
+    """The structure-aware reward with no demo: the prior mean reward."""
+    return base.reward_prior().mean_reward()
 
 
 def nearest_sprite_reward(base: mandril_envs.TabularTaskEnv, states: np.ndarray) -> np.ndarray:
-    """GridWorld-v0: the reward whose goal is the sprite nearest (Chebyshev) to the first demo's last state."""
+    """GridWorld-v0: the candidate reward whose goal is the sprite nearest (Chebyshev) to the first demo's last state."""
     size = base.config["size"]
-    params = base.task.params
-    sprites = [params["goal"]] + params["obstacles"]
+    prior = base.reward_prior()
     row, col = divmod(int(states[0, -1]), size)
-    nearest = int(np.argmin([max(abs(s["cell"][0] - row), abs(s["cell"][1] - col)) for s in sprites]))
-    return _gridworld_hypotheses(base)[nearest]
+    cells = [divmod(int(label), size) for label in prior.labels]
+    nearest = int(np.argmin([max(abs(r - row), abs(c - col)) for r, c in cells]))
+    return np.array(prior.rewards[nearest])
 
 
-def _linear_intent(base: mandril_envs.TabularTaskEnv) -> Optional[LinearIntent]:
-    method = getattr(base, "linear_intent", None)
-    if method is None:
-        return None
-    try:
-        return method()
-    except ValueError:  # e.g. TabularMDP with state-action rewards
-        return None
-
-
-def _gridworld_hypotheses(base: mandril_envs.TabularTaskEnv) -> list[np.ndarray]:
-    """GridWorld-v0: the reward ``(S,)`` with each of the task's sprites as the goal (the others obstacles).
-
-    Built by the family's own model builder, without ``set_task``'s checks: a swapped task may put
-    the goal next to an obstacle or in the other split's sprite combinations, which no drawn task does.
-    """
-    params = base.task.params
-    sprites = [params["goal"]] + params["obstacles"]
-    rewards = []
-    for k, goal in enumerate(sprites):
-        swapped = dict(params, goal=goal, obstacles=[s for i, s in enumerate(sprites) if i != k])
-        rewards.append(np.array(base._build_model(swapped).reward_matrix))
-    return rewards
+def expert_temperature(env_id: str, override: Optional[float] = None) -> float:
+    """The soft expert's temperature on ``env_id``: ``override``, else :data:`EXPERT_TEMPERATURES`, else 1."""
+    return float(override) if override is not None else EXPERT_TEMPERATURES.get(env_id, 1.0)
 
 
 def _demo_seed(seed: int, index: int) -> int:
@@ -227,10 +157,11 @@ def run_env(env_id: str, env_kwargs: dict, args: argparse.Namespace, bar) -> lis
     base = env.unwrapped
     rows: list[dict] = []
     n_max = max(args.n)
-    for task in base.sample_tasks(args.tasks, args.split, seed=args.task_seed):
+    temperature = expert_temperature(env_id, args.temperature)
+    for task in held_out_tasks(base, args.split, args.tasks, args.task_seed):
         base.set_task(task)
         model = base.model
-        demos = generate(env, n_max, policy="soft", seed=_demo_seed(args.demo_seed, task.index))
+        demos = generate(env, n_max, policy="soft", temperature=temperature, seed=_demo_seed(args.demo_seed, task.index))
         all_states = np.stack([d.states for d in demos])
         all_actions = np.stack([d.actions for d in demos])
         features = base.reward_input("features")
@@ -242,6 +173,7 @@ def run_env(env_id: str, env_kwargs: dict, args: argparse.Namespace, bar) -> lis
                     "env_id": env_id,
                     "env_kwargs": json.dumps(env_kwargs, sort_keys=True),
                     "split": args.split,
+                    "expert_temperature": temperature,
                     "task": task.index,
                     "estimator": estimator,
                     "n": n,
@@ -255,21 +187,19 @@ def run_env(env_id: str, env_kwargs: dict, args: argparse.Namespace, bar) -> lis
                 }
             )
 
-        prior = prior_reward(base) if "prior" in args.estimators else None
-        if prior is not None:
-            record("prior", 0, Fit(prior, 0.0, True), 0.0)
+        if "prior" in args.estimators:
+            record("prior", 0, Fit(prior_reward(base), 0.0, True), 0.0)
         for n in args.n:
             states, actions = all_states[:n], all_actions[:n]
             for kind in FIT_KINDS:
-                if kind in args.estimators:
+                if kind in args.estimators and not (kind == "linear" and model.state_action_reward):  # state features cannot tell actions apart
                     start = time.perf_counter()
                     fit = fit_reward(model, features, states, actions, kind, args.l2)
                     record(kind, n, fit, time.perf_counter() - start)
             if "posterior" in args.estimators:
                 start = time.perf_counter()
-                fit = posterior_mode(base, model, states, actions)
-                if fit is not None:
-                    record("posterior", n, fit, time.perf_counter() - start)
+                fit = posterior_mode(base, model, states, actions, temperature)
+                record("posterior", n, fit, time.perf_counter() - start)
             if "nearest_sprite" in args.estimators and n == 1 and base.family == "GridWorld":
                 record("nearest_sprite", 1, Fit(nearest_sprite_reward(base, states), 0.0, True), 0.0)
         bar.update(1)
@@ -344,7 +274,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--env", action="append", help=f"registered id (repeatable; default: {', '.join(DEFAULT_ENVS)})")
     parser.add_argument("--env-kwargs", default="{}", help="JSON kwargs for every --env (default {})")
     parser.add_argument("--tasks", type=int, default=24, help="held-out tasks per env (default 24)")
-    parser.add_argument("--split", default="test", help="split of the tasks (default test)")
+    parser.add_argument("--split", default="test", help="split of the tasks (default test; 'validation': train-split tasks no training pool reaches)")
+    parser.add_argument("--temperature", type=float, default=None, help=f"the soft expert's temperature for every --env (default: {EXPERT_TEMPERATURES} per id, else 1)")
     parser.add_argument("--task-seed", type=int, default=1, help="seed of the task stream (default 1)")
     parser.add_argument("--demo-seed", type=int, default=0, help="seed of the demos (task i uses SeedSequence([seed, i]); default 0)")
     parser.add_argument("--n", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32], help="demo counts (default 1 2 4 8 16 32)")
@@ -367,6 +298,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error(f"--env-kwargs must be a JSON object, got {args.env_kwargs!r}")
     if args.tasks < 1 or min(args.n) < 1 or not math.isfinite(args.l2) or args.l2 < 0:
         parser.error("--tasks and every --n must be >= 1, --l2 finite and >= 0")
+    if args.temperature is not None and not (math.isfinite(args.temperature) and args.temperature > 0):
+        parser.error(f"--temperature must be a finite number > 0, got {args.temperature}")
     args.n = sorted(set(args.n))
     return args
 

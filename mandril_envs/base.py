@@ -17,6 +17,7 @@ from gymnasium import spaces
 
 from mandril_envs import drawing
 from mandril_envs.model import TabularModel
+from mandril_envs.priors import RewardPrior
 from mandril_envs.reward_noise import RewardNoise
 from mandril_envs.sizes import ModelShape, check_fits
 from mandril_envs.tasks import Task, TaskLike, coerce_task, plain_differences, task_rng, to_plain
@@ -317,6 +318,16 @@ class TabularTaskEnv(gym.Env, ABC):
         if kind != "features":  # a subclass declared a kind without implementing it
             raise NotImplementedError(f"{type(self).__name__} declares reward input {kind!r} but does not implement it")
         return np.array(self.model.feature_matrix, dtype=np.float64)
+
+    def reward_prior(self) -> RewardPrior:
+        """The family's prior over the current task's reward, given what the task shows (its layout,
+        features and split), never the task's own draw (:mod:`mandril_envs.priors`). For estimators
+        that know the family (the ``bayes`` reference); a reward model sees only :meth:`reward_input`.
+
+        Raises:
+            NotImplementedError: the family does not describe its prior.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not describe its reward prior (reward_prior)")
 
     @property
     def goal_state(self) -> Optional[int]:

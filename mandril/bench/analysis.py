@@ -29,7 +29,7 @@ __all__ = ["HEADLINE_METHOD", "REFERENCES", "FAILURE_THRESHOLD", "IDENTICAL_TOLE
            "summarize_records", "identical_methods", "compare_with", "best_others", "aggregate", "convergence"]
 
 HEADLINE_METHOD = "mandril"
-REFERENCES = ("expert", "zero_reward", "uniform_policy")
+REFERENCES = ("expert", "bayes", "zero_reward", "uniform_policy")
 #: A cell with normalized EVD above this is a failure (more than a tenth of the way from the expert to a uniform policy).
 FAILURE_THRESHOLD = 0.1
 #: Methods whose normalized EVD agrees within this on every cell of a family are the same method there.

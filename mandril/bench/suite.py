@@ -39,6 +39,7 @@ and every method's settings on every family (the method is built). Errors name t
 
 A method's settings on a family are, in order of precedence: the family's ``methods`` table, the
 suite's ``settings`` table, the suite's ``likelihood`` (every method with a ``likelihood`` setting),
+the family's ``expert`` (``expert_policy``, ``expert_temperature``: methods that model the demonstrator),
 the family's ``reward_model`` and ``input_kind`` (methods with a neural reward model), the method's
 defaults. ``seed`` is the run's seed.
 
@@ -329,6 +330,9 @@ class Suite:
             resolved["input_kind"] = spec.input_kind
         if "likelihood" in names:
             resolved["likelihood"] = self.likelihood
+        if "expert_temperature" in names:  # methods that model the demonstrator (the bayes reference)
+            resolved["expert_policy"] = spec.expert.policy
+            resolved["expert_temperature"] = spec.expert.temperature
         resolved.update(self.settings.get(method, {}))
         resolved.update(spec.methods.get(method, {}))
         by_n = resolved.pop(BY_N, {})

@@ -153,7 +153,8 @@ def run_unit(suite_data: dict, unit: Unit, state: Optional[dict] = None, prepara
             base.set_task(task)
             demos = shown_and_heldout_demos(env, unit.n_demos, unit.seed, expert)
             model = base.model if method.reads_true_reward else hide_reward(base.model)
-            problems.append(FitProblem(model, base.reward_input(method.input_kind), demos.states, demos.actions, cell_seed(unit, task.index), f"{unit.split}/{task.index}"))
+            prior = base.reward_prior() if method.reads_reward_prior else None
+            problems.append(FitProblem(model, base.reward_input(method.input_kind), demos.states, demos.actions, cell_seed(unit, task.index), f"{unit.split}/{task.index}", prior))
             truths.append((task.index, base.model, demos, base.goal_state))
         fit_start = time.perf_counter()
         outputs = method.fit_batch(problems)

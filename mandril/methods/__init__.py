@@ -16,7 +16,9 @@ name                   kind        what it is
 ``airl``               imitation   AIRL through imitation (its reward net, as a table)
 ``gail``               imitation   GAIL through imitation (its generator, as a policy)
 ``bc``                 imitation   behavioural cloning through imitation (a policy)
+``map_prior``          meta-irl    MaxEnt with a Gaussian prior fitted on the training tasks (MAP)
 ``expert``             reference   the true reward (EVD 0)
+``bayes``              reference   posterior mode under the family's true prior (the limit)
 ``zero_reward``        reference   the all-zero reward (no information)
 ``uniform_policy``     reference   uniform random actions (normalized EVD 1)
 =====================  ==========  ======================================================
@@ -37,10 +39,12 @@ from mandril.methods.base import (
     check_problem,
     hide_reward,
 )
+from mandril.methods.bayes import Bayes
 from mandril.methods.demo_conditioned import DemoConditioned
 from mandril.methods.fitting import FitSettings, fit_rewards
 from mandril.methods.imitation import AIRL, BC, GAIL
 from mandril.methods.mandril import MandRILMethod
+from mandril.methods.map_prior import MapPrior
 from mandril.methods.maxent import MaxEnt, MaxEntIRL, MaxEntLinear, MaxEntTabular
 from mandril.methods.meta_trainer import MandRIL, MandRILConfig
 from mandril.methods.pretrain_finetune import PretrainFinetune
@@ -69,6 +73,7 @@ _CLASSES: tuple[type[Method], ...] = (
     MandRILMethod,
     PretrainFinetune,
     DemoConditioned,
+    MapPrior,
     MaxEnt,
     MaxEntLinear,
     MaxEntTabular,
@@ -76,6 +81,7 @@ _CLASSES: tuple[type[Method], ...] = (
     GAIL,
     BC,
     Expert,
+    Bayes,
     ZeroReward,
     UniformPolicy,
 )

@@ -104,6 +104,9 @@ class FitProblem:
         states, actions: the demos, ``(n, H+1)`` and ``(n, H)``.
         seed: seeds whatever the fit draws at random (initialisation, rollouts).
         label: how errors name the task, e.g. ``"test/12"``.
+        prior: the family's prior over this task's reward (``env.unwrapped.reward_prior()``, a
+            :mod:`mandril_envs.priors` object), for methods that read it (``reads_reward_prior``: the
+            ``bayes`` reference); ``None`` otherwise.
     """
 
     model: TabularModel
@@ -112,6 +115,7 @@ class FitProblem:
     actions: np.ndarray
     seed: int = 0
     label: str = "task"
+    prior: Any = None
 
 
 def hide_reward(model: TabularModel) -> TabularModel:
@@ -170,6 +174,9 @@ class Method(ABC):
     #: Only reference points (the expert) may read the task's true reward; the harness hands every
     #: other method the model with its reward zeroed (:func:`hide_reward`).
     reads_true_reward: ClassVar[bool] = False
+    #: Whether the method reads the family's reward prior (``FitProblem.prior``, which the harness fills
+    #: from ``env.unwrapped.reward_prior()`` for such methods only): the ``bayes`` reference.
+    reads_reward_prior: ClassVar[bool] = False
     #: Whether the method's reward model is the family's neural model (a suite's family
     #: ``reward_model``/``input_kind`` apply to it): MandRIL, pre-train + fine-tune, demo-conditioned, maxent.
     family_reward_model: ClassVar[bool] = False
@@ -267,15 +274,18 @@ class Method(ABC):
         self.prepared = True
 
     # --- new tasks --------------------------------------------------------------------------------
-    def fit(self, model: TabularModel, inputs: np.ndarray, states: np.ndarray, actions: np.ndarray, *, seed: int = 0, label: str = "task") -> MethodOutput:
-        """Learn a reward or a policy for one task from its demos ``states (n, H+1)``, ``actions (n, H)``.
+    def fit(
+        self, model: TabularModel, inputs: np.ndarray, states: np.ndarray, actions: np.ndarray, *, seed: int = 0, label: str = "task", prior: Any = None
+    ) -> MethodOutput:
+        """Learn a reward or a policy for one task from its demos ``states (n, H+1)``, ``actions (n, H)``
+        (``prior``: the family's reward prior, for methods that read it).
 
         Raises:
             NotPreparedError: the method must be prepared on training tasks first.
             ValueError / TypeError: bad demos or inputs (naming the argument).
             DivergenceError: the optimisation diverged (naming the method, the task and the rate).
         """
-        result = self.fit_batch([FitProblem(model, inputs, states, actions, seed, label)])[0]
+        result = self.fit_batch([FitProblem(model, inputs, states, actions, seed, label, prior)])[0]
         if isinstance(result, Exception):
             raise result
         return result

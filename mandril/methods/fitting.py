@@ -4,12 +4,15 @@ The one optimiser of every MaxEnt-family fit (MaxEnt IRL from scratch with tabul
 neural rewards; the fine-tuning of pre-train + fine-tune). For ``B`` tasks, task ``b`` with its own
 parameters ``theta_b``, it minimises
 
-    ``J_b(theta_b) = L(r_{theta_b}; D_b) / H + (l2 / 2) ||theta_b - c_b||^2``
+    ``J_b(theta_b) = L(r_{theta_b}; D_b) / H + (l2 / 2) ||theta_b - c_b||^2 [+ (1/2) (theta_b - m_b)^T P_b (theta_b - m_b)]``
 
 where ``L`` is the MaxEnt negative log-likelihood (:func:`mandril.planning.maxent_nll`) of the
 task's demos under the chosen likelihood (:data:`mandril.data.LIKELIHOODS`: start-conditioned by
 default), divided by the horizon so that rates and tolerances mean the same for every family, and
-``c_b`` is zero or the initial parameters (fine-tuning regularised toward pre-trained weights).
+``c_b`` is zero or the initial parameters (fine-tuning regularised toward pre-trained weights). The
+optional last term is a general quadratic penalty (:class:`QuadraticPenalty`: a Gaussian prior's
+``-log`` density, up to a constant, for MAP fits such as ``map_prior``); ``theta_b`` there is the
+task's parameters flattened in the order of ``init``'s keys.
 
 Two optimisers, both written out per task so that every quantity (curvature pairs, step sizes, line
 searches, moments, gradient norms) belongs to one task and a task's trajectory is the same whether it
@@ -33,7 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -45,7 +48,7 @@ from mandril.methods.base import DivergenceError
 from mandril.planning import maxent_nll
 from mandril.rewards.batched import Params, batched_rewards
 
-__all__ = ["FitSettings", "TaskFit", "fit_rewards", "OPTIMIZERS", "SCHEDULES", "L2_CENTERS"]
+__all__ = ["FitSettings", "TaskFit", "QuadraticPenalty", "fit_rewards", "OPTIMIZERS", "SCHEDULES", "L2_CENTERS"]
 
 OPTIMIZERS = ("lbfgs", "adam")
 SCHEDULES = ("cosine", "constant")
@@ -132,6 +135,48 @@ class TaskFit:
         return {"steps": self.steps, "converged": self.converged, "grad_norm": self.grad_norm, "loss": self.loss}
 
 
+@dataclass(frozen=True)
+class QuadraticPenalty:
+    """``(1/2) (theta_b - m_b)^T P_b (theta_b - m_b)`` added to task ``b``'s objective.
+
+    Attributes:
+        mean: ``(B, P)`` (or ``(P,)``, shared by every task): ``m``.
+        precision: ``(B, P, P)`` (or ``(P, P)``, shared): ``P``, symmetric positive semi-definite.
+            Its scale is that of the objective, which is per demo and per step: a Gaussian prior
+            ``N(m, Sigma)`` over ``n`` demos of horizon ``H`` is ``P = Sigma^-1 / (n H)``.
+    """
+
+    mean: Tensor
+    precision: Tensor
+
+    def __post_init__(self) -> None:
+        mean, precision = self.mean, self.precision
+        if not isinstance(mean, Tensor) or not isinstance(precision, Tensor):
+            raise TypeError(f"mean and precision must be torch tensors, got {type(mean).__name__} and {type(precision).__name__}")
+        n_params = mean.shape[-1] if mean.ndim else 0
+        if mean.ndim not in (1, 2) or precision.ndim != mean.ndim + 1 or precision.shape[-2:] != (n_params, n_params) or precision.shape[:-2] != mean.shape[:-1]:
+            raise ValueError(f"a quadratic penalty needs mean (P,) with precision (P, P), or (B, P) with (B, P, P); got {tuple(mean.shape)} and {tuple(precision.shape)}")
+        if not bool(torch.isfinite(mean).all()) or not bool(torch.isfinite(precision).all()):
+            raise ValueError("a quadratic penalty's mean and precision must be finite")
+
+    def batched(self, n_tasks: int, dtype: torch.dtype, device: Any) -> "QuadraticPenalty":
+        """With a leading task axis of ``n_tasks``, as ``dtype`` on ``device``."""
+        mean, precision = self.mean.to(dtype=dtype, device=device), self.precision.to(dtype=dtype, device=device)
+        if mean.ndim == 1:
+            mean, precision = mean.expand(n_tasks, -1), precision.expand(n_tasks, -1, -1)
+        if mean.shape[0] != n_tasks:
+            raise ValueError(f"the penalty has {mean.shape[0]} tasks' means for {n_tasks} tasks")
+        return QuadraticPenalty(mean, precision)
+
+    def value(self, x: Tensor) -> Tensor:
+        """``(b,)`` at ``x (b, P)``."""
+        d = x - self.mean
+        return 0.5 * torch.einsum("bp,bpq,bq->b", d, self.precision, d)
+
+    def select(self, rows: Tensor) -> "QuadraticPenalty":
+        return QuadraticPenalty(self.mean[rows], self.precision[rows])
+
+
 class _Flat:
     """Between a parameter dict with a leading task axis and flat per-task vectors ``(b, P)``."""
 
@@ -175,6 +220,7 @@ def fit_rewards(
     temperature: float = 1.0,
     labels: Optional[Sequence[str]] = None,
     method: str = "maxent",
+    penalty: Optional[QuadraticPenalty] = None,
 ) -> list[Union[TaskFit, DivergenceError]]:
     """Fit ``B`` tasks' parameters to their train demos (see the module docstring).
 
@@ -187,6 +233,7 @@ def fit_rewards(
         temperature: of the MaxEnt likelihood.
         labels: how errors name each task (default ``"task b"``).
         method: how errors name the method.
+        penalty: an extra quadratic penalty on the flattened parameters (``P`` = their total size).
 
     Returns:
         One :class:`TaskFit` or :class:`DivergenceError` per task, in batch order.
@@ -201,7 +248,11 @@ def fit_rewards(
     dtype, device = batch.tasks.dtype, batch.tasks.device
     start = {k: v.detach().to(dtype=dtype, device=device) for k, v in init.items()}
     flat = _Flat(start)
-    run = _Run(reward_model, flat, batch, settings, likelihood, temperature, labels, method, flat.flatten(start))
+    if penalty is not None:
+        penalty = penalty.batched(n_tasks, dtype, device)
+        if penalty.mean.shape[1] != sum(flat.sizes):
+            raise ValueError(f"the penalty is over {penalty.mean.shape[1]} parameters, the reward model has {sum(flat.sizes)} per task")
+    run = _Run(reward_model, flat, batch, settings, likelihood, temperature, labels, method, flat.flatten(start), penalty)
     if settings.optimizer == "adam":
         run.adam()
     else:
@@ -213,13 +264,14 @@ class _Run:
     """The state of one batched fit: the running tasks (positions into the batch) and their tensors."""
 
     def __init__(self, reward_model: nn.Module, flat: _Flat, batch: MetaBatch, settings: FitSettings, likelihood: str, temperature: float,
-                 labels: list[str], method: str, x: Tensor) -> None:
+                 labels: list[str], method: str, x: Tensor, penalty: Optional[QuadraticPenalty] = None) -> None:
         self.reward_model, self.flat, self.settings = reward_model, flat, settings
         self.likelihood, self.temperature, self.labels, self.method = likelihood, temperature, labels, method
         self.batch = batch
         self.active = list(range(batch.tasks.batch_size))
         self.x = x.clone()
         self.center = x.clone() if settings.l2_center == "init" else torch.zeros_like(x)
+        self.penalty = penalty
         self.results: list[Optional[Union[TaskFit, DivergenceError]]] = [None] * len(self.active)
 
     # --- the objective ------------------------------------------------------------------------------
@@ -231,6 +283,8 @@ class _Run:
         tasks = self.batch.likelihood_tasks("train", self.likelihood)
         nll = maxent_nll(tasks, rewards, self.batch.train_visitation, self.temperature) / self.batch.tasks.horizon
         objective = nll + 0.5 * self.settings.l2 * ((leaf - self.center) ** 2).sum(1)
+        if self.penalty is not None:
+            objective = objective + self.penalty.value(leaf)
         (grads,) = torch.autograd.grad(objective.sum(), [leaf])
         return _Evaluation(objective.detach(), grads.detach(), rewards.detach())
 
@@ -269,6 +323,8 @@ class _Run:
         self.batch = self.batch.select(keep)
         self.active = [self.active[p] for p in keep]
         self.x, self.center = self.x[rows], self.center[rows]
+        if self.penalty is not None:
+            self.penalty = self.penalty.select(rows)
         return [t[rows] for t in tensors]
 
     # --- Adam ---------------------------------------------------------------------------------------

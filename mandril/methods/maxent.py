@@ -30,7 +30,7 @@ from mandril.core.config import check_numbers
 from mandril.data.batch import MetaBatch, check_likelihood, make_batch
 from mandril.data.inputs import INPUT_KINDS
 from mandril.methods.base import DivergenceError, FitError, FitProblem, Method, MethodOutput, check_problem
-from mandril.methods.fitting import FitSettings, TaskFit, fit_rewards
+from mandril.methods.fitting import FitSettings, QuadraticPenalty, TaskFit, fit_rewards
 from mandril.rewards.batched import stack_params
 from mandril.rewards.spec import RewardModelSpec, build_reward_model
 from mandril_envs.model import TabularModel
@@ -110,7 +110,11 @@ class MaxEnt(Method):
 
 
 def fit_in_groups(
-    method: Method, problems: Sequence[FitProblem], start: Callable[[list[FitProblem]], tuple[nn.Module, dict]], state_action: Optional[bool] = None
+    method: Method,
+    problems: Sequence[FitProblem],
+    start: Callable[[list[FitProblem]], tuple[nn.Module, dict]],
+    state_action: Optional[bool] = None,
+    penalty: Optional[Callable[[list[FitProblem]], QuadraticPenalty]] = None,
 ) -> list[Union[MethodOutput, FitError]]:
     """Fit ``problems`` by :func:`fit_rewards`, same-size tasks in one batched call each.
 
@@ -120,6 +124,7 @@ def fit_in_groups(
         problems: checked problems.
         start: ``tasks -> (architecture, starting parameters (B, ...))`` of a group.
         state_action: fit state-action rewards (default: when the tasks' rewards are).
+        penalty: ``tasks -> QuadraticPenalty`` of a group (a MAP fit's prior), or ``None``.
     """
     c = method.config
     results: list[Union[MethodOutput, FitError]] = [None] * len(problems)  # type: ignore[list-item]
@@ -128,7 +133,10 @@ def fit_in_groups(
         clock = time.perf_counter()
         module, init = start(chosen)
         batch = train_batch(chosen, torch_dtype(c.dtype), method.device, state_action)
-        fits = fit_rewards(module, init, batch, FitSettings.of(c), likelihood=c.likelihood, temperature=c.temperature, labels=[p.label for p in chosen], method=method.name)
+        fits = fit_rewards(
+            module, init, batch, FitSettings.of(c), likelihood=c.likelihood, temperature=c.temperature, labels=[p.label for p in chosen], method=method.name,
+            penalty=None if penalty is None else penalty(chosen),
+        )
         seconds = (time.perf_counter() - clock) / len(chosen)
         for i, fit in zip(group, fits):
             results[i] = fit if isinstance(fit, DivergenceError) else MethodOutput(reward=fit.reward, info={**fit.info(), "seconds": seconds})

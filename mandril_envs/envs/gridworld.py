@@ -10,6 +10,7 @@ from gymnasium import spaces
 
 from mandril_envs.base import TabularTaskEnv
 from mandril_envs.model import TabularModel
+from mandril_envs.priors import DiscreteRewardPrior, RewardPrior
 from mandril_envs.sizes import ModelShape
 from mandril_envs.tasks import TaskLike
 from mandril_envs.validation import check_choice, check_float, check_float_sequence, check_int, check_number_array, check_probability
@@ -415,6 +416,34 @@ class GridWorldEnv(TabularTaskEnv):
             near_obstacle |= self._zone(obstacle["cell"])
         reward[near_obstacle] += c["obstacle_penalty"]
         return self._model_with_reward(params, reward)
+
+    def reward_prior(self) -> RewardPrior:
+        """Which of the task's sprites is the goal: one candidate reward per sprite (that sprite the goal,
+        the others obstacles), in the order of their cells (``labels``: the goal's state).
+
+        The prior given the visible layout: a task draws its sprite types and its cells uniformly,
+        rejecting a goal inside an obstacle's zone, so every sprite that could be the goal is equally
+        likely and one inside another sprite's zone gets 0. The split's rule (a fixed hash assigns each
+        (goal type, obstacle types) combination to training or test) is left out on purpose: it is how
+        the benchmark assigns combinations to splits, not a property of intent, and on the ``"test"``
+        split it alone names the goal of about half the tasks (the other assignments of the same
+        sprites are rarely test combinations too) without any demo.
+        """
+        params = self.task.params
+        size = self.config["size"]
+        sprites = sorted(self._sprites(params), key=lambda sprite: tuple(sprite["cell"]))
+        rewards, possible, labels = [], [], []
+        for k, goal in enumerate(sprites):
+            swapped = dict(params, goal=goal, obstacles=[s for i, s in enumerate(sprites) if i != k])
+            try:
+                self._check_goals_clear([("goal", goal)], swapped["obstacles"])
+                possible.append(1.0)
+            except ValueError:
+                possible.append(0.0)
+            rewards.append(np.array(self._build_model(swapped).reward_matrix))
+            labels.append(goal["cell"][0] * size + goal["cell"][1])
+        probs = np.asarray(possible) / sum(possible)
+        return DiscreteRewardPrior(np.stack(rewards), probs, np.asarray(labels))
 
     def _zone(self, cell: list) -> np.ndarray:
         """``(S,)`` bool: the cells within Chebyshev distance ``obstacle_radius`` of ``cell = [row, col]``."""

@@ -10,6 +10,7 @@ import numpy as np
 from mandril_envs.envs.gridworld import GridWorldEnv, _combination_is_test, check_sprite_split, grid_config, sprite_appearance
 from mandril_envs.envs.intent import LinearIntent
 from mandril_envs.model import TabularModel
+from mandril_envs.priors import RewardPrior
 from mandril_envs.sizes import ModelShape
 from mandril_envs.tasks import TaskLike
 from mandril_envs.validation import check_float, check_int
@@ -285,6 +286,10 @@ class GridWorldIntentEnv(GridWorldEnv):
             + [f"obstacles[{j}].penalty" for j in range(len(params["obstacles"]))]
         )
         return LinearIntent(basis, mean, std, true, names)
+
+    def reward_prior(self) -> RewardPrior:
+        """:meth:`linear_intent`'s Gaussian prior over the terrain weights, goal values and obstacle penalties."""
+        return self.linear_intent().prior()
 
     def _build_model(self, params: dict) -> TabularModel:
         size = self.config["size"]

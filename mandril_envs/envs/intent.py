@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mandril_envs.priors import GaussianRewardPrior
+
 __all__ = ["LinearIntent"]
 
 
@@ -68,3 +70,7 @@ class LinearIntent:
     def true_reward(self) -> np.ndarray:
         """``(S,)``: the task's reward (equals the model's ``reward_matrix``)."""
         return self.reward(self.true)
+
+    def prior(self) -> GaussianRewardPrior:
+        """The family's prior over this task's state reward (``basis``, ``mean``, ``std``; not ``true``)."""
+        return GaussianRewardPrior((self.basis.shape[0],), self.mean, self.std, self.basis, self.names)

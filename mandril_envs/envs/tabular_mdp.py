@@ -9,6 +9,7 @@ import numpy as np
 from mandril_envs.base import TabularTaskEnv
 from mandril_envs.envs.intent import LinearIntent
 from mandril_envs.model import TabularModel
+from mandril_envs.priors import GaussianRewardPrior, RewardPrior
 from mandril_envs.reward_noise import RewardNoise
 from mandril_envs.sizes import ModelShape
 from mandril_envs.tasks import TaskLike
@@ -137,6 +138,16 @@ class TabularMDPEnv(TabularTaskEnv):
             np.asarray(self.task.params["weights"], np.float64),
             tuple(f"weights[{i}]" for i in range(n_features)),
         )
+
+    def reward_prior(self) -> RewardPrior:
+        """The family's prior over the current task's reward: ``N(reward_mean, reward_std^2)`` for each
+        state-action mean (default variant, identity basis), or :meth:`linear_intent`'s Gaussian prior on
+        the weights, ``reward = features @ weights`` (linear variant)."""
+        c = self.config
+        if c["reward_type"] == "linear":
+            return self.linear_intent().prior()
+        s, a = c["n_states"], c["n_actions"]
+        return GaussianRewardPrior((s, a), np.full(s * a, c["reward_mean"]), np.full(s * a, c["reward_std"]))
 
     def _sample_params(self, rng: np.random.Generator, split: str) -> dict:
         c = self.config

@@ -24,6 +24,7 @@ TINY: dict[str, dict] = {
     "mandril": {"reward_model": SMALL_CONV, "iterations": 3, "meta_batch_size": 2, "n_train_demos": 1, "n_test_demos": 2},
     "pretrain_finetune": {"reward_model": SMALL_CONV, "pretrain_iterations": 3, "pretrain_batch_size": 2, "pretrain_demos": 2, "max_steps": 5},
     "demo_conditioned": {"reward_model": SMALL_CONV, "iterations": 3, "meta_batch_size": 2, "n_demos_choices": [1, 2], "n_test_demos": 2},
+    "map_prior": {"pool_max_steps": 20, "max_steps": 20},
     "maxent": {"reward_model": SMALL_CONV, "max_steps": 5},
     "maxent_linear": {"max_steps": 20},
     "maxent_tabular": {"max_steps": 20},
@@ -31,6 +32,7 @@ TINY: dict[str, dict] = {
     "gail": {"total_timesteps": 64, "n_envs": 2, "n_steps": 32, "batch_size": 32, "n_epochs": 1, "policy_hidden": [8], "reward_hidden": [8]},
     "bc": {"n_batches": 5, "hidden": [8]},
     "expert": {},
+    "bayes": {},
     "zero_reward": {},
     "uniform_policy": {},
 }
@@ -48,7 +50,8 @@ def held_out():
     out = []
     for task in base.sample_tasks(2, "test", seed=1):
         base.set_task(task)
-        out.append((task, base.model, {k: base.reward_input(k) for k in base.reward_input_kinds}, shown_and_heldout_demos(env, 2, seed=0), base.goal_state))
+        inputs = {k: base.reward_input(k) for k in base.reward_input_kinds}
+        out.append((task, base.model, inputs, shown_and_heldout_demos(env, 2, seed=0), base.goal_state, base.reward_prior()))
     return out
 
 
@@ -65,28 +68,29 @@ def test_every_method_runs_through_the_registry_on_a_tiny_grid(name, pool, held_
             method.fit(held_out[0][1], held_out[0][2][method.input_kind], held_out[0][3].states, held_out[0][3].actions)
     method.prepare(pool)
     problems = [
-        FitProblem(model if method.reads_true_reward else hide_reward(model), inputs[method.input_kind], demos.states, demos.actions, seed=7, label=f"test/{task.index}")
-        for task, model, inputs, demos, _ in held_out
+        FitProblem(model if method.reads_true_reward else hide_reward(model), inputs[method.input_kind], demos.states, demos.actions, seed=7,
+                   label=f"test/{task.index}", prior=prior if method.reads_reward_prior else None)
+        for task, model, inputs, demos, _, prior in held_out
     ]
     outputs = method.fit_batch(problems)
-    for (task, model, inputs, demos, goal), output in zip(held_out, outputs):
+    for (task, model, inputs, demos, goal, _), output in zip(held_out, outputs):
         assert isinstance(output, MethodOutput), output
         scores = score(model, output, demos.heldout_states, demos.heldout_actions, goal)
         assert scores.evd >= 0 and np.isfinite(scores.normalized_evd) and scores.demo_nll > 0 and 0 <= scores.success <= 1
-    if name == "expert":
+    if name in ("expert", "bayes"):  # bayes: exact on GridWorld from one demo
         assert all(score(m, o).evd == pytest.approx(0, abs=1e-9) for (_, m, *_), o in zip(held_out, outputs))
     if name == "uniform_policy":
         assert all(score(m, o).normalized_evd == pytest.approx(1.0) for (_, m, *_), o in zip(held_out, outputs))
 
 
-@pytest.mark.parametrize("name", ["mandril", "pretrain_finetune", "demo_conditioned"])
+@pytest.mark.parametrize("name", ["mandril", "pretrain_finetune", "demo_conditioned", "map_prior"])
 def test_a_prepared_state_saved_and_loaded_gives_the_same_fits(name, pool, held_out, tmp_path):
     method = methods.make(name, **TINY[name])
     method.prepare(pool)
     path = save_checkpoint(tmp_path / "prepared.pt", f"test.{name}", method.state_dict())
     again = methods.make(name, **TINY[name])
     again.load_state_dict(load_checkpoint(path, f"test.{name}"))
-    _, model, inputs, demos, _ = held_out[0]
+    _, model, inputs, demos, *_ = held_out[0]
     a = method.fit(hide_reward(model), inputs[method.input_kind], demos.states, demos.actions)
     b = again.fit(hide_reward(model), inputs[method.input_kind], demos.states, demos.actions)
     np.testing.assert_array_equal(a.reward, b.reward)
@@ -164,7 +168,7 @@ def test_devices_the_machine_lacks_are_refused_and_cpu_gives_the_same_numbers(po
             methods.make("maxent_tabular").to("cuda")
     with pytest.raises(ValueError, match="device must be like 'cpu', 'cuda'"):
         methods.make("maxent_tabular").to("gpu-please")
-    _, model, inputs, demos, _ = held_out[0]
+    _, model, inputs, demos, *_ = held_out[0]
     plain = methods.make("mandril", **TINY["mandril"])
     plain.prepare(pool)
     moved = methods.make("mandril", **TINY["mandril"]).to("cpu")
