@@ -1,0 +1,27 @@
+"""The report's gap-to-the-limit table: each learner's mean normalized EVD minus the bayes reference's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mandril.bench import load_suite
+from mandril.bench.report import _limit_section
+
+SMOKE = Path(__file__).resolve().parents[2] / "benchmarks" / "suites" / "smoke.toml"
+
+
+def test_the_gap_is_each_method_s_mean_minus_the_limit_s_on_the_same_cells():
+    suite = load_suite(SMOKE)
+    assert "bayes" in suite.methods
+    rows = [{"family": "bandit", "split": "test", "n_demos": 1, "method": m, "nevd_mean": v, "same_as": ""}
+            for m, v in (("bayes", 0.25), ("mandril", 0.5), ("maxent_linear", 0.125), ("expert", 0.0))]
+    rows.append({"family": "bandit", "split": "test", "n_demos": 1, "method": "maxent_tabular", "nevd_mean": 0.125, "same_as": "maxent_linear"})
+    lines = _limit_section(suite, rows)
+    header = next(line for line in lines if line.startswith("| family |"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    row = next(line for line in lines if line.startswith("| bandit | test | 1 |"))
+    values = dict(zip(columns, (c.strip() for c in row.strip("|").split("|"))))
+    assert values["limit"] == "0.250" and values["mandril"] == "+0.250" and values["maxent_linear"] == "-0.125"
+    assert values["maxent_tabular"] == ""  # identical to maxent_linear: shown once
+    assert "expert" not in columns and "bayes" not in columns  # references are not learners
+    assert not [line for line in lines if line.startswith("| gridworld |")]  # no limit measured there: no row
