@@ -9,11 +9,15 @@ backend produces the same records.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
 
 from mandril.bench.cells import Unit, preparations_of, units_of
 from mandril.bench.store import RunStore
@@ -41,7 +45,18 @@ class RunSummary:
     failures: list[str] = field(default_factory=list)
 
 
-class _Inline:
+class _Executor:
+    """What :func:`run_suite` needs of a backend: ``submit`` a job, ``share`` a value many jobs take, ``shutdown``."""
+
+    #: the errors of a job whose worker died (see :class:`WorkerLostError`)
+    lost: tuple[type[BaseException], ...] = (BrokenProcessPool,)
+
+    def share(self, value: Any) -> Any:
+        """A value many jobs will take (a prepared state), as they should receive it: here the value itself."""
+        return value
+
+
+class _Inline(_Executor):
     """Runs each job when it is submitted, in this process (one worker, no pool: simplest to debug)."""
 
     def submit(self, fn: Callable, *args: Any) -> Future:
@@ -59,7 +74,7 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-class _Pool:
+class _Pool(_Executor):
     """A local process pool (spawned processes, one torch thread each)."""
 
     def __init__(self, workers: int, threads: int) -> None:
@@ -74,8 +89,42 @@ class _Pool:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-class _Ray:
-    """Ray tasks (a local Ray instance, or a cluster at ``address``); results come back to the driver."""
+#: Ray's errors that mean a job's worker or node was lost, not that the job failed (those are recorded)
+_RAY_LOST = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError", "ObjectLostError", "OutOfMemoryError")
+
+
+@contextmanager
+def shipped_code() -> Iterator[dict]:
+    """A Ray ``runtime_env`` that ships this process's ``mandril`` and ``mandril_envs`` to a cluster's workers.
+
+    Its ``working_dir`` is a copy of the two packages (no caches), uploaded by ``ray.init`` (Ray keeps
+    it by content hash) and unpacked on each node as the workers' directory, first on their path. Every
+    node needs the dependencies installed (torch, numpy, gymnasium, imitation: see docs/cluster.md);
+    the project's own code comes from the driver, so a cluster runs exactly the driver's checkout, never
+    an older copy installed on a node. (A ``working_dir`` also stops Ray from putting the driver's
+    current directory first on the workers' path, where a node's copy of a checkout would win.)
+    """
+    import mandril
+    import mandril_envs
+
+    with tempfile.TemporaryDirectory(prefix="mandril-code-") as staging:
+        for package in (mandril, mandril_envs):
+            source = Path(package.__path__[0])
+            shutil.copytree(source, Path(staging) / source.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        yield {"working_dir": staging}
+
+
+class _Ray(_Executor):
+    """Ray tasks on a local Ray instance, or on a cluster at ``address``; results come back to the driver.
+
+    On a cluster the project's code travels with the jobs (:func:`shipped_code`); each prepared
+    state is put in the object store once (:meth:`share`) and the units that need it receive its
+    reference. A job whose node dies is rerun by Ray on another node (up to ``max_retries`` times: the
+    jobs are pure functions and only the driver writes); when Ray gives up, the run stops with
+    :class:`WorkerLostError` and the saved cells stay saved.
+    """
+
+    max_retries = 3
 
     def __init__(self, workers: int, address: Optional[str]) -> None:
         try:
@@ -83,18 +132,26 @@ class _Ray:
         except ImportError:
             raise ValueError("--backend ray needs Ray: pip install 'mandril[ray]'") from None
         self.ray = ray
-        if not ray.is_initialized():
+        if not ray.is_initialized():  # (else the caller's session as it is, with its runtime_env)
             options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
             if address:
-                ray.init(address=address, **options)
+                with shipped_code() as runtime_env:
+                    ray.init(address=address, runtime_env=runtime_env, **options)
             else:
                 ray.init(num_cpus=workers, **options)
             self._owns = True
         else:
             self._owns = False
-        self.remote = {fn: ray.remote(num_cpus=1)(fn) for fn in (run_preparation, run_unit)}
+        self.lost = (BrokenProcessPool, *(getattr(ray.exceptions, name) for name in _RAY_LOST))
+        self.remote: dict[Callable, Any] = {}
+
+    def share(self, value: Any) -> Any:
+        """``value`` in the object store (once), for jobs to take by reference; ``None`` stays ``None``."""
+        return None if value is None else self.ray.put(value)
 
     def submit(self, fn: Callable, *args: Any) -> Future:
+        if fn not in self.remote:
+            self.remote[fn] = self.ray.remote(num_cpus=1, max_retries=self.max_retries, retry_exceptions=False)(fn)
         return self.remote[fn].remote(*args).future()  # the work functions set their own torch threads
 
     def shutdown(self) -> None:
@@ -182,7 +239,7 @@ def run_suite(
         if unit.needs_preparation:
             if unit.preparation.id not in states:
                 state_, error_, _ = store.read_preparation(unit.preparation)
-                states[unit.preparation.id] = (state_, error_)
+                states[unit.preparation.id] = (executor.share(state_), error_)
             state, error = states[unit.preparation.id]
         running[executor.submit(run_unit, suite_data, unit, state, error, device)] = ("unit", unit)
 
@@ -190,7 +247,7 @@ def run_suite(
         kind, job = running.pop(future)
         try:
             result = future.result()
-        except BrokenProcessPool:
+        except executor.lost:
             what = f"preparing {job.method} on {job.family}" if kind == "preparation" else f"{job.method} on {job.family}/{job.split}, n={job.n_demos}"
             raise WorkerLostError(
                 f"a worker process died while running {what} (killed, out of memory, or the code changed under it); "
@@ -198,7 +255,7 @@ def run_suite(
             ) from None
         if kind == "preparation":
             store.write_preparation(job, result)
-            states[job.id] = (result["state"], result["error"])
+            states[job.id] = (executor.share(result["state"]), result["error"])
             message = f"failed: {result['error']}" if result["error"] else f"done in {result['seconds']:.0f} s"
             if progress:
                 bar.write(f"prepared {job.method} on {job.family} (seed {job.seed}): {message}")
