@@ -166,13 +166,30 @@ def _check_device(device: str) -> None:
     make("zero_reward").to(device)
 
 
-def _executor(backend: str, workers: int, threads: int, address: Optional[str]) -> Any:
+def _check_backend(backend: str, address: Optional[str]) -> None:
+    """Refuse an unknown backend, an address without Ray, or a Ray address nothing answers at, before any work
+    (``ray.init`` would retry an unreachable address for minutes)."""
+    import socket
+
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    if address and backend != "ray":
+        raise ValueError("--ray-address needs --backend ray")
+    if not address or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--ray-address must be HOST:PORT (the head node's port, 6379 unless set), ray://HOST:PORT or auto, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as error:
+        raise ValueError(f"--ray-address {address}: nothing answers there ({error.strerror or error}); is the head node up (ray start --head)?") from None
+
+
+def _executor(backend: str, workers: int, threads: int, address: Optional[str]) -> Any:
+    _check_backend(backend, address)
     if backend == "ray":
         return _Ray(workers, address)
-    if address:
-        raise ValueError("--ray-address needs --backend ray")
     return _Inline() if workers == 1 else _Pool(workers, threads)
 
 
@@ -212,6 +229,7 @@ def run_suite(
         raise ValueError(f"workers must be an int between 1 and 1024, got {workers!r}")
     if device is not None:
         _check_device(device)
+    _check_backend(backend, ray_address)
     store = RunStore(out, prepared_dir)
     units = units_of(suite)
     preparations = preparations_of(units)
