@@ -148,6 +148,7 @@ def estimate(suite_path: Path, measured: dict) -> dict:
         entry = row(unit.method)
         entry["cells"] += unit.n_tasks
         entry["cell_cpu_hours"] += unit.n_tasks * _per_cell(points, unit.n_demos) / 3600
+    longest = 0.0
     for preparation in preparations_of(units):
         points = sorted((m["iterations"], m["cpu_seconds"]) for m in measured["preparations"]
                         if m["family"] == preparation.family and m["method"] == preparation.method)
@@ -160,12 +161,13 @@ def estimate(suite_path: Path, measured: dict) -> dict:
             from mandril.methods import METHODS
 
             full = next(f.default for f in fields(METHODS[preparation.method].Config) if f.name == _iteration_setting(preparation.method))
+        hours = (measured["pools"][preparation.family] + c0 + per_iteration * (full - i0)) / 3600
         entry = row(preparation.method)
         entry["preparations"] += 1
-        entry["preparation_cpu_hours"] += (measured["pools"][preparation.family] + c0 + per_iteration * (full - i0)) / 3600
+        entry["preparation_cpu_hours"] += hours
+        longest = max(longest, hours)
     cells = sum(r["cell_cpu_hours"] for r in by_method.values())
     preparations = sum(r["preparation_cpu_hours"] for r in by_method.values())
-    longest = max((r["preparation_cpu_hours"] / r["preparations"] for r in by_method.values() if r["preparations"]), default=0.0)
     return {"suite": suite.name, "not_measured": missing, "cells": sum(u.n_tasks for u in units), "cell_cpu_hours": cells, "preparation_cpu_hours": preparations,
             "total_cpu_hours": cells + preparations, "longest_preparation_hours": longest, "by_method": by_method}
 
