@@ -36,9 +36,18 @@ ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "benchmarks" / "suites" / "smoke.toml"
 RUN = ["bench", "run", str(SMOKE), "--quiet", "--no-report", "--backend", "ray", "--workers", "2"]
 
-#: the nodes' settings: quiet, no usage report, and a dead node noticed in about two seconds (default 15-30 s)
+#: the nodes' settings: quiet, no usage report, a dead node noticed in about two seconds (default 15-30 s), and
+#: Ray's token authentication off on this loopback cluster (Ray 2.60 turns it on for a head node when a token file
+#: happens to exist in ~/.ray; the drivers here get the same setting, see ``auth_mode``)
 NODE_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "1000",
-            "RAY_health_check_failure_threshold": "3"}
+            "RAY_health_check_failure_threshold": "3", "RAY_AUTH_MODE": "disabled"}
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the test process dies (Linux), so a killed test run leaves no node."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def comparable(directory: Path) -> list[str]:
@@ -94,7 +103,8 @@ class Node:
             command += [f"--address=127.0.0.1:{head_port}"]
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | NODE_ENV  # the nodes do not see this checkout
         self.log = log
-        self.process = subprocess.Popen(command, cwd=log.parent, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(command, cwd=log.parent, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+                                        preexec_fn=_die_with_parent)
 
     def processes(self) -> list[int]:
         return _session_processes(self.process.pid)
@@ -148,19 +158,23 @@ class Cluster:
         self.workers.append(node)
         return node
 
-    def alive_nodes(self) -> int:
-        return int(subprocess.run([sys.executable, "-c", _COUNT_NODES, self.address], capture_output=True, text=True, timeout=60).stdout.strip() or 0)
+    def alive_nodes(self) -> tuple[int, str]:
+        """The number of live nodes, asked from another process, and what that process said on stderr."""
+        probe = subprocess.run([sys.executable, "-c", _COUNT_NODES, self.address], capture_output=True, text=True, timeout=120)
+        return int(probe.stdout.strip() or -1), probe.stderr.strip()[-1000:]
 
-    def wait_for(self, nodes: int, timeout: float = 90) -> None:
-        deadline = time.time() + timeout
+    def wait_for(self, nodes: int, timeout: float = 240) -> None:
+        deadline, said = time.time() + timeout, ""
         while time.time() < deadline:
             for node in [self.head, *self.workers]:
                 if node.process.poll() is not None:
                     raise AssertionError(f"a node exited with {node.process.returncode}:\n{node.log.read_text()[-3000:]}")
-            if self.alive_nodes() == nodes:
+            alive, said = self.alive_nodes()
+            if alive == nodes:
                 return
             time.sleep(0.5)
-        raise AssertionError(f"the cluster did not reach {nodes} nodes in {timeout} s")
+        raise AssertionError(f"the cluster did not reach {nodes} nodes in {timeout} s; the last probe said: {said}\n"
+                             f"the head's log: {self.head.log.read_text()[-2000:]}")
 
     def processes(self) -> list[int]:
         return [pid for node in [self.head, *self.workers, *self.stopped] for pid in node.processes()]
@@ -179,8 +193,16 @@ print(sum(1 for n in GcsClient(address=sys.argv[1]).get_all_node_info(timeout=10
 """
 
 
+@pytest.fixture(scope="module", autouse=True)
+def auth_mode():
+    """This process and the drivers it starts talk to the cluster without a token, as its nodes expect."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_AUTH_MODE", NODE_ENV["RAY_AUTH_MODE"])
+        yield
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(tmp_path_factory, auth_mode):
     directory = tmp_path_factory.mktemp("cluster")
     made = Cluster(directory)
     try:
