@@ -16,13 +16,17 @@ discarded and prepared again; each says so in one line. A pool worker exits when
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
 
 from mandril.bench.cells import Unit, preparations_of, units_of
 from mandril.bench.store import PREPARATION_FAILED, RunStore
@@ -53,7 +57,18 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)
 
 
-class _Inline:
+class _Executor:
+    """What :func:`run_suite` needs of a backend: ``submit`` a job, ``share`` a value many jobs take, ``shutdown``."""
+
+    #: the errors of a job whose worker died (see :class:`WorkerLostError`)
+    lost: tuple[type[BaseException], ...] = (BrokenProcessPool,)
+
+    def share(self, value: Any) -> Any:
+        """A value many jobs will take (a prepared state), as they should receive it: here the value itself."""
+        return value
+
+
+class _Inline(_Executor):
     """Runs each job when it is submitted, in this process (one worker, no pool: simplest to debug)."""
 
     def submit(self, fn: Callable, *args: Any) -> Future:
@@ -102,7 +117,7 @@ def _worker_init(threads: int, parent: int) -> None:
     torch.set_num_threads(threads)
 
 
-class _Pool:
+class _Pool(_Executor):
     """A local process pool (spawned processes, one torch thread each)."""
 
     def __init__(self, workers: int, threads: int) -> None:
@@ -117,8 +132,42 @@ class _Pool:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-class _Ray:
-    """Ray tasks (a local Ray instance, or a cluster at ``address``); results come back to the driver."""
+#: Ray's errors that mean a job's worker or node was lost, not that the job failed (those are recorded)
+_RAY_LOST = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError", "ObjectLostError", "OutOfMemoryError")
+
+
+@contextmanager
+def shipped_code() -> Iterator[dict]:
+    """A Ray ``runtime_env`` that ships this process's ``mandril`` and ``mandril_envs`` to a cluster's workers.
+
+    Its ``working_dir`` is a copy of the two packages (no caches), uploaded by ``ray.init`` (Ray keeps
+    it by content hash) and unpacked on each node as the workers' directory, first on their path. Every
+    node needs the dependencies installed (torch, numpy, gymnasium, imitation: see docs/cluster.md);
+    the project's own code comes from the driver, so a cluster runs exactly the driver's checkout, never
+    an older copy installed on a node. (A ``working_dir`` also stops Ray from putting the driver's
+    current directory first on the workers' path, where a node's copy of a checkout would win.)
+    """
+    import mandril
+    import mandril_envs
+
+    with tempfile.TemporaryDirectory(prefix="mandril-code-") as staging:
+        for package in (mandril, mandril_envs):
+            source = Path(package.__path__[0])
+            shutil.copytree(source, Path(staging) / source.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        yield {"working_dir": staging}
+
+
+class _Ray(_Executor):
+    """Ray tasks on a local Ray instance, or on a cluster at ``address``; results come back to the driver.
+
+    On a cluster the project's code travels with the jobs (:func:`shipped_code`); each prepared
+    state is put in the object store once (:meth:`share`) and the units that need it receive its
+    reference. A job whose node dies is rerun by Ray on another node (up to ``max_retries`` times: the
+    jobs are pure functions and only the driver writes); when Ray gives up, the run stops with
+    :class:`WorkerLostError` and the saved cells stay saved.
+    """
+
+    max_retries = 3
 
     def __init__(self, workers: int, address: Optional[str]) -> None:
         try:
@@ -126,18 +175,26 @@ class _Ray:
         except ImportError:
             raise ValueError("--backend ray needs Ray: pip install 'mandril[ray]'") from None
         self.ray = ray
-        if not ray.is_initialized():
+        if not ray.is_initialized():  # (else the caller's session as it is, with its runtime_env)
             options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
             if address:
-                ray.init(address=address, **options)
+                with shipped_code() as runtime_env:
+                    ray.init(address=address, runtime_env=runtime_env, **options)
             else:
                 ray.init(num_cpus=workers, **options)
             self._owns = True
         else:
             self._owns = False
-        self.remote = {fn: ray.remote(num_cpus=1)(fn) for fn in (run_preparation, run_unit)}
+        self.lost = (BrokenProcessPool, *(getattr(ray.exceptions, name) for name in _RAY_LOST))
+        self.remote: dict[Callable, Any] = {}
+
+    def share(self, value: Any) -> Any:
+        """``value`` in the object store (once), for jobs to take by reference; ``None`` stays ``None``."""
+        return None if value is None else self.ray.put(value)
 
     def submit(self, fn: Callable, *args: Any) -> Future:
+        if fn not in self.remote:
+            self.remote[fn] = self.ray.remote(num_cpus=1, max_retries=self.max_retries, retry_exceptions=False)(fn)
         return self.remote[fn].remote(*args).future()  # the work functions set their own torch threads
 
     def shutdown(self) -> None:
@@ -152,13 +209,30 @@ def _check_device(device: str) -> None:
     make("zero_reward").to(device)
 
 
-def _executor(backend: str, workers: int, threads: int, address: Optional[str]) -> Any:
+def _check_backend(backend: str, address: Optional[str]) -> None:
+    """Refuse an unknown backend, an address without Ray, or a Ray address nothing answers at, before any work
+    (``ray.init`` would retry an unreachable address for minutes)."""
+    import socket
+
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    if address and backend != "ray":
+        raise ValueError("--ray-address needs --backend ray")
+    if not address or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--ray-address must be HOST:PORT (the head node's port, 6379 unless set), ray://HOST:PORT or auto, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as error:
+        raise ValueError(f"--ray-address {address}: nothing answers there ({error.strerror or error}); is the head node up (ray start --head)?") from None
+
+
+def _executor(backend: str, workers: int, threads: int, address: Optional[str]) -> Any:
+    _check_backend(backend, address)
     if backend == "ray":
         return _Ray(workers, address)
-    if address:
-        raise ValueError("--ray-address needs --backend ray")
     return _Inline() if workers == 1 else _Pool(workers, threads)
 
 
@@ -197,10 +271,7 @@ def run_suite(
         raise ValueError(f"workers must be an int between 1 and 1024, got {workers!r}")
     if device is not None:
         _check_device(device)
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
-    if ray_address and backend != "ray":  # before the folder is claimed
-        raise ValueError("--ray-address needs --backend ray")
+    _check_backend(backend, ray_address)  # before the folder is claimed
     store = RunStore(out, prepared_dir)
     units = units_of(suite)
     preparations = preparations_of(units)
@@ -267,16 +338,21 @@ def _run(suite: Suite, store: RunStore, units: list[Unit], preparations: list, w
     executor = _executor(backend, workers, suite.threads, ray_address)
     suite_data = suite.to_dict()
     running: dict[Future, tuple[str, Any]] = {}
+    shared: dict[str, Any] = {}
 
     def submit_unit(unit: Unit) -> None:
         state, error = states.get(unit.preparation.id, (None, None)) if unit.needs_preparation else (None, None)
+        if state is not None:
+            if unit.preparation.id not in shared:  # one copy per preparation (Ray: in the object store), not one per unit
+                shared[unit.preparation.id] = executor.share(state)
+            state = shared[unit.preparation.id]
         running[executor.submit(run_unit, suite_data, unit, state, error, device)] = ("unit", unit)
 
     def collect(future: Future) -> None:
         kind, job = running.pop(future)
         try:
             result = future.result()
-        except BrokenProcessPool:
+        except executor.lost:
             what = f"preparing {job.method} on {job.family}" if kind == "preparation" else f"{job.method} on {job.family}/{job.split}, n={job.n_demos}"
             raise WorkerLostError(
                 f"a worker process died while running {what} (killed, out of memory, or the code changed under it); "
@@ -288,6 +364,7 @@ def _run(suite: Suite, store: RunStore, units: list[Unit], preparations: list, w
                 say(line)
             store.write_preparation(job, result)
             states[job.id] = (result["state"], result["error"])
+            shared.pop(job.id, None)
             message = f"failed: {result['error']}" if result["error"] else f"done in {result['seconds']:.0f} s"
             if progress:
                 bar.write(f"prepared {job.method} on {job.family} (seed {job.seed}): {message}")
