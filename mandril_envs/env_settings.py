@@ -19,7 +19,8 @@ fail every task at run time is refused at once, in one line naming the key:
   at temperature 1, optimal, and the uniform policy's return) must be finite and within
   :data:`MAX_PLAN_VALUE` (rewards such as ``goal_reward = 1e308`` overflow the first backup; an expert
   temperature of ``1e-300`` overflows ``Q / temperature``), and the plan must fit in memory (a
-  ``horizon`` of ``10**9`` is refused here, naming it).
+  ``horizon`` of ``10**9`` is refused here, naming it); and the optimal return must exceed the uniform
+  policy's (else every policy is optimal and normalized EVD is 0/0: all rewards equal, say).
 * :func:`check_env_settings`: all of the above, plus the sizes of the datasets the caller will draw.
 """
 
@@ -143,7 +144,7 @@ def check_plannable(env: gym.Env, expert: Any = None, where: str = "env") -> Non
     Raises:
         ValueError: naming ``where``, the plan and what overflowed.
     """
-    from mandril_envs.planning import policy_evaluation, soft_value_iteration, value_iteration
+    from mandril_envs.planning import check_return_gap, policy_evaluation, soft_value_iteration, value_iteration
 
     base = env.unwrapped
     if not isinstance(base, TabularTaskEnv):
@@ -165,7 +166,12 @@ def check_plannable(env: gym.Env, expert: Any = None, where: str = "env") -> Non
         optimal = value_iteration(model)
         _largest("optimal plan (values)", optimal.values, where)
         uniform = np.full((model.horizon, model.state_dim, model.action_dim), 1.0 / model.action_dim)
-        _largest("uniform policy's values", policy_evaluation(model, uniform), where)
+        uniform_values = policy_evaluation(model, uniform)
+        _largest("uniform policy's values", uniform_values, where)
+    try:
+        check_return_gap(float(model.initial_state_dist @ optimal.values[0]), float(model.initial_state_dist @ uniform_values[0]))
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
 
 
 def check_env_settings(
