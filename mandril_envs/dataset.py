@@ -47,6 +47,8 @@ from mandril_envs import __version__
 from mandril_envs.atomic import atomic_write
 from mandril_envs.base import TabularTaskEnv
 from mandril_envs.demos import ExpertSettings, Trajectory, task_demos
+from mandril_envs.env_settings import check_env_id_config, make_env
+from mandril_envs.files import check_regular_file, parse_json
 from mandril_envs.model import TabularModel
 from mandril_envs.registration import check_env_id
 from mandril_envs.sizes import check_fits, dataset_nbytes, plan_nbytes
@@ -343,6 +345,8 @@ class DemoDataset:
         base = self.make_env(0).unwrapped
         assert isinstance(base, TabularTaskEnv)
         noise = base.reward_noise()
+        n_sums = self.n_tasks * (base.model.state_dim * base.model.action_dim + 1) + 1  # per pair, per task, the dataset: the Bonferroni divisor
+        all_means = np.empty(self.rewards.shape, np.float64)
         for index, task in enumerate(self.tasks):
             try:
                 base.set_task(task)
@@ -367,6 +371,16 @@ class DemoDataset:
                 bad, reason = found
                 at = f"demo {bad // self.horizon}, step {bad % self.horizon} (s={s[bad]}, a={a[bad]})" if bad is not None else "its demos"
                 raise DatasetError(f"{where}: task {index}, {at}: {reason}")
+            means = all_means[index] = model.state_action_rewards()[s, a].reshape(self.rewards.shape[1:])
+            for groups, name in ((s * model.action_dim + a, "pair"), (np.zeros_like(s), "task")):
+                found = noise.find_implausible_group(means.ravel(), self.rewards[index].ravel(), groups, n_sums)
+                if found is not None:
+                    label, reason = found
+                    at = f"s={label // model.action_dim}, a={label % model.action_dim}" if name == "pair" else "its demos"
+                    raise DatasetError(f"{where}: task {index}, {at}: {reason}")
+        found = noise.find_implausible_group(all_means.ravel(), self.rewards.ravel(), np.zeros(self.rewards.size, np.int64), n_sums)
+        if found is not None:
+            raise DatasetError(f"{where}: the rewards of all {self.n_tasks} tasks: {found[1]}")
         return [
             f"transitions: every recorded s -> s' has non-zero probability under its task's rebuilt model ({self.n_tasks * self.n_demos * self.horizon} steps)",
             f"rewards: {noise.describe()}",
@@ -406,6 +420,10 @@ _META_MINIMUM = {"task_seed": 0, "demo_seed": 0, "horizon": 1, "state_dim": 1, "
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
     """The four arrays of a dataset file, each checked (dtype, declared size) before it is read."""
+    try:
+        check_regular_file(path, "dataset")  # a FIFO or a device would block open() or never end
+    except ValueError as error:
+        raise DatasetError(str(error)) from None
     with open(path, "rb") as stream:  # OSError: missing, a directory, no permission
         head = stream.read(12)
         if head[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
@@ -467,11 +485,9 @@ def _read_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, ke
 def _read_meta(path: Path, array: np.ndarray) -> dict:
     """The meta JSON, with every field of the right type."""
     try:
-        meta = json.loads(str(array[()]))
-    except json.JSONDecodeError as error:
-        raise DatasetError(f"{path}: meta is not valid JSON: {error}") from None
-    except RecursionError:
-        raise DatasetError(f"{path}: meta is not valid JSON: nested too deeply") from None
+        meta = parse_json(str(array[()]), f"{path}: meta")
+    except ValueError as error:
+        raise DatasetError(str(error)) from None
     if not isinstance(meta, dict):
         raise DatasetError(f"{path}: meta must be a JSON object, got {type(meta).__name__}")
     if meta.get("format") != FORMAT:
@@ -516,10 +532,18 @@ def _read_tasks(path: Path, meta: dict) -> tuple[Task, ...]:
 def _rebuild_tasks(path: Path, meta: dict, tasks: tuple[Task, ...]) -> TabularModel:
     """Make the env of the tasks' config; every task must be one it installs (its split can hold it).
     Returns task 0's model; the file's (S, A, H) must be the model's."""
+    try:  # the id must make the tasks' family (then, once the config is known valid, agree with it)
+        check_env_id_config(meta["env_id"], tasks[0].family, {}, f"{path}: env_id")
+    except ValueError as error:
+        raise DatasetError(str(error)) from None
     try:
         base = gym.make(meta["env_id"], **tasks[0].config, task=tasks[0].to_dict()).unwrapped
     except (gym.error.Error, TypeError, ValueError) as error:
         raise DatasetError(f"{path}: task 0 ({tasks[0].split} split) is refused: {error}") from None
+    try:  # an id edited to another variant of the family (Bandit-K50-v0 for 5-arm tasks) is refused
+        check_env_id_config(meta["env_id"], tasks[0].family, tasks[0].config, f"{path}: env_id")
+    except ValueError as error:
+        raise DatasetError(str(error)) from None
     if not isinstance(base, TabularTaskEnv):
         raise DatasetError(f"{path}: env {meta['env_id']!r} is not a mandril_envs env")
     for index, task in enumerate(tasks):
@@ -606,10 +630,9 @@ def collect(
     """
     n_tasks = check_int("n_tasks", n_tasks, 1)
     n_demos = check_int("n_demos", n_demos, 1)
-    env = gym.make(env_id, **(env_kwargs or {}))
+    env = make_env(env_id, env_kwargs, "env_kwargs", trusted_ids=(env_id,))  # no wrapper that would corrupt the demos (autoreset, an early TimeLimit)
     base = env.unwrapped
-    if not isinstance(base, TabularTaskEnv):
-        raise TypeError(f"env_id {env_id!r} is not a mandril_envs env")
+    check_env_id_config(env_id, base.family, base.config, "env_id")  # the file's id must describe its tasks
     check_collect_size(env, n_tasks, n_demos)  # before any task is drawn
     tasks = base.sample_tasks(n_tasks, split, seed=task_seed)
     horizon = base.model.horizon

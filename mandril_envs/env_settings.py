@@ -35,7 +35,16 @@ from mandril_envs.base import TabularTaskEnv
 from mandril_envs.registration import check_env_id
 from mandril_envs.sizes import check_fits, plan_nbytes
 
-__all__ = ["WRAPPER_KWARGS", "MAX_PLAN_VALUE", "declared_render_modes", "check_env_kwargs", "make_env", "check_plannable", "check_env_settings"]
+__all__ = [
+    "WRAPPER_KWARGS",
+    "MAX_PLAN_VALUE",
+    "declared_render_modes",
+    "check_env_kwargs",
+    "check_env_id_config",
+    "make_env",
+    "check_plannable",
+    "check_env_settings",
+]
 
 #: The keyword arguments ``gymnasium.make`` consumes itself (they wrap the env, never reach it), and
 #: what each would do to the suite's fixed-horizon episodes.
@@ -52,11 +61,36 @@ WRAPPER_KWARGS: dict[str, str] = {
 MAX_PLAN_VALUE = 1e150
 
 
+def _creator(env_id: str) -> Any:
+    spec = gym.spec(env_id)
+    return spec.entry_point if callable(spec.entry_point) else gym.envs.registration.load_env_creator(spec.entry_point)
+
+
 def declared_render_modes(env_id: str) -> list[str]:
     """``metadata["render_modes"]`` of the class registered under ``env_id`` (nothing is built)."""
-    spec = gym.spec(env_id)
-    creator = spec.entry_point if callable(spec.entry_point) else gym.envs.registration.load_env_creator(spec.entry_point)
-    return list(getattr(creator, "metadata", {}).get("render_modes", []) or [])
+    return list(getattr(_creator(env_id), "metadata", {}).get("render_modes", []) or [])
+
+
+def check_env_id_config(env_id: str, family: str, config: Mapping[str, Any], where: str = "env id") -> str:
+    """``env_id`` if it names ``family`` and the kwargs it registers agree with ``config``, else raise.
+
+    An id names a family and fixes some of its settings (``mandril_envs/Bandit-K50-v0``: ``n_arms =
+    50``); tasks (a dataset's) carry their complete config. An id that makes another family, or whose
+    registered kwargs the config contradicts, does not describe those tasks: a dataset whose env id
+    was edited, or one collected with kwargs that override its id's own.
+
+    Raises:
+        ValueError: naming ``where``, the id and the first disagreement.
+    """
+    from mandril_envs.tasks import same_plain
+
+    made = getattr(_creator(env_id), "family", None)
+    if made != family:
+        raise ValueError(f"{where} {env_id!r} makes {made!r} tasks, but the tasks are {family!r} tasks")
+    for key, value in gym.spec(env_id).kwargs.items():
+        if key in config and not same_plain(config[key], value):
+            raise ValueError(f"{where} {env_id!r} registers {key} = {value!r}, but the tasks' config has {key} = {config[key]!r:.40}: the id does not describe these tasks")
+    return env_id
 
 
 def check_env_kwargs(env_id: str, kwargs: Any, where: str = "env_kwargs") -> dict:
