@@ -305,8 +305,7 @@ class DemoDataset:
             DatasetError: naming the file and the first problem found, in one line.
         """
         path = Path(path)
-        arrays = _read_arrays(path)
-        meta = _read_meta(path, arrays["meta"])
+        arrays, meta = _read_arrays(path)
         try:  # before anything reaches gym.make: an id of the form 'module:Env' would import that module
             check_env_id(meta["env_id"], f"{path}: env_id", allow=() if env_id is None else (env_id,))
         except (TypeError, ValueError) as error:
@@ -346,7 +345,7 @@ class DemoDataset:
         assert isinstance(base, TabularTaskEnv)
         noise = base.reward_noise()
         n_sums = self.n_tasks * (base.model.state_dim * base.model.action_dim + 1) + 1  # per pair, per task, the dataset: the Bonferroni divisor
-        all_means = np.empty(self.rewards.shape, np.float64)
+        totals = np.zeros(3)  # pulls, expected, observed of the whole dataset (RewardNoise.group_sums)
         for index, task in enumerate(self.tasks):
             try:
                 base.set_task(task)
@@ -371,14 +370,17 @@ class DemoDataset:
                 bad, reason = found
                 at = f"demo {bad // self.horizon}, step {bad % self.horizon} (s={s[bad]}, a={a[bad]})" if bad is not None else "its demos"
                 raise DatasetError(f"{where}: task {index}, {at}: {reason}")
-            means = all_means[index] = model.state_action_rewards()[s, a].reshape(self.rewards.shape[1:])
-            for groups, name in ((s * model.action_dim + a, "pair"), (np.zeros_like(s), "task")):
-                found = noise.find_implausible_group(means.ravel(), self.rewards[index].ravel(), groups, n_sums)
-                if found is not None:
-                    label, reason = found
-                    at = f"s={label // model.action_dim}, a={label % model.action_dim}" if name == "pair" else "its demos"
-                    raise DatasetError(f"{where}: task {index}, {at}: {reason}")
-        found = noise.find_implausible_group(all_means.ravel(), self.rewards.ravel(), np.zeros(self.rewards.size, np.int64), n_sums)
+            means, rewards = model.state_action_rewards()[s, a], self.rewards[index].ravel()
+            found = noise.find_implausible_group(means, rewards, s * model.action_dim + a, n_sums)
+            if found is not None:
+                pair, reason = found
+                raise DatasetError(f"{where}: task {index}, s={pair // model.action_dim}, a={pair % model.action_dim}: {reason}")
+            sums = np.concatenate(noise.group_sums(means, rewards, np.zeros(s.size, np.int64), 1))
+            found = noise.find_implausible_sums(*sums, n_sums)
+            if found is not None:
+                raise DatasetError(f"{where}: task {index}, its demos: {found[1]}")
+            totals += sums
+        found = noise.find_implausible_sums(*totals, n_sums)
         if found is not None:
             raise DatasetError(f"{where}: the rewards of all {self.n_tasks} tasks: {found[1]}")
         return [
@@ -418,8 +420,22 @@ _META_TYPES: dict[str, tuple[type, str]] = {
 _META_MINIMUM = {"task_seed": 0, "demo_seed": 0, "horizon": 1, "state_dim": 1, "action_dim": 1}
 
 
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """The four arrays of a dataset file, each checked (dtype, declared size) before it is read."""
+def _check_declared_shapes(path: Path, shapes: dict[str, tuple[int, ...]], n_tasks: int, horizon: int) -> None:
+    """Before the demo arrays are read: their declared shapes must be ``(N, M, H+1)``, ``(N, M, H)``,
+    ``(N, M, H)`` for the meta data's ``N`` tasks and horizon ``H``, one ``M >= 1`` for all three."""
+    m = shapes["states"][1] if len(shapes["states"]) == 3 else 0
+    expected = {"states": (n_tasks, m, horizon + 1), "actions": (n_tasks, m, horizon), "rewards": (n_tasks, m, horizon)}
+    for name, shape in expected.items():
+        if tuple(shapes[name]) != shape:
+            raise DatasetError(f"{path}: {name} declares shape {tuple(shapes[name])}, expected {shape} (N={n_tasks} tasks in meta, M demos, H={horizon})")
+    if m == 0:
+        raise DatasetError(f"{path}: the file holds no demos (M = 0)")
+
+
+def _read_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """The demo arrays and the meta data of a dataset file: every array's dtype and declared size are
+    checked (against its compressed bytes and the memory) and the demo arrays' shapes against the meta
+    data, all before any demo array is read."""
     try:
         check_regular_file(path, "dataset")  # a FIFO or a device would block open() or never end
     except ValueError as error:
@@ -444,14 +460,24 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
                 unexpected = sorted(set(names) - set(_ARRAYS))
                 if unexpected or len(members) != len(_ARRAYS):
                     raise DatasetError(f"{path}: unexpected arrays {unexpected or names} (a dataset file holds exactly {sorted(_ARRAYS)})")
-                return {key: _read_member(path, archive, members[f"{key}.npy"], key) for key in _ARRAYS}
+                size = os.fstat(stream.fileno()).st_size
+                headers = {key: _member_header(path, archive, members[f"{key}.npy"], key, size) for key in _ARRAYS}
+                meta = _read_meta(path, _read_member(path, archive, members["meta.npy"], "meta", *headers["meta"]))
+                _check_declared_shapes(path, {key: shape for key, (shape, _) in headers.items()}, len(meta["tasks"]), meta["horizon"])
+                arrays = {key: _read_member(path, archive, members[f"{key}.npy"], key, *headers[key]) for key in _ARRAYS if key != "meta"}
+                return arrays, meta
         except DatasetError:
             raise
         except _ARCHIVE_ERRORS as error:
             raise DatasetError(f"{path}: not a readable dataset file: the zip archive is damaged or truncated ({type(error).__name__}: {error})") from None
 
 
-def _read_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str) -> np.ndarray:
+#: The most deflate can expand data (258-byte matches from 2-bit codes: 1032 to 1, RFC 1951).
+MAX_DEFLATE_RATIO = 1032
+
+
+def _member_header(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, archive_bytes: int) -> tuple[tuple[int, ...], np.dtype]:
+    """A member's declared ``(shape, dtype)``, checked against its kind and against what its bytes can hold."""
     kinds, what = _ARRAYS[key]
     try:
         with archive.open(info) as member:
@@ -474,6 +500,19 @@ def _read_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, ke
     nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if nbytes > info.file_size - header_bytes:
         raise DatasetError(f"{path}: array {key!r} declares shape {shape} ({nbytes} bytes) but holds {info.file_size - header_bytes} bytes")
+    # what the member declares must be what its compressed bytes can hold: numpy stores or deflates, and
+    # deflate expands at most MAX_DEFLATE_RATIO-fold, so a small file cannot make the reader allocate much more
+    ceiling = info.compress_size if info.compress_type == zipfile.ZIP_STORED else MAX_DEFLATE_RATIO * info.compress_size + 1024
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or info.file_size > ceiling or info.compress_size > archive_bytes:
+        raise DatasetError(
+            f"{path}: array {key!r} declares {info.file_size} bytes from {info.compress_size} compressed ones (method {info.compress_type}) "
+            f"in a file of {archive_bytes}: more than stored or deflated data can hold (deflate expands at most {MAX_DEFLATE_RATIO}-fold)"
+        )
+    return shape, dtype
+
+
+def _read_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
     try:
         check_fits(nbytes, f"{path}: array {key!r} of shape {shape} {dtype}")
         with archive.open(info) as member:
@@ -575,7 +614,7 @@ def _check_arrays(path: Path, arrays: dict[str, np.ndarray], n_tasks: int, model
             raise DatasetError(f"{path}: {name} must lie in [0, {size}), got [{array.min()}, {array.max()}]")
     if not np.all(np.isfinite(rewards)):
         raise DatasetError(f"{path}: rewards must be finite, got NaN or inf")
-    return states.astype(np.int64), actions.astype(np.int64), rewards.astype(np.float64)
+    return states.astype(np.int64, copy=False), actions.astype(np.int64, copy=False), rewards.astype(np.float64, copy=False)
 
 
 def check_collect_size(env: gym.Env, n_tasks: int, n_demos: int, names: tuple[str, str] = ("n_tasks", "n_demos")) -> int:

@@ -126,28 +126,43 @@ class RewardNoise:
         """
         if self.kind == "none":
             return None
-        means, rewards = np.asarray(means, np.float64).ravel(), np.asarray(rewards, np.float64).ravel()
         labels, inverse = np.unique(np.asarray(groups).ravel(), return_inverse=True)
-        pulls = np.bincount(inverse, minlength=labels.size).astype(np.float64)
-        expected = np.bincount(inverse, weights=means, minlength=labels.size)
+        pulls, expected, observed = self.group_sums(means, rewards, inverse, labels.size)
+        found = self.find_implausible_sums(pulls, expected, observed, n_tests)
+        return None if found is None else (int(labels[found[0]]), found[1])
+
+    def group_sums(self, means: np.ndarray, rewards: np.ndarray, inverse: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(pulls, expected, observed)`` per group (``inverse``: each step's group index in ``0 .. n_groups-1``):
+        the number of rewards, the sum of their means, and the sum of the ones (Bernoulli) or of the
+        standardised residuals ``(r - mean) / std`` (Gaussian). Sums of disjoint groups add up."""
+        means, rewards, inverse = np.asarray(means, np.float64).ravel(), np.asarray(rewards, np.float64).ravel(), np.asarray(inverse).ravel()
+        pulls = np.bincount(inverse, minlength=n_groups).astype(np.float64)
+        expected = np.bincount(inverse, weights=means, minlength=n_groups)
+        values = rewards if self.kind == "bernoulli" else (rewards - means) / (self.std or 1.0)
+        return pulls, expected, np.bincount(inverse, weights=values, minlength=n_groups)
+
+    def find_implausible_sums(self, pulls: np.ndarray, expected: np.ndarray, observed: np.ndarray, n_tests: int) -> Optional[tuple[int, str]]:
+        """The first group whose sums (:meth:`group_sums`) are implausible, as ``(group index, reason)``, or ``None``."""
+        if self.kind == "none":
+            return None
+        pulls, expected, observed = (np.atleast_1d(np.asarray(x, np.float64)) for x in (pulls, expected, observed))
         threshold = math.log(2.0 * max(int(n_tests), 1) / FALSE_ALARM)  # refuse when 2 exp(-exponent) < FALSE_ALARM / n_tests
+        safe = np.maximum(pulls, 1.0)
         if self.kind == "bernoulli":
-            ones = np.bincount(inverse, weights=rewards, minlength=labels.size)
-            pbar = expected / pulls
-            inside = (pbar > 0) & (pbar < 1)  # a mean of 0 or 1 pays one value only: find_implausible checked it
-            exponent = np.where(inside, pulls * _bernoulli_kl(ones / pulls, np.clip(pbar, 1e-300, 1 - 1e-16)), 0.0)
-            described = [f"{int(ones[g])} ones in {int(pulls[g])} pulls where {expected[g]:.1f} are expected" for g in range(labels.size)]
+            pbar = expected / safe
+            inside = (pulls > 0) & (pbar > 0) & (pbar < 1)  # a mean of 0 or 1 pays one value only: find_implausible checked it
+            exponent = np.where(inside, pulls * _bernoulli_kl(np.clip(observed / safe, 0.0, 1.0), np.clip(pbar, 1e-300, 1 - 1e-16)), 0.0)
         else:
-            z = np.bincount(inverse, weights=(rewards - means) / self.std, minlength=labels.size)
-            exponent = z**2 / (2 * pulls)
-            described = [f"{int(pulls[g])} rewards sum to {z[g] / math.sqrt(pulls[g]):.1f} standard errors from their expectation" for g in range(labels.size)]
+            exponent = np.where(pulls > 0, observed**2 / (2 * safe), 0.0)
         bad = np.flatnonzero(exponent > threshold)
         if not bad.size:
             return None
         g = int(bad[0])
-        return int(labels[g]), (
-            f"{described[g]}: probability below {2 * math.exp(-exponent[g]):.2g}, less than {FALSE_ALARM:g} / {int(n_tests)} sums tested"
-        )
+        if self.kind == "bernoulli":
+            described = f"{int(observed[g])} ones in {int(pulls[g])} pulls where {expected[g]:.1f} are expected"
+        else:
+            described = f"{int(pulls[g])} rewards sum to {observed[g] / math.sqrt(pulls[g]):.1f} standard errors from their expectation"
+        return g, f"{described}: probability below {2 * math.exp(-exponent[g]):.2g}, less than {FALSE_ALARM:g} / {int(n_tests)} sums tested"
 
     def find_implausible(self, means: np.ndarray, rewards: np.ndarray) -> Optional[tuple[Optional[int], str]]:
         """The first reward (or total) that this noise could not have produced, or ``None``.
