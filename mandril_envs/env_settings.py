@@ -215,7 +215,7 @@ def check_env_settings(
     *,
     expert: Any = None,
     split: Optional[str] = None,
-    datasets: Iterable[tuple[str, int, int]] = (),
+    datasets: Iterable[tuple[tuple[str, str], int, int]] = (),
     trusted_ids: Iterable[str] = (),
 ) -> gym.Env:
     """Every check of a family's settings before any work; returns the env (made once).
@@ -224,8 +224,9 @@ def check_env_settings(
         env_id, kwargs, where: as :func:`make_env`.
         expert: the demonstrator (:class:`~mandril_envs.demos.ExpertSettings`), or ``None``.
         split: the split whose task 0 is planned (default: the env's first split).
-        datasets: ``(label, n_tasks, n_demos)`` of every dataset the caller will draw, checked to fit
-            in memory (``label`` names the counts, e.g. ``"[families.grid.train]"``).
+        datasets: ``((name of n_tasks, name of n_demos), n_tasks, n_demos)`` of every dataset the
+            caller will draw, checked to fit in memory (the names as the caller's user typed them,
+            e.g. ``("--tasks", "--demos")``).
 
     Raises:
         TypeError / ValueError: one line naming ``where`` and the key.
@@ -237,8 +238,8 @@ def check_env_settings(
     model = base.model
     check_fits(plan_nbytes(model.horizon, model.state_dim, model.action_dim),
                f"{where} horizon={model.horizon}: one task's plan (H, S, A) = ({model.horizon}, {model.state_dim}, {model.action_dim})")
-    for label, n_tasks, n_demos in datasets:
-        check_collect_size(env, n_tasks, n_demos, names=(f"{label} n_tasks", "n_demos"))
+    for names, n_tasks, n_demos in datasets:
+        check_collect_size(env, n_tasks, n_demos, names=names)
     split = split if split is not None else base.splits[0]
     task = base.sample_tasks(1, split, seed=0)[0]
     base.set_task(task)

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
-from mandril.core.config import build_dataclass, dataclass_to_dict, load_toml
+from mandril.core.config import MAX_THREADS, build_dataclass, dataclass_to_dict, load_toml
 from mandril.data.batch import check_likelihood
 from mandril.rewards.spec import RewardModelSpec
 
@@ -329,7 +329,7 @@ def _suite_from_dict(data: Mapping[str, Any], where: str) -> Suite:
     _check_ints("seeds", suite.seeds, 0, 2**31 - 1)
     _check_ints("n_demos", suite.n_demos, 1, MAX_DEMOS)
     check_likelihood(suite.likelihood)
-    _check_int("threads", suite.threads, 1, 256)
+    _check_int("threads", suite.threads, 1, MAX_THREADS)
     for section, table in (("settings", suite.settings), ("cells", suite.cells)):
         stray = sorted(set(table) - set(suite.methods))
         if stray:
@@ -400,9 +400,9 @@ def _check_family_envs(suite: Suite) -> None:
 
     trains = any(METHODS[m].needs_preparation for m in suite.methods)
     for name, spec in suite.families.items():
-        datasets = [(f"[families.{name}]", spec.n_tasks, N_HELDOUT + max(suite.family_n_demos(name)))]
+        datasets = [((f"[families.{name}] n_tasks", "the most n_demos + held-out demos"), spec.n_tasks, N_HELDOUT + max(suite.family_n_demos(name)))]
         if trains:
-            datasets.append((f"[families.{name}.train]", spec.train.n_tasks, spec.train.n_demos))
+            datasets.append(((f"[families.{name}.train] n_tasks", "n_demos"), spec.train.n_tasks, spec.train.n_demos))
         split = next(s for s in spec.splits if s != VALIDATION_SPLIT) if any(s != VALIDATION_SPLIT for s in spec.splits) else "train"
         check_env_settings(spec.env_id, spec.env_kwargs, f"[families.{name}] env_kwargs", expert=spec.expert.settings(), split=split, datasets=datasets)
 
