@@ -60,6 +60,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from mandril.core.io import check_writable_dir
 
+    if args.ray_address is not None and args.backend != "ray":
+        raise ValueError(f"--ray-address {args.ray_address!r} needs --backend ray (the local backend runs no Ray cluster)")
     suite = load_suite(args.suite)  # every setting of every method on every family is checked here
     check_writable_dir(args.out)
     summary = run_suite(suite, args.out, resume=args.resume, workers=args.workers, backend=args.backend, ray_address=args.ray_address,
