@@ -13,7 +13,6 @@ which ``mandril adapt`` reads.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
