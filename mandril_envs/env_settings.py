@@ -162,7 +162,7 @@ def _largest(name: str, array: np.ndarray, where: str) -> None:
         raise ValueError(f"{where}: the {name} reaches {top:.3g}, more than the {MAX_PLAN_VALUE:.0e} fitting and scoring can compute with in float64")
 
 
-def check_plannable(env: gym.Env, expert: Any = None, where: str = "env") -> None:
+def check_plannable(env: gym.Env, expert: Any = None, where: str = "env", temperatures: Mapping[str, float] = {}) -> None:
     """Refuse a task (the env's current one) whose plans are not finite numbers float64 can work with.
 
     Plans the task softly at temperature 1 (the MaxEnt likelihood) and at the expert's temperature
@@ -174,6 +174,8 @@ def check_plannable(env: gym.Env, expert: Any = None, where: str = "env") -> Non
         env: a mandril_envs env (its current task is planned).
         expert: :class:`mandril_envs.demos.ExpertSettings` or ``None``.
         where: how to name the settings in errors.
+        temperatures: further soft plans to check, ``{what: temperature}`` (e.g. a method's likelihood
+            temperature, ``{"method 'mandril' temperature": 0.01}``).
 
     Raises:
         ValueError: naming ``where``, the plan and what overflowed.
@@ -187,11 +189,12 @@ def check_plannable(env: gym.Env, expert: Any = None, where: str = "env") -> Non
     check_fits(plan_nbytes(model.horizon, model.state_dim, model.action_dim),
                f"{where} horizon={model.horizon}: one task's plan (H, S, A) = ({model.horizon}, {model.state_dim}, {model.action_dim})")
     _largest("reward table", model.state_action_rewards(), where)
-    temperatures = [("soft plan at temperature 1", 1.0)]
+    plans = [("soft plan at temperature 1", 1.0)]
     if expert is not None and expert.policy == "soft" and expert.temperature != 1.0:
-        temperatures.append((f"expert's soft plan at temperature {expert.temperature:g}", expert.temperature))
+        plans.append((f"expert's soft plan at temperature {expert.temperature:g}", expert.temperature))
+    plans += [(f"soft plan at the {what} {value:g}", float(value)) for what, value in temperatures.items() if value != 1.0]
     with np.errstate(all="ignore"):  # overflow is what is checked for
-        for name, temperature in temperatures:
+        for name, temperature in plans:
             plan = soft_value_iteration(model, temperature=temperature)
             _largest(f"{name} (values)", plan.values, where)
             _largest(f"{name} (Q values)", plan.q_values, where)
@@ -216,6 +219,7 @@ def check_env_settings(
     expert: Any = None,
     split: Optional[str] = None,
     datasets: Iterable[tuple[tuple[str, str], int, int]] = (),
+    temperatures: Mapping[str, float] = {},
     trusted_ids: Iterable[str] = (),
 ) -> gym.Env:
     """Every check of a family's settings before any work; returns the env (made once).
@@ -227,6 +231,7 @@ def check_env_settings(
         datasets: ``((name of n_tasks, name of n_demos), n_tasks, n_demos)`` of every dataset the
             caller will draw, checked to fit in memory (the names as the caller's user typed them,
             e.g. ``("--tasks", "--demos")``).
+        temperatures: further soft plans to check (see :func:`check_plannable`).
 
     Raises:
         TypeError / ValueError: one line naming ``where`` and the key.
@@ -243,5 +248,5 @@ def check_env_settings(
     split = split if split is not None else base.splits[0]
     task = base.sample_tasks(1, split, seed=0)[0]
     base.set_task(task)
-    check_plannable(env, expert, f"{where} ({split} task 0)")
+    check_plannable(env, expert, f"{where} ({split} task 0)", temperatures)
     return env

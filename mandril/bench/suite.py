@@ -404,7 +404,13 @@ def _check_family_envs(suite: Suite) -> None:
         if trains:
             datasets.append(((f"[families.{name}.train] n_tasks", "n_demos"), spec.train.n_tasks, spec.train.n_demos))
         split = next(s for s in spec.splits if s != VALIDATION_SPLIT) if any(s != VALIDATION_SPLIT for s in spec.splits) else "train"
-        check_env_settings(spec.env_id, spec.env_kwargs, f"[families.{name}] env_kwargs", expert=spec.expert.settings(), split=split, datasets=datasets)
+        temperatures = {}  # the MaxEnt likelihoods' temperatures of the suite's methods: their soft plans must be finite too
+        for method in suite.methods:
+            value = getattr(suite.make_method(method, name, suite.seeds[0]).config, "temperature", None)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                temperatures[f"method {method!r} temperature"] = value
+        check_env_settings(spec.env_id, spec.env_kwargs, f"[families.{name}] env_kwargs", expert=spec.expert.settings(), split=split, datasets=datasets,
+                           temperatures=temperatures)
 
 
 def tuned_settings(path: Path) -> dict:

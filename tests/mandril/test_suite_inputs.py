@@ -68,3 +68,8 @@ def test_the_overflow_check_is_the_plan_itself_a_large_but_plannable_reward_pass
 def test_a_cells_filter_that_matches_cells_is_kept():
     suite = suite_from_dict(_with(("cells", "maxent"), {"splits": ["test_unseen"], "n_demos": [4], "seeds": [0]}))
     assert suite.cells["maxent"].allows(family="gridworld", split="test_unseen", n_demos=4, seed=0)
+
+
+def test_a_method_temperature_that_overflows_the_plan_is_refused_at_load():
+    with pytest.raises(ValueError, match=r"s.toml: \[families.gridworld\] env_kwargs .*soft plan at the method 'mandril' temperature 1e-300"):
+        suite_from_dict(_with(("settings", "mandril", "temperature"), 1e-300), "s.toml")
