@@ -157,6 +157,10 @@ def test_every_threads_option_has_the_one_cap():
 
     walk(build_parser(), ())
     assert len(found) >= 6  # train x3, adapt, maml-rl train/test
+    from mandril.methods.imitation.sweep import _parser
+
+    walk(_parser(), ("imitation sweep",))
+    assert ("imitation sweep",) in found
 
 
 def test_maml_sizes_are_bounded(tmp_path, capsys):

@@ -23,6 +23,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from mandril.cli.options import thread_count
+
 __all__ = ["main"]
 
 
