@@ -291,13 +291,17 @@ class DemoDataset:
     ) -> "DemoDataset":
         """Read and check a dataset file.
 
-        Checks, in order and before anything large is allocated: that the file is a zip (``.npz``)
-        archive of exactly the four arrays, their dtypes and that their declared sizes fit in memory;
-        the meta data (format, version, every field's type); the env id (a registered
-        ``mandril_envs/`` id, before anything reaches ``gym.make``); that every task rebuilds with one
-        family config and is possible in its split; array shapes and ranges; finite rewards; and
-        (``verify``) that every recorded transition and reward could have happened in its task
-        (:meth:`verify`). ``env_id``, ``family`` and ``split``, when given, must match the file.
+        Checks, in order and before anything large is allocated: that the path is a regular file
+        (a FIFO or a device is refused before ``open()``); that it is a zip (``.npz``) archive of
+        exactly the four arrays, their dtypes, and that their declared sizes are what their
+        compressed bytes can hold (stored, or deflated at most 1032-fold) and fit in memory; the
+        meta data (format, version, every field's type, JSON nested at most 32 deep); the demo
+        arrays' declared shapes against the meta data's tasks and horizon; the env id (a registered
+        ``mandril_envs/`` id that makes the tasks' family and whose registered kwargs their config
+        agrees with, before anything reaches ``gym.make``); that every task rebuilds with one family
+        config and is possible in its split; array ranges; finite rewards; and (``verify``) that
+        every recorded transition and reward could have happened in its task (:meth:`verify`).
+        ``env_id``, ``family`` and ``split``, when given, must match the file.
 
         Raises:
             OSError: the file cannot be read: ``FileNotFoundError`` (no such file),
@@ -332,7 +336,10 @@ class DemoDataset:
         recorded reward is one the family's ``step()`` could have returned there, judged by the
         family's :class:`~mandril_envs.reward_noise.RewardNoise` (exact for noiseless families such as
         GridWorld; 0/1 with the right support and a plausible count of ones for Bernoulli bandits;
-        within 10 noise standard deviations, and not shifted, for Gaussian noise).
+        within 10 noise standard deviations, and not shifted, for Gaussian noise), and the sums of
+        the rewards per state-action pair (arm) of each task, per task and of the whole dataset
+        pass Chernoff tail bounds at a false-alarm rate below 1e-9 for the whole file
+        (:meth:`RewardNoise.find_implausible_sums <mandril_envs.reward_noise.RewardNoise.find_implausible_sums>`).
 
         Args:
             where: how to name the dataset in errors (its file, by default ``"dataset"``).
