@@ -19,7 +19,7 @@ from mandril_envs import drawing
 from mandril_envs.model import TabularModel
 from mandril_envs.priors import RewardPrior
 from mandril_envs.reward_noise import RewardNoise
-from mandril_envs.sizes import ModelShape, check_fits
+from mandril_envs.sizes import ModelShape, check_fits, tasks_nbytes
 from mandril_envs.tasks import Task, TaskLike, coerce_task, plain_differences, task_rng, to_plain
 from mandril_envs.validation import check_choice, check_int
 
@@ -148,6 +148,9 @@ class TabularTaskEnv(gym.Env, ABC):
         seed = check_int("seed", seed, 0)
         start = check_int("start", start, 0)
         check_choice("split", split, self.splits)
+        shape = self._model_shape(self.config, self.obs_type)
+        nbytes = tasks_nbytes(n, shape.param_numbers if shape is not None else 0)
+        check_fits(nbytes, f"sample_tasks n={n} of {self.family}: the tasks and their parameters")  # before any task is drawn
         tasks = []
         for index in range(start, start + n):
             params = to_plain(self._sample_params(task_rng(seed, split, index), split))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -45,8 +46,12 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
         return text
 
 
-def _check_output(option: str, value: str) -> Path:
-    """``value`` as a path a file can be written to: not a directory, no file where a folder must be."""
+def _check_output(option: str, value: str, force: bool = False, suffix: str = ".npz") -> Path:
+    """``value`` as a path a new file can be written to, before any work: not a directory, no file where a
+    folder must be, a folder a file can be created in, the ``suffix`` (a dataset is a ``.npz``), and no
+    existing file unless ``force`` (an existing file is never replaced by accident; a FIFO or a device never)."""
+    import tempfile
+
     path = Path(value)
     if path.is_dir():
         raise ValueError(f"{option} {value!r} is a directory; give a file path, e.g. {str(path / 'demos.npz')!r}")
@@ -55,6 +60,19 @@ def _check_output(option: str, value: str) -> Path:
         ancestor = ancestor.parent
     if ancestor.exists() and not ancestor.is_dir():
         raise ValueError(f"{option} {value!r} lies under {str(ancestor)!r}, which is a file, not a folder")
+    if path.suffix != suffix:
+        raise ValueError(f"{option} {value!r} must end in {suffix} (a dataset file), e.g. {str(path.with_suffix(suffix))!r}")
+    if path.exists() or path.is_symlink():
+        if not path.is_file():
+            raise ValueError(f"{option} {value!r} exists and is not a regular file (a FIFO, a device, a dangling link): it is never replaced")
+        if not force:
+            raise ValueError(f"{option} {value!r} exists: pass --force to replace it, or choose another path")
+    try:  # os.access says yes to root on read-only and virtual file systems: create and remove a file there
+        handle, probe = tempfile.mkstemp(prefix=".mandril-envs-write-check.", dir=ancestor)
+    except OSError as error:
+        raise ValueError(f"{option} {value!r}: cannot create a file in {str(ancestor)!r} ({error.strerror or error})") from None
+    os.close(handle)
+    os.unlink(probe)
     return path
 
 
@@ -78,8 +96,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from mandril_envs.base import TabularTaskEnv
-    from mandril_envs.dataset import check_collect_size, collect
+    from mandril_envs.dataset import collect
     from mandril_envs.demos import ExpertSettings
+    from mandril_envs.env_settings import check_env_id_config, check_env_settings
 
     # every option, named as typed, before any work
     check_int("--tasks", args.tasks, 1)
@@ -88,15 +107,17 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     check_int("--seed", args.seed, 0)
     check_float("--temperature", args.temperature, 0.0, strict_min=True)
     check_probability("--epsilon", args.epsilon)
-    _check_output("--out", args.out)
+    _check_output("--out", args.out, force=args.force)
     if args.env not in gym.registry:
         raise ValueError(f"--env {args.env!r} is not registered; known ids: {', '.join(ENV_IDS)}")
     expert = ExpertSettings(args.policy, args.temperature, args.epsilon)
-    env = gym.make(args.env, **args.env_kwargs)
+    env = gym.make(args.env)
     if not isinstance(env.unwrapped, TabularTaskEnv):
         raise TypeError(f"--env {args.env!r} is not a mandril_envs env (its unwrapped env must be a TabularTaskEnv); known ids: {', '.join(ENV_IDS)}")
     check_choice("--split", args.split, env.unwrapped.splits)
-    check_collect_size(env, args.tasks, args.demos, names=("--tasks", "--demos"))
+    # the family's settings: no gym.make wrapper that corrupts demos (autoreset, an early TimeLimit), sizes, finite plans
+    env = check_env_settings(args.env, args.env_kwargs, "--env-kwargs", expert=expert, split=args.split, datasets=((("--tasks", "--demos"), args.tasks, args.demos),), trusted_ids=(args.env,))
+    check_env_id_config(args.env, env.unwrapped.family, env.unwrapped.config, "--env")
     start = time.perf_counter()
     dataset = collect(
         args.env,
@@ -163,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--epsilon", type=float, default=0.1, help="epsilon-expert exploration rate, in [0, 1]")
     generate.add_argument("--task-seed", type=int, default=0, help="seed of the task stream (>= 0)")
     generate.add_argument("--seed", type=int, default=0, help="seed of the demo rollouts (>= 0)")
-    generate.add_argument("--out", required=True, help="output .npz path (required; written atomically)")
+    generate.add_argument("--out", required=True, help="output .npz path (required; written atomically; an existing file only with --force)")
+    generate.add_argument("--force", action="store_true", help="replace an existing --out file")
     generate.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     generate.set_defaults(func=_cmd_generate, command_prog=generate.prog)
     info = demos.add_parser(

@@ -46,6 +46,8 @@ from mandril_envs import __version__
 from mandril_envs.atomic import atomic_write
 from mandril_envs.base import TabularTaskEnv
 from mandril_envs.demos import ExpertSettings, Trajectory, task_demos
+from mandril_envs.env_settings import check_env_id_config, make_env
+from mandril_envs.files import check_regular_file, parse_json
 from mandril_envs.model import TabularModel
 from mandril_envs.registration import check_env_id
 from mandril_envs.sizes import check_fits, dataset_nbytes, plan_nbytes
@@ -308,13 +310,17 @@ class DemoDataset:
     ) -> "DemoDataset":
         """Read and check a dataset file.
 
-        Checks, in order and before anything large is allocated: that the file is a zip (``.npz``)
-        archive of exactly the four arrays, their dtypes and that their declared sizes fit in memory;
-        the meta data (format, version, every field's type); the env id (a registered
-        ``mandril_envs/`` id, before anything reaches ``gym.make``); that every task rebuilds with one
-        family config and is possible in its split; array shapes and ranges; finite rewards; and
-        (``verify``) that every recorded transition and reward could have happened in its task
-        (:meth:`verify`). ``env_id``, ``family`` and ``split``, when given, must match the file.
+        Checks, in order and before anything large is allocated: that the path is a regular file
+        (a FIFO or a device is refused before ``open()``); that it is a zip (``.npz``) archive of
+        exactly the four arrays, their dtypes, and that their declared sizes are what their
+        compressed bytes can hold (stored, or deflated at most 1032-fold) and fit in memory; the
+        meta data (format, version, every field's type, JSON nested at most 32 deep); the demo
+        arrays' declared shapes against the meta data's tasks and horizon; the env id (a registered
+        ``mandril_envs/`` id that makes the tasks' family and whose registered kwargs their config
+        agrees with, before anything reaches ``gym.make``); that every task rebuilds with one family
+        config and is possible in its split; array ranges; finite rewards; and (``verify``) that
+        every recorded transition and reward could have happened in its task (:meth:`verify`).
+        ``env_id``, ``family`` and ``split``, when given, must match the file.
 
         Raises:
             OSError: the file cannot be read: ``FileNotFoundError`` (no such file),
@@ -322,8 +328,7 @@ class DemoDataset:
             DatasetError: naming the file and the first problem found, in one line.
         """
         path = Path(path)
-        arrays = _read_arrays(path)
-        meta = _read_meta(path, arrays["meta"])
+        arrays, meta = _read_arrays(path)
         try:  # before anything reaches gym.make: an id of the form 'module:Env' would import that module
             check_env_id(meta["env_id"], f"{path}: env_id", allow=() if env_id is None else (env_id,))
         except (TypeError, ValueError) as error:
@@ -350,7 +355,10 @@ class DemoDataset:
         recorded reward is one the family's ``step()`` could have returned there, judged by the
         family's :class:`~mandril_envs.reward_noise.RewardNoise` (exact for noiseless families such as
         GridWorld; 0/1 with the right support and a plausible count of ones for Bernoulli bandits;
-        within 10 noise standard deviations, and not shifted, for Gaussian noise).
+        within 10 noise standard deviations, and not shifted, for Gaussian noise), and the sums of
+        the rewards per state-action pair (arm) of each task, per task and of the whole dataset
+        pass Chernoff tail bounds at a false-alarm rate below 1e-9 for the whole file
+        (:meth:`RewardNoise.find_implausible_sums <mandril_envs.reward_noise.RewardNoise.find_implausible_sums>`).
 
         Args:
             where: how to name the dataset in errors (its file, by default ``"dataset"``).
@@ -362,6 +370,8 @@ class DemoDataset:
         base = self.make_env(0).unwrapped
         assert isinstance(base, TabularTaskEnv)
         noise = base.reward_noise()
+        n_sums = self.n_tasks * (base.model.state_dim * base.model.action_dim + 1) + 1  # per pair, per task, the dataset: the Bonferroni divisor
+        totals = np.zeros(3)  # pulls, expected, observed of the whole dataset (RewardNoise.group_sums)
         for index, task in enumerate(self.tasks):
             try:
                 base.set_task(task)
@@ -386,6 +396,19 @@ class DemoDataset:
                 bad, reason = found
                 at = f"demo {bad // self.horizon}, step {bad % self.horizon} (s={s[bad]}, a={a[bad]})" if bad is not None else "its demos"
                 raise DatasetError(f"{where}: task {index}, {at}: {reason}")
+            means, rewards = model.state_action_rewards()[s, a], self.rewards[index].ravel()
+            found = noise.find_implausible_group(means, rewards, s * model.action_dim + a, n_sums)
+            if found is not None:
+                pair, reason = found
+                raise DatasetError(f"{where}: task {index}, s={pair // model.action_dim}, a={pair % model.action_dim}: {reason}")
+            sums = np.concatenate(noise.group_sums(means, rewards, np.zeros(s.size, np.int64), 1))
+            found = noise.find_implausible_sums(*sums, n_sums)
+            if found is not None:
+                raise DatasetError(f"{where}: task {index}, its demos: {found[1]}")
+            totals += sums
+        found = noise.find_implausible_sums(*totals, n_sums)
+        if found is not None:
+            raise DatasetError(f"{where}: the rewards of all {self.n_tasks} tasks: {found[1]}")
         return [
             f"transitions: every recorded s -> s' has non-zero probability under its task's rebuilt model ({self.n_tasks * self.n_demos * self.horizon} steps)",
             f"rewards: {noise.describe()}",
@@ -423,8 +446,26 @@ _META_TYPES: dict[str, tuple[type, str]] = {
 _META_MINIMUM = {"task_seed": 0, "demo_seed": 0, "horizon": 1, "state_dim": 1, "action_dim": 1}
 
 
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """The four arrays of a dataset file, each checked (dtype, declared size) before it is read."""
+def _check_declared_shapes(path: Path, shapes: dict[str, tuple[int, ...]], n_tasks: int, horizon: int) -> None:
+    """Before the demo arrays are read: their declared shapes must be ``(N, M, H+1)``, ``(N, M, H)``,
+    ``(N, M, H)`` for the meta data's ``N`` tasks and horizon ``H``, one ``M >= 1`` for all three."""
+    m = shapes["states"][1] if len(shapes["states"]) == 3 else 0
+    expected = {"states": (n_tasks, m, horizon + 1), "actions": (n_tasks, m, horizon), "rewards": (n_tasks, m, horizon)}
+    for name, shape in expected.items():
+        if tuple(shapes[name]) != shape:
+            raise DatasetError(f"{path}: {name} declares shape {tuple(shapes[name])}, expected {shape} (N={n_tasks} tasks in meta, M demos, H={horizon})")
+    if m == 0:
+        raise DatasetError(f"{path}: the file holds no demos (M = 0)")
+
+
+def _read_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """The demo arrays and the meta data of a dataset file: every array's dtype and declared size are
+    checked (against its compressed bytes and the memory) and the demo arrays' shapes against the meta
+    data, all before any demo array is read."""
+    try:
+        check_regular_file(path, "dataset")  # a FIFO or a device would block open() or never end
+    except ValueError as error:
+        raise DatasetError(str(error)) from None
     with open(path, "rb") as stream:  # OSError: missing, a directory, no permission
         head = stream.read(12)
         if head[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
@@ -445,14 +486,24 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
                 unexpected = sorted(set(names) - set(_ARRAYS))
                 if unexpected or len(members) != len(_ARRAYS):
                     raise DatasetError(f"{path}: unexpected arrays {unexpected or names} (a dataset file holds exactly {sorted(_ARRAYS)})")
-                return {key: _read_member(path, archive, members[f"{key}.npy"], key) for key in _ARRAYS}
+                size = os.fstat(stream.fileno()).st_size
+                headers = {key: _member_header(path, archive, members[f"{key}.npy"], key, size) for key in _ARRAYS}
+                meta = _read_meta(path, _read_member(path, archive, members["meta.npy"], "meta", *headers["meta"]))
+                _check_declared_shapes(path, {key: shape for key, (shape, _) in headers.items()}, len(meta["tasks"]), meta["horizon"])
+                arrays = {key: _read_member(path, archive, members[f"{key}.npy"], key, *headers[key]) for key in _ARRAYS if key != "meta"}
+                return arrays, meta
         except DatasetError:
             raise
         except _ARCHIVE_ERRORS as error:
             raise DatasetError(f"{path}: not a readable dataset file: the zip archive is damaged or truncated ({type(error).__name__}: {error})") from None
 
 
-def _read_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str) -> np.ndarray:
+#: The most deflate can expand data (258-byte matches from 2-bit codes: 1032 to 1, RFC 1951).
+MAX_DEFLATE_RATIO = 1032
+
+
+def _member_header(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, archive_bytes: int) -> tuple[tuple[int, ...], np.dtype]:
+    """A member's declared ``(shape, dtype)``, checked against its kind and against what its bytes can hold."""
     kinds, what = _ARRAYS[key]
     try:
         with archive.open(info) as member:
@@ -475,6 +526,19 @@ def _read_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, ke
     nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if nbytes > info.file_size - header_bytes:
         raise DatasetError(f"{path}: array {key!r} declares shape {shape} ({nbytes} bytes) but holds {info.file_size - header_bytes} bytes")
+    # what the member declares must be what its compressed bytes can hold: numpy stores or deflates, and
+    # deflate expands at most MAX_DEFLATE_RATIO-fold, so a small file cannot make the reader allocate much more
+    ceiling = info.compress_size if info.compress_type == zipfile.ZIP_STORED else MAX_DEFLATE_RATIO * info.compress_size + 1024
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or info.file_size > ceiling or info.compress_size > archive_bytes:
+        raise DatasetError(
+            f"{path}: array {key!r} declares {info.file_size} bytes from {info.compress_size} compressed ones (method {info.compress_type}) "
+            f"in a file of {archive_bytes}: more than stored or deflated data can hold (deflate expands at most {MAX_DEFLATE_RATIO}-fold)"
+        )
+    return shape, dtype
+
+
+def _read_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
     try:
         check_fits(nbytes, f"{path}: array {key!r} of shape {shape} {dtype}")
         with archive.open(info) as member:
@@ -486,11 +550,9 @@ def _read_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, ke
 def _read_meta(path: Path, array: np.ndarray) -> dict:
     """The meta JSON, with every field of the right type."""
     try:
-        meta = json.loads(str(array[()]))
-    except json.JSONDecodeError as error:
-        raise DatasetError(f"{path}: meta is not valid JSON: {error}") from None
-    except RecursionError:
-        raise DatasetError(f"{path}: meta is not valid JSON: nested too deeply") from None
+        meta = parse_json(str(array[()]), f"{path}: meta")
+    except ValueError as error:
+        raise DatasetError(str(error)) from None
     if not isinstance(meta, dict):
         raise DatasetError(f"{path}: meta must be a JSON object, got {type(meta).__name__}")
     if meta.get("format") != FORMAT:
@@ -535,10 +597,18 @@ def _read_tasks(path: Path, meta: dict) -> tuple[Task, ...]:
 def _rebuild_tasks(path: Path, meta: dict, tasks: tuple[Task, ...]) -> TabularModel:
     """Make the env of the tasks' config; every task must be one it installs (its split can hold it).
     Returns task 0's model; the file's (S, A, H) must be the model's."""
+    try:  # the id must make the tasks' family (then, once the config is known valid, agree with it)
+        check_env_id_config(meta["env_id"], tasks[0].family, {}, f"{path}: env_id")
+    except ValueError as error:
+        raise DatasetError(str(error)) from None
     try:
         base = gym.make(meta["env_id"], **tasks[0].config, task=tasks[0].to_dict()).unwrapped
     except (gym.error.Error, TypeError, ValueError) as error:
         raise DatasetError(f"{path}: task 0 ({tasks[0].split} split) is refused: {error}") from None
+    try:  # an id edited to another variant of the family (Bandit-K50-v0 for 5-arm tasks) is refused
+        check_env_id_config(meta["env_id"], tasks[0].family, tasks[0].config, f"{path}: env_id")
+    except ValueError as error:
+        raise DatasetError(str(error)) from None
     if not isinstance(base, TabularTaskEnv):
         raise DatasetError(f"{path}: env {meta['env_id']!r} is not a mandril_envs env")
     for index, task in enumerate(tasks):
@@ -570,7 +640,7 @@ def _check_arrays(path: Path, arrays: dict[str, np.ndarray], n_tasks: int, model
             raise DatasetError(f"{path}: {name} must lie in [0, {size}), got [{array.min()}, {array.max()}]")
     if not np.all(np.isfinite(rewards)):
         raise DatasetError(f"{path}: rewards must be finite, got NaN or inf")
-    return states.astype(np.int64), actions.astype(np.int64), rewards.astype(np.float64)
+    return states.astype(np.int64, copy=False), actions.astype(np.int64, copy=False), rewards.astype(np.float64, copy=False)
 
 
 def check_collect_size(env: gym.Env, n_tasks: int, n_demos: int, names: tuple[str, str] = ("n_tasks", "n_demos")) -> int:
@@ -625,10 +695,9 @@ def collect(
     """
     n_tasks = check_int("n_tasks", n_tasks, 1)
     n_demos = check_int("n_demos", n_demos, 1)
-    env = gym.make(env_id, **(env_kwargs or {}))
+    env = make_env(env_id, env_kwargs, "env_kwargs", trusted_ids=(env_id,))  # no wrapper that would corrupt the demos (autoreset, an early TimeLimit)
     base = env.unwrapped
-    if not isinstance(base, TabularTaskEnv):
-        raise TypeError(f"env_id {env_id!r} is not a mandril_envs env")
+    check_env_id_config(env_id, base.family, base.config, "env_id")  # the file's id must describe its tasks
     check_collect_size(env, n_tasks, n_demos)  # before any task is drawn
     tasks = base.sample_tasks(n_tasks, split, seed=task_seed)
     horizon = base.model.horizon

@@ -34,6 +34,8 @@ __all__ = [
     "check_policy",
     "policy_tolerance",
     "POLICY_ATOL_PER_ACTION",
+    "RELATIVE_GAP",
+    "check_return_gap",
 ]
 
 
@@ -219,3 +221,26 @@ def expected_return(model: TabularModel, policy: np.ndarray, reward: Optional[np
     """Exact expected undiscounted return ``E[sum_t r]`` of ``policy`` from ``initial_state_dist``."""
     occupancy = state_action_visitation(model, policy)
     return float((occupancy.sum(axis=0) * _reward_table(model, reward)).sum())
+
+
+#: The smallest gap between the optimal and the uniform policy's return, relative to the returns'
+#: size, that normalized EVD divides by: below it the two are equal up to float64 rounding of a
+#: return summed over the horizon, and ``evd / gap`` would be rounding noise (or 0/0).
+RELATIVE_GAP = 1e-9
+
+
+def check_return_gap(optimal: float, uniform: float) -> float:
+    """``optimal - uniform`` if normalized EVD can divide by it, else raise.
+
+    Raises:
+        ValueError: the optimal and the uniform policy's returns are equal (to ``RELATIVE_GAP`` of
+            their size, or 1e-12 absolute): every policy then scores the same, and normalized EVD is
+            0/0. A task whose reward is hidden (``hide_reward``) or constant is such a task.
+    """
+    gap = optimal - uniform
+    if not gap > max(1e-12, RELATIVE_GAP * max(abs(optimal), abs(uniform))):
+        raise ValueError(
+            f"the task's optimal return {optimal:.6g} equals the uniform policy's {uniform:.6g} (gap {gap:.3g}): every policy is optimal, "
+            "so normalized EVD (EVD / gap) is undefined; score the task with its true reward (not a hidden or constant one)"
+        )
+    return gap

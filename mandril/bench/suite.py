@@ -60,7 +60,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
-from mandril.core.config import build_dataclass, dataclass_to_dict, load_toml
+from mandril.core.config import MAX_THREADS, build_dataclass, dataclass_to_dict, load_toml
 from mandril.data.batch import check_likelihood
 from mandril.rewards.spec import RewardModelSpec
 
@@ -405,9 +405,8 @@ def suite_from_dict(data: Mapping[str, Any], where: str = "suite") -> Suite:
 
 
 def _suite_from_dict(data: Mapping[str, Any], where: str) -> Suite:
-    import gymnasium as gym
-
     from mandril.methods import METHODS
+    from mandril_envs.env_settings import make_env
     from mandril_envs.registration import check_env_id
 
     if not isinstance(data, Mapping):
@@ -437,7 +436,7 @@ def _suite_from_dict(data: Mapping[str, Any], where: str) -> Suite:
     _check_ints("seeds", suite.seeds, 0, 2**31 - 1)
     _check_ints("n_demos", suite.n_demos, 1, MAX_DEMOS)
     check_likelihood(suite.likelihood)
-    _check_int("threads", suite.threads, 1, 256)
+    _check_int("threads", suite.threads, 1, MAX_THREADS)
     for section, table in (("settings", suite.settings), ("cells", suite.cells)):
         stray = sorted(set(table) - set(suite.methods))
         if stray:
@@ -447,7 +446,7 @@ def _suite_from_dict(data: Mapping[str, Any], where: str) -> Suite:
                 if not isinstance(values, Mapping):
                     raise TypeError(f"[settings.{method}] must be a table, got {type(values).__name__}")
     for name, spec in families.items():
-        env = gym.make(spec.env_id, **spec.env_kwargs)
+        env = make_env(spec.env_id, spec.env_kwargs, f"[families.{name}] env_kwargs")  # render mode, wrapper keys, the env's own checks
         base = env.unwrapped
         allowed = [s for s in base.splits if s != "train"] + [VALIDATION_SPLIT]
         bad = [s for s in spec.splits if s not in allowed]
@@ -482,10 +481,55 @@ def _suite_from_dict(data: Mapping[str, Any], where: str) -> Suite:
         stray = [f for f in limits.families if f not in families]
         if stray:
             raise ValueError(f"[cells.{method}] families {stray} are not families of the suite")
+    _check_cell_filters(suite)
+    _check_family_envs(suite)
     total = sum(len(suite.seeds) * len(spec.splits) * spec.n_tasks * len(suite.family_n_demos(name)) for name, spec in families.items()) * len(suite.methods)
     if total > MAX_CELLS:
         raise ValueError(f"the suite has {total:,} cells, more than the {MAX_CELLS:,} allowed: fewer tasks, demo counts, seeds or methods")
     return suite
+
+
+def _check_cell_filters(suite: Suite) -> None:
+    """Each ``[cells.METHOD]`` filter must match something (a typo would silently drop the method)."""
+    for method, limits in suite.cells.items():
+        families = [f for f in suite.families if limits.allows(family=f)]
+        splits = sorted({s for f in families for s in suite.families[f].splits})
+        stray = [s for s in limits.splits if s not in splits]
+        if stray:
+            raise ValueError(f"[cells.{method}] splits {stray} match no split of its families: allowed {splits}")
+        counts = sorted({n for f in families for n in suite.family_n_demos(f)})
+        stray = [n for n in limits.n_demos if n not in counts]
+        if stray:
+            raise ValueError(f"[cells.{method}] n_demos {stray} are not demo counts of its families: allowed {counts}")
+        stray = [seed for seed in limits.seeds if seed not in suite.seeds]
+        if stray:
+            raise ValueError(f"[cells.{method}] seeds {stray} are not seeds of the suite: allowed {list(suite.seeds)}")
+        if not any(limits.allows(family=f, split=s) and any(limits.allows(n_demos=n) for n in suite.family_n_demos(f))
+                   for f in families for s in suite.families[f].splits):
+            raise ValueError(f"[cells.{method}] matches no cell: no family has both its splits {list(limits.splits)} and its n_demos {list(limits.n_demos)}")
+
+
+def _check_family_envs(suite: Suite) -> None:
+    """Every family's env settings as the run will use them: the sizes of the training pool (when a
+    method of the suite trains) and of the held-out demos, and the plans of one held-out task under the
+    family's expert (finite, within what float64 can fit and score); see :mod:`mandril_envs.env_settings`."""
+    from mandril.eval.protocol import N_HELDOUT
+    from mandril.methods import METHODS
+    from mandril_envs.env_settings import check_env_settings
+
+    trains = any(METHODS[m].needs_preparation for m in suite.methods)
+    for name, spec in suite.families.items():
+        datasets = [((f"[families.{name}] n_tasks", "the most n_demos + held-out demos"), spec.n_tasks, N_HELDOUT + max(suite.family_n_demos(name)))]
+        if trains:
+            datasets.append(((f"[families.{name}.train] n_tasks", "n_demos"), spec.train.n_tasks, spec.train.n_demos))
+        split = next(s for s in spec.splits if s != VALIDATION_SPLIT) if any(s != VALIDATION_SPLIT for s in spec.splits) else "train"
+        temperatures = {}  # the MaxEnt likelihoods' temperatures of the suite's methods: their soft plans must be finite too
+        for method in suite.methods:
+            value = getattr(suite.make_method(method, name, suite.seeds[0]).config, "temperature", None)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                temperatures[f"method {method!r} temperature"] = value
+        check_env_settings(spec.env_id, spec.env_kwargs, f"[families.{name}] env_kwargs", expert=spec.expert.settings(), split=split, datasets=datasets,
+                           temperatures=temperatures)
 
 
 def tuned_settings(path: Path) -> tuple[dict, dict]:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -50,10 +51,13 @@ from mandril.bench.suite import BY_N, MAX_TASKS, VALIDATION_SPLIT, Suite, check_
 from mandril.core.config import build_dataclass, load_toml
 from mandril.core.io import atomic_write_text, write_csv
 
-__all__ = ["Sweep", "load_sweep", "run_sweep", "tried_settings", "STAND_IN"]
+__all__ = ["Sweep", "load_sweep", "run_sweep", "tried_settings", "STAND_IN", "MAX_COMBINATIONS"]
 
 #: Scores a combination's failed cells (as in the benchmark: the zero reward on the same task and demos).
 STAND_IN = "zero_reward"
+#: The most setting combinations a sweep may try, all methods together (each one runs the suite's
+#: cells of that method on validation tasks; the committed sweeps try a few dozen).
+MAX_COMBINATIONS = 1_000
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,11 @@ class Sweep:
                 for setting, values in table.items():
                     if not isinstance(values, list) or not values:
                         raise ValueError(f"[{section}.{method}] {setting} must be a non-empty list of values, got {values!r}")
+        counts = {method: math.prod(len(v) for v in self.grid.get(method, {}).values()) * math.prod(len(v) for v in self.per_n.get(method, {}).values())
+                  for method in set(self.grid) | set(self.per_n)}
+        if sum(counts.values()) > MAX_COMBINATIONS:
+            raise ValueError(f"[grid] and [per_n] make {sum(counts.values()):,} combinations ({', '.join(f'{m}: {n:,}' for m, n in sorted(counts.items()))}), "
+                             f"more than the {MAX_COMBINATIONS:,} a sweep may run (each is a run of the suite on validation tasks): fewer values")
         for method, table in self.per_n.items():
             clash = sorted(set(table) & set(self.grid.get(method, {})))
             if clash:

@@ -167,7 +167,11 @@ def run_unit(suite_data: dict, unit: Unit, state: Optional[dict] = None, prepara
         if isinstance(output, FitError):
             records.append(failed(index, str(output), per_cell))
             continue
-        scores = score(model, output, demos.heldout_states, demos.heldout_actions, goal).as_dict()
+        try:
+            scores = score(model, output, demos.heldout_states, demos.heldout_actions, goal).as_dict()
+        except ValueError as error:  # a task that cannot be scored (e.g. optimal and uniform returns equal): an error, never a score
+            records.append(failed(index, f"scoring: {error}", per_cell))
+            continue
         info = {k: v for k, v in output.info.items() if k != "seconds"}
         records.append({**base_record, "task": index, "error": None, "seconds": float(output.info.get("seconds", per_cell)), **scores, "info": info})
     return [{key: record.get(key) for key in RECORD_KEYS} for record in records]

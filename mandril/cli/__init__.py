@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from mandril_envs.cli import run_command
+from mandril_envs.cli import OneLineParser, run_command
 
 __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 
@@ -24,7 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = ("mandril.cli.bench", "mandril.cli.tune", "ma
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered sub-command."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(  # usage errors of every sub-command are one line (its sub-parsers inherit the class)
         prog="mandril",
         description="Learning rewards from few demonstrations: train MandRIL and its baselines, adapt them to held-out tasks, "
         "run and report the benchmark, and MAML-TRPO. Every sub-command has --help.",

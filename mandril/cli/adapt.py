@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from mandril.cli.options import HelpFormatter, non_negative_int, positive_int
+from mandril.bench.suite import MAX_DEMOS, MAX_TASKS
+from mandril.cli.options import HelpFormatter, int_between, non_negative_int, thread_count, torch_device
 
 __all__ = ["register"]
 
@@ -32,46 +33,59 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--run", required=True, help="run directory of 'mandril train'")
     p.add_argument("--dataset", help="held-out dataset (.npz from 'mandril-envs demos generate'); default: sample --tasks tasks of --split")
-    p.add_argument("--split", default="test", help="held-out split to sample tasks from: test, or test_unseen for GridWorld")
-    p.add_argument("--tasks", type=positive_int, default=20, help="held-out tasks to sample")
+    p.add_argument("--split", default="test", help="held-out split to sample tasks from: test, or test_unseen for GridWorld (never train, the method's own pool)")
+    p.add_argument("--tasks", type=int_between(1, MAX_TASKS, "a suite's bound on held-out tasks"), default=20, help="held-out tasks to sample")
     p.add_argument("--task-seed", type=non_negative_int, default=1, help="seed of the held-out task stream")
-    p.add_argument("--demos", type=positive_int, default=2, help="demos of each new task shown to the method")
+    p.add_argument("--demos", type=int_between(1, MAX_DEMOS, "a suite's bound on demos"), default=2, help="demos of each new task shown to the method")
     p.add_argument("--seed", type=non_negative_int, default=0, help="demo seed (the protocol's demo stream)")
-    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
-    p.add_argument("--device", default="cpu", help="where adaptation runs: cpu, or cuda (cuda:N) when a GPU is there")
+    p.add_argument("--threads", type=thread_count, default=1, help="torch CPU threads")
+    p.add_argument("--device", type=torch_device, default="cpu", help="where adaptation runs: cpu, or cuda (cuda:N) when a GPU is there")
     p.add_argument("--out", help="write the learned reward tables and scores to this .npz file (atomically)")
     p.set_defaults(func=_cmd_adapt)
 
 
 def _cmd_adapt(args: argparse.Namespace) -> int:
-    import gymnasium as gym
     import torch
 
-    from mandril.cli.train import load_trained
-    from mandril.core.io import atomic_write_bytes
-    from mandril.eval import score, shown_and_heldout_demos, summarize
+    from mandril.cli.train import load_trained, read_run
+    from mandril.core.io import atomic_write_bytes, check_writable_file
+    from mandril.eval import N_HELDOUT, score, shown_and_heldout_demos, summarize
     from mandril.methods import FitError, FitProblem, hide_reward
-    from mandril_envs.dataset import DemoDataset
+    from mandril_envs.dataset import DemoDataset, check_collect_size
+    from mandril_envs.env_settings import make_env
+    from mandril_envs.sizes import check_fits
 
-    from mandril.core.io import check_writable_file
-
+    # every option and the run's files are checked before any work (the method's weights are read last)
     if args.out is not None:
         if Path(args.out).suffix != ".npz":
             raise ValueError(f"--out must name a .npz file, got {args.out!r}")
         check_writable_file(args.out)
-    torch.set_num_threads(args.threads)
-    method, run = load_trained(Path(args.run))
-    if args.device != "cpu":
-        method.to(args.device)
-    env = gym.make(run["env_id"], **run["env_kwargs"])
+    run = read_run(Path(args.run))
+    env = make_env(run["env_id"], run["env_kwargs"], f"{Path(args.run) / 'run.json'}: env_kwargs")
     base = env.unwrapped
-    problems, truths = [], []
+    held_out = [s for s in base.splits if s != "train"]
+    if not args.dataset and args.split not in held_out:
+        raise ValueError(f"--split must be a held-out split of {run['env_id']}: one of {held_out}, got {args.split!r} (train is the method's own pool)")
+    dataset = None
     if args.dataset:
         dataset = DemoDataset.load(args.dataset, env_id=run["env_id"])
         if dataset.split == "train":
             raise ValueError(f"--dataset {args.dataset!r} holds training tasks: adapt scores held-out tasks (test splits)")
         if args.demos > dataset.n_demos:
             raise ValueError(f"--demos {args.demos} asks for more demos than the dataset has per task ({dataset.n_demos})")
+    n_tasks = dataset.n_tasks if dataset is not None else args.tasks
+    check_collect_size(env, n_tasks, args.demos + N_HELDOUT, names=("--tasks", "--demos + held-out demos"))
+    shape = base._model_shape(base.config, base.obs_type)
+    if shape is not None:  # every task's model and reward input are kept until scoring
+        check_fits(2 * n_tasks * shape.nbytes, f"--tasks {n_tasks} of {base.family} ({shape.describe()}): every task's model and reward input")
+    torch.set_num_threads(args.threads)
+    method, run = load_trained(Path(args.run))
+    if method.input_kind not in base.reward_input_kinds:
+        raise ValueError(f"{args.run}: the method reads {method.input_kind!r} inputs, which {run['env_id']} does not offer ({list(base.reward_input_kinds)})")
+    if args.device != "cpu":
+        method.to(args.device)
+    problems, truths = [], []
+    if dataset is not None:
         for index, task in enumerate(dataset.tasks):
             base.set_task(task)
             states, actions = dataset.states[index, : args.demos], dataset.actions[index, : args.demos]

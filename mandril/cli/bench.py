@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mandril.cli.options import HelpFormatter, positive_int
+from mandril.cli.options import HelpFormatter, positive_int, torch_device
 
 __all__ = ["register"]
 
@@ -46,7 +46,7 @@ def register(subparsers: Any) -> None:
     run.add_argument("--workers", type=positive_int, default=1, help="worker processes (each with one torch thread); 1 runs in this process")
     run.add_argument("--backend", choices=["local", "ray"], default="local", help="local process pool, or Ray tasks")
     run.add_argument("--ray-address", help="a Ray cluster to join (default with --backend ray: a local Ray instance)")
-    run.add_argument("--device", default="cpu", help="where batched fits and training run: cpu, or cuda (cuda:N) when a GPU is there")
+    run.add_argument("--device", type=torch_device, default="cpu", help="where batched fits and training run: cpu, or cuda (cuda:N) when a GPU is there")
     run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     run.set_defaults(func=_cmd_run)
@@ -72,6 +72,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from mandril.core.io import check_writable_dir
 
+    if args.ray_address is not None and args.backend != "ray":
+        raise ValueError(f"--ray-address {args.ray_address!r} needs --backend ray (the local backend runs no Ray cluster)")
     suite = load_suite(args.suite)  # every setting of every method on every family is checked here
     check_writable_dir(args.out)
     summary = run_suite(suite, args.out, resume=args.resume, workers=args.workers, backend=args.backend, ray_address=args.ray_address,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from mandril.cli.options import HelpFormatter, add_config_options, given_config, non_negative_int, positive_int, reward_model_help
+from mandril.cli.options import HelpFormatter, add_config_options, given_config, non_negative_int, positive_int, reward_model_help, thread_count
 
 __all__ = ["register", "fittable"]
 
@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
         p.add_argument("--demos", type=positive_int, default=4, help="demos of each task shown to the method (the first ones; the rest are held out)")
         p.add_argument("--tasks", type=positive_int, help="fit only the first TASKS tasks of the dataset (default: all)")
         p.add_argument("--seed", type=non_negative_int, default=0, help="seeds what the fits draw (initialisation, rollouts)")
-        p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (1 is fastest on small shared machines)")
+        p.add_argument("--threads", type=thread_count, default=1, help="torch CPU threads (1 is fastest on small shared machines)")
         p.add_argument("--out", help="write the learned rewards or policies and the scores to this .npz file (atomically)")
         add_config_options(p, cls.Config)
         p.set_defaults(func=_cmd_fit)

@@ -12,7 +12,10 @@ from typing import Any, Iterable, Mapping
 
 from mandril.core.config import dataclass_to_dict
 
-__all__ = ["HelpFormatter", "reward_model_help", "field_docs", "add_config_options", "given_config", "changed_fields", "int_list", "positive_int", "non_negative_int"]
+__all__ = [
+    "HelpFormatter", "reward_model_help", "field_docs", "add_config_options", "given_config", "changed_fields", "int_list", "positive_int", "non_negative_int",
+    "int_at_least", "int_between", "thread_count", "torch_device", "check_device",
+]
 
 
 def reward_model_help() -> str:
@@ -73,6 +76,58 @@ def int_at_least(minimum: int) -> Any:
 
 positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
+
+
+def int_between(minimum: int, maximum: int, why: str = "") -> Any:
+    """argparse type: an integer in ``[minimum, maximum]`` (the error says which, and why the maximum)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer between {minimum} and {maximum:,}, got {text!r}") from None
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be an integer between {minimum} and {maximum:,}{f' ({why})' if why else ''}, got {value}")
+        return value
+
+    parse.__name__ = f"int in [{minimum}, {maximum}]"
+    return parse
+
+
+def _thread_count() -> Any:
+    from mandril.core.config import MAX_THREADS
+
+    return int_between(1, MAX_THREADS, "the one cap on torch threads of every command and suite")
+
+
+#: argparse type of every ``--threads``: 1 .. :data:`mandril.core.config.MAX_THREADS`.
+thread_count = _thread_count()
+
+
+def check_device(text: str, where: str = "--device") -> str:
+    """``text`` if torch can run these kernels there: ``cpu``, or ``cuda`` / ``cuda:N`` when a GPU is present.
+
+    Raises:
+        ValueError: one line naming ``where``, the value and the devices allowed here.
+    """
+    import torch
+
+    allowed = ["cpu"]
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count:
+        allowed += ["cuda"] + [f"cuda:{i}" for i in range(count)]
+    if text not in allowed:
+        reason = "" if count else " (no CUDA device is available here)"
+        raise ValueError(f"{where} must be one of {allowed}, the devices these kernels run on{reason}, got {text!r:.40}")
+    return text
+
+
+def torch_device(text: str) -> str:
+    """argparse type of every ``--device`` (:func:`check_device`)."""
+    try:
+        return check_device(text, "device")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("device ")) from None
 
 
 def _json_value(text: str) -> Any:

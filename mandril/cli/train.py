@@ -13,18 +13,19 @@ which ``mandril adapt`` reads.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-from mandril.cli.options import HelpFormatter, add_config_options, changed_fields, given_config, non_negative_int, positive_int, reward_model_help
+from mandril.cli.options import HelpFormatter, add_config_options, changed_fields, given_config, non_negative_int, positive_int, reward_model_help, thread_count, torch_device
 from mandril_envs.cli import json_object
 
 __all__ = ["register", "read_run", "load_trained", "RUN_FILE", "PREPARED_FILE", "CHECKPOINT_FILE"]
 
 RUN_FILE, PREPARED_FILE, CHECKPOINT_FILE = "run.json", "prepared.pt", "checkpoint.pt"
 RUN_FORMAT = "mandril.run"
+#: The largest run.json read (one is about 1 KB).
+MAX_RUN_BYTES = 2**20
 
 #: The methods ``train`` offers (those that learn from training tasks) and the field that says how long.
 TRAINABLE: dict[str, str] = {"mandril": "iterations", "pretrain_finetune": "pretrain_iterations", "demo_conditioned": "iterations"}
@@ -65,8 +66,8 @@ def register(subparsers: Any) -> None:
         p.add_argument("--train-demos", type=positive_int, default=20, help="expert demos per task in a generated pool")
         p.add_argument("--task-seed", type=non_negative_int, default=0, help="seed of the training task stream")
         p.add_argument("--demo-seed", type=non_negative_int, default=0, help="seed of the training demos")
-        p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (1 is fastest on small shared machines)")
-        p.add_argument("--device", default="cpu", help="where training runs: cpu, or cuda (cuda:N) when a GPU is there")
+        p.add_argument("--threads", type=thread_count, default=1, help="torch CPU threads (1 is fastest on small shared machines)")
+        p.add_argument("--device", type=torch_device, default="cpu", help="where training runs: cpu, or cuda (cuda:N) when a GPU is there")
         p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
         add_config_options(p, cls.Config)
         p.set_defaults(func=_cmd_train)
@@ -78,24 +79,30 @@ def read_run(run_dir: Path) -> dict:
     from mandril.methods import METHODS
     from mandril_envs.registration import check_env_id
 
+    from mandril_envs.files import parse_json, read_regular_bytes
+
     path = Path(run_dir) / RUN_FILE
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"no {RUN_FILE} in {str(run_dir)!r}: is it a run directory of 'mandril train'?")
-    try:
-        run = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not valid JSON: {error}") from None
+    run = parse_json(read_regular_bytes(path, RUN_FILE, MAX_RUN_BYTES), str(path))  # a FIFO, a device, a huge or deeply nested file: refused
     if not isinstance(run, dict) or run.get("format") != RUN_FORMAT:
         raise ValueError(f"{path}: not a mandril run file (format {RUN_FORMAT!r})")
     missing = [key for key in ("method", "config", "env_id", "env_kwargs", "pool") if key not in run]
     if missing:
         raise ValueError(f"{path}: missing keys {missing}")
-    if run["method"] not in TRAINABLE:
-        raise ValueError(f"{path}: method must be one of {list(TRAINABLE)}, got {run['method']!r}")
+    if not isinstance(run["method"], str) or run["method"] not in TRAINABLE:
+        raise ValueError(f"{path}: method must be one of {list(TRAINABLE)}, got {run['method']!r:.80}")
     check_env_id(run["env_id"], f"{path}: env_id")
     for key in ("config", "env_kwargs", "pool"):
         if not isinstance(run[key], dict):
             raise ValueError(f"{path}: {key} must be a JSON object, got {type(run[key]).__name__}")
+    pool_types = {"dataset": (str, type(None)), "n_tasks": int, "n_demos": int, "task_seed": int, "demo_seed": int}
+    if set(run["pool"]) != set(pool_types):
+        raise ValueError(f"{path}: pool must have exactly the keys {sorted(pool_types)}, got {sorted(run['pool'])}")
+    for key, kind in pool_types.items():
+        value = run["pool"][key]
+        if isinstance(value, bool) or not isinstance(value, kind) or (isinstance(value, int) and value < (1 if key.startswith("n_") else 0)):
+            raise ValueError(f"{path}: pool {key} must be {'a path or null' if key == 'dataset' else 'an int >= ' + ('1' if key.startswith('n_') else '0')}, got {value!r:.80}")
     run["_class"] = METHODS[run["method"]]
     return run
 
@@ -118,15 +125,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from mandril.core.checkpoint import save_checkpoint
-    from mandril.core.io import write_json
-    import gymnasium as gym
-
+    from mandril.core.io import check_writable_dir, write_json
     from mandril.methods import METHODS, make
     from mandril.methods.family_defaults import family_defaults
     from mandril_envs.dataset import DemoDataset, collect
+    from mandril_envs.env_settings import check_env_settings
     from mandril_envs.registration import check_env_id
-
-    from mandril.core.io import check_writable_dir
+    from mandril_envs.tasks import plain_differences
 
     out = check_writable_dir(args.out)
     given = given_config(args)
@@ -145,14 +150,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise ValueError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
         env_id, env_kwargs = check_env_id(args.env, "--env"), args.env_kwargs
         pool = {"dataset": args.dataset, "n_tasks": args.train_tasks, "n_demos": args.train_demos, "task_seed": args.task_seed, "demo_seed": args.demo_seed}
-        offered = gym.make(env_id, **env_kwargs).unwrapped.reward_input_kinds
-        config = {**family_defaults(METHODS[args.method], offered), **given}  # a family without a map: the features
-    method = make(args.method, **config)  # every setting is checked before anything is written
+        config = given
+    # every setting is checked before anything is written: the env and its kwargs (sizes, plans), the pool,
+    # the method, what its reward model reads; a failed start leaves nothing behind
+    where = f"{out / RUN_FILE}: env_kwargs" if args.resume else "--env-kwargs"
+    datasets = () if pool["dataset"] else ((("--train-tasks", "--train-demos"), pool["n_tasks"], pool["n_demos"]),)
+    env = check_env_settings(env_id, env_kwargs, where, split="train", datasets=datasets)
+    base = env.unwrapped
+    if not args.resume:  # a family without a map: the method reads the features (family_defaults)
+        config = {**family_defaults(METHODS[args.method], base.reward_input_kinds), **config}
+    method = make(args.method, **config)
+    if method.input_kind not in base.reward_input_kinds:
+        raise ValueError(f"{args.method} reads {method.input_kind!r} inputs, which {env_id} does not offer ({list(base.reward_input_kinds)}): set --input-kind (and --reward-model)")
     if args.device != "cpu":
         method.to(args.device)
     torch.set_num_threads(args.threads)
     if pool["dataset"]:
         dataset = DemoDataset.load(pool["dataset"], env_id=env_id, split="train")
+        if plain_differences(dataset.tasks[0].config, base.config):
+            raise ValueError(f"--dataset {pool['dataset']!r} holds tasks of another config than --env-kwargs: {plain_differences(dataset.tasks[0].config, base.config)}")
     else:
         dataset = collect(env_id, pool["n_tasks"], pool["n_demos"], "train", pool["task_seed"], pool["demo_seed"], env_kwargs=env_kwargs, progress=not args.quiet)
     out.mkdir(parents=True, exist_ok=True)

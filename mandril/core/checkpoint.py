@@ -153,10 +153,16 @@ def load_checkpoint(path: PathLike, kind: str, metadata: Optional[Mapping[str, A
             another kind, belongs to another owner (metadata), or holds non-finite or absurd
             floating-point values; the message names the file (and the tensor).
     """
+    from mandril_envs.files import read_regular_bytes
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"no checkpoint file at {str(path)!r}")
-    envelope = _safe_load(path.read_bytes(), path, "the file")
+    try:  # a FIFO or a device would block or never end
+        data = read_regular_bytes(path, "checkpoint")
+    except (ValueError, IsADirectoryError) as error:
+        raise CheckpointError(str(error) if isinstance(error, ValueError) else f"{path}: is a directory, not a checkpoint") from None
+    envelope = _safe_load(data, path, "the file")
     if not isinstance(envelope, dict) or envelope.get("format") != ENVELOPE_FORMAT:
         raise CheckpointError(f"{path}: not a mandril checkpoint (no {ENVELOPE_FORMAT!r} envelope)")
     if envelope.get("version") != ENVELOPE_VERSION:

@@ -18,7 +18,16 @@ import typing
 from pathlib import Path
 from typing import Any, Mapping, TypeVar, Union
 
-__all__ = ["build_dataclass", "dataclass_to_dict", "load_toml", "coerce_value", "check_ints", "check_numbers"]
+__all__ = ["build_dataclass", "dataclass_to_dict", "load_toml", "coerce_value", "check_ints", "check_at_most", "check_numbers", "MAX_COUNT", "MAX_THREADS", "MAX_TOML_BYTES"]
+
+#: The largest count (iterations, steps, batch sizes, demos) any setting may hold unless a tighter
+#: bound is given: beyond it a run would not finish (or its bookkeeping alone would fill memory).
+MAX_COUNT = 10_000_000
+#: The most torch threads any command or suite may ask for (one cap everywhere; far more threads than
+#: cores only contend, and torch's thread pool crashes at about 100000).
+MAX_THREADS = 256
+#: The largest suite, sweep or config file read (they are a few KB).
+MAX_TOML_BYTES = 16 * 2**20
 
 T = TypeVar("T")
 
@@ -131,29 +140,53 @@ def load_toml(path: Union[str, Path]) -> dict:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not valid TOML (the message names the file and the position).
+        ValueError: not a regular file of at most :data:`MAX_TOML_BYTES` (a FIFO, a device, a
+            directory), or not valid TOML (the message names the file and the position).
     """
+    from mandril_envs.files import check_regular_file
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"no such file: {str(path)!r}")
+    try:
+        check_regular_file(path, "TOML file", MAX_TOML_BYTES)  # a FIFO or a device would block or never end
+    except IsADirectoryError:
+        raise ValueError(f"{str(path)!r} is a directory, not a TOML file") from None
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a text (UTF-8) file") from None
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path}: not valid TOML: {error}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not valid TOML: nested too deeply") from None
 
 
 def check_ints(config: Any, **minimums: int) -> None:
-    """For a config's ``__post_init__``: each named field must be an int of at least its minimum.
+    """For a config's ``__post_init__``: each named field must be an int of at least its minimum (and,
+    ``seed`` aside, at most :data:`MAX_COUNT`).
 
     Raises:
-        ValueError: ``"<name> must be an int >= <minimum>, got <value>"``.
+        ValueError: ``"<name> must be an int >= <minimum>, got <value>"`` (or ``<= MAX_COUNT``).
     """
     for name, minimum in minimums.items():
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+        if name != "seed" and value > MAX_COUNT:
+            raise ValueError(f"{name} must be an int <= {MAX_COUNT:,}, got {value!r}")
+
+
+def check_at_most(config: Any, reason: str = "", **maximums: int) -> None:
+    """For a config's ``__post_init__``: each named int field must be at most its maximum.
+
+    Raises:
+        ValueError: ``"<name> must be <= <maximum> (<reason>), got <value>"``.
+    """
+    for name, maximum in maximums.items():
+        value = getattr(config, name)
+        if isinstance(value, int) and value > maximum:
+            raise ValueError(f"{name} must be <= {maximum:,}{f' ({reason})' if reason else ''}, got {value!r}")
 
 
 def check_numbers(config: Any, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = ()) -> None:

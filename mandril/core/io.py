@@ -66,6 +66,20 @@ def _nearest_existing(path: Path) -> Path:
     return Path(".")
 
 
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can really be created in ``folder`` (``os.access`` says yes to root on read-only
+    or virtual file systems such as ``/proc``): a temporary file is made and removed."""
+    import tempfile
+
+    try:
+        handle, name = tempfile.mkstemp(prefix=".mandril-write-check.", dir=folder)
+    except OSError:
+        return False
+    os.close(handle)
+    os.unlink(name)
+    return True
+
+
 def check_writable_dir(path: PathLike, what: str = "--out") -> Path:
     """``path`` as a directory that exists or can be made and written, checked before any work.
 
@@ -78,7 +92,7 @@ def check_writable_dir(path: PathLike, what: str = "--out") -> Path:
         raise ValueError(f"{what} {str(path)!r} is a file, not a directory")
     if existing != path and not existing.is_dir():
         raise ValueError(f"{what} {str(path)!r} lies under {str(existing)!r}, which is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if not os.access(existing, os.W_OK | os.X_OK) or not _can_create_in(existing):
         raise ValueError(f"{what} {str(path)!r}: {str(existing)!r} is not writable")
     return path
 
@@ -95,6 +109,8 @@ def check_writable_file(path: PathLike, what: str = "--out") -> Path:
     existing = _nearest_existing(path.parent)
     if not existing.is_dir():
         raise ValueError(f"{what} {str(path)!r} lies under {str(existing)!r}, which is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if not os.access(existing, os.W_OK | os.X_OK) or not _can_create_in(existing):
         raise ValueError(f"{what} {str(path)!r}: {str(existing)!r} is not writable")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{what} {str(path)!r} exists and is not a regular file (a FIFO, a device?)")
     return path

@@ -10,7 +10,8 @@ Then, under the true reward and from the true ``initial_state_dist``:
 
 * ``evd``: expected value difference ``V* - V^{pi_learned}``. 0 is perfect; never negative.
 * ``normalized_evd``: ``evd / (V* - V^{uniform})``: 0 as good as the expert's optimum, 1 as bad as
-  acting uniformly at random (can exceed 1 when the result is worse than no information).
+  acting uniformly at random (can exceed 1 when the result is worse than no information). A task
+  where ``V* = V^{uniform}`` (a hidden or constant reward) is refused with a ``ValueError``.
 * ``demo_nll``: mean negative log-likelihood per step of held-out demos (not shown to the method)
   under the soft-optimal policy (temperature 1) of the learned reward, or under the learned policy.
 * ``success`` (families with a goal, e.g. GridWorld): probability that ``pi_learned`` is on the goal
@@ -28,7 +29,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from mandril_envs.model import TabularModel
-from mandril_envs.planning import expected_return, soft_value_iteration, state_visitation, value_iteration
+from mandril_envs.planning import check_return_gap, expected_return, soft_value_iteration, state_visitation, value_iteration
 
 __all__ = ["Scores", "score", "expected_value_difference", "demo_nll", "check_reward_table", "check_policy_table"]
 
@@ -129,12 +130,12 @@ def score(
     if reward is None and policy is None:
         raise ValueError("nothing to score: the output holds neither a reward nor a policy")
     optimal, random_return = _returns(model)
-    gap = optimal - random_return
+    gap = check_return_gap(optimal, random_return)
 
     def evd_of(acting: np.ndarray) -> tuple[float, float, float]:
         learned_return = expected_return(model, acting)
         evd = max(0.0, optimal - learned_return)
-        return evd, (evd / gap if gap > 1e-12 else 0.0), learned_return
+        return evd, evd / gap, learned_return
 
     policy_table = None if policy is None else check_policy_table(model, policy)
     if reward is not None:

@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from mandril.cli.options import int_at_least
+from mandril.cli.options import int_at_least, int_between, thread_count
+from mandril.maml_rl.config import MAX_TASKS
 
 __all__ = ["register"]
 
@@ -74,7 +75,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default=None, metavar="DIR",
                         help="run directory (default: the config's output_dir, else runs/maml/<name>)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--threads", type=int_at_least(1), default=1, metavar="N",
+    parser.add_argument("--threads", type=thread_count, default=1, metavar="N",
                         help="torch intra-op threads (the tensors are tiny: more threads only contend)")
 
 
@@ -195,7 +196,7 @@ def register(subparsers: Any) -> None:
     test.add_argument("--checkpoint", default=None, metavar="PT", help="checkpoint to test (default: <run dir>/checkpoint.pt)")
     test.add_argument("--output", default=None, metavar="JSON",
                       help="results JSON (default: <run dir>/test_results.json); a .md table is written next to it")
-    test.add_argument("--n-tasks", type=int_at_least(1), default=None, metavar="N", help="held-out tasks (default: the config's test.n_tasks)")
+    test.add_argument("--n-tasks", type=int_between(1, MAX_TASKS, "the suites' bound on held-out tasks"), default=None, metavar="N", help="held-out tasks (default: the config's test.n_tasks)")
     test.add_argument("--init", action="store_true",
                       help="evaluate the initial parameters (as training starts, before any meta-update): the ablation")
     test.add_argument("--no-references", action="store_true",

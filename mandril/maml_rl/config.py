@@ -48,6 +48,17 @@ def _positive(section: str, name: str, value: float) -> None:
         raise ValueError(f"[{section}] {name} must be > 0, got {value!r}")
 
 
+#: The most inner steps (``[maml] num_steps``), and the most tasks or episodes of any one count
+#: (held-out tasks, batch sizes): the suites' bound on held-out tasks.
+MAX_NUM_STEPS = 100
+MAX_TASKS = 100_000
+
+
+def _at_most(section: str, name: str, value: int, maximum: int) -> None:
+    if value > maximum:
+        raise ValueError(f"[{section}] {name} must be <= {maximum:,}, got {value!r}")
+
+
 def _choice(section: str, name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"[{section}] {name} must be one of {list(allowed)}, got {value!r}")
@@ -132,6 +143,10 @@ class MAMLConfig:
         _choice("maml", "inner_objective", self.inner_objective, ("reinforce", "lvc"))
         for name in ("num_batches", "meta_batch_size", "fast_batch_size", "fast_lr", "num_steps"):
             _positive("maml", name, getattr(self, name))
+        if self.num_steps > MAX_NUM_STEPS:
+            raise ValueError(f"[maml] num_steps must be <= {MAX_NUM_STEPS} (each inner step keeps its episodes and graph for the meta-gradient), got {self.num_steps!r}")
+        for name in ("meta_batch_size", "fast_batch_size"):
+            _at_most("maml", name, getattr(self, name), MAX_TASKS)
 
 
 
@@ -257,6 +272,8 @@ class TestConfig:
             raise ValueError(f"[test] budget must be >= 0 (0: the adaptation episodes, fast_batch_size), got {self.budget!r}")
         for name in ("n_tasks", "n_episodes", "reference_repeats", "tuning_tasks"):
             _positive("test", name, getattr(self, name))
+            _at_most("test", name, getattr(self, name), MAX_TASKS)
+        _at_most("test", "budget", self.budget, MAX_TASKS)
         if not 0 <= self.epsilon <= 1:
             raise ValueError(f"[test] epsilon must be in [0, 1], got {self.epsilon!r}")
 
@@ -285,6 +302,7 @@ class ValidationConfig:
         if self.every < 0:
             raise ValueError(f"[validation] every must be >= 0 (0 disables validation), got {self.every!r}")
         _positive("validation", "n_tasks", self.n_tasks)
+        _at_most("validation", "n_tasks", self.n_tasks, MAX_TASKS)
 
 
 @dataclass(frozen=True)
@@ -343,7 +361,37 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
     env = data.get("env") if isinstance(data, Mapping) else None
     if isinstance(env, Mapping) and "id" in env:
         check_env_id(env["id"], "[env] id")
-    return build_dataclass(Config, data)
+    config = build_dataclass(Config, data)
+    check_sizes(config)
+    return config
+
+
+def check_sizes(config: Config) -> None:
+    """Make the env (its kwargs checked: no gym.make wrapper, a declared render mode) and refuse a
+    config whose episode batches would not fit in memory, before any work.
+
+    One meta-iteration keeps, for each of ``num_steps + 1`` rounds, ``meta_batch_size x
+    fast_batch_size`` episodes of ``H`` steps (observation, action, reward, mask, log-probability,
+    advantage: ``obs_dim + 5`` numbers a step) and their graph (about as much again); a held-out
+    evaluation, the same for ``meta_batch_size`` tasks at a time.
+
+    Raises:
+        ValueError / TypeError: naming the keys (``[env] kwargs``, ``[maml] ...``) and the estimate.
+    """
+    import math
+
+    from mandril_envs.env_settings import make_env
+    from mandril_envs.sizes import check_fits
+
+    env = make_env(config.env.id, config.env.kwargs, "[env] kwargs")
+    base = env.unwrapped
+    horizon = int(base.horizon)
+    width = int(math.prod(env.observation_space.shape or (1,))) + 5
+    m = config.maml
+    episodes = (m.num_steps + 1) * m.meta_batch_size * max(m.fast_batch_size, config.test.budget, config.test.n_episodes)
+    check_fits(2 * 8 * episodes * horizon * width,
+               f"[env] horizon={horizon}, [maml] num_steps={m.num_steps}, meta_batch_size={m.meta_batch_size}, fast_batch_size={m.fast_batch_size}: "
+               f"one meta-iteration's episodes ({episodes:,} of {horizon:,} steps)")
 
 
 def config_to_dict(config: Config) -> dict:

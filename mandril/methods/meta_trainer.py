@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from mandril.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from mandril.core.config import check_ints, check_numbers
+from mandril.core.config import check_at_most, check_ints, check_numbers
 from mandril.data.batch import MetaBatch, check_likelihood, make_batch
 from mandril.data.sources import TaskSource
 from mandril.functional import NonFiniteLossError, Params, adapt
@@ -51,6 +51,11 @@ from mandril_envs.model import TabularModel
 __all__ = ["MandRILConfig", "MandRIL", "CheckpointError", "CHECKPOINT_KIND"]
 
 PathLike = Union[str, os.PathLike]
+
+#: The most inner steps of meta-training (each keeps its autograd graph until the meta-gradient) and
+#: of adaptation (each a full plan of every task): beyond them a run fills memory or never ends.
+MAX_INNER_STEPS = 100
+MAX_ADAPT_STEPS = 10_000
 
 #: The kind of MandRIL checkpoints in the one checkpoint format (:mod:`mandril.core.checkpoint`).
 CHECKPOINT_KIND = "mandril.MandRIL"
@@ -98,6 +103,8 @@ class MandRILConfig:
 
     def __post_init__(self) -> None:
         check_numbers(self, positive=("inner_lr", "meta_lr", "temperature", "max_abs_reward"))
+        check_at_most(self, "each inner step keeps its graph for the meta-gradient: memory grows with them", inner_steps=MAX_INNER_STEPS)
+        check_at_most(self, "the paper saw gains up to 20", adapt_steps=MAX_ADAPT_STEPS)
         check_ints(self, inner_steps=0, adapt_steps=0, meta_batch_size=1, n_train_demos=1, n_test_demos=1, seed=0)
         if self.dtype not in ("float64", "float32"):
             raise ValueError(f"dtype must be 'float64' or 'float32', got {self.dtype!r}")

@@ -38,7 +38,7 @@ def test_every_option_of_every_subcommand_has_help_and_shows_its_default():
             if action.option_strings and not action.required:
                 assert f"(default: {action.default})" in text, f"{' '.join(path)} {name} does not show its default"
             checked += 1
-    assert checked == 13  # 12 options of generate + info's path
+    assert checked == 14  # 13 options of generate (--force included) + info's path
 
 
 def test_generate_help_shows_defaults():

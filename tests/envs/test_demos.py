@@ -120,11 +120,11 @@ def _rewrite(path, **changes):
     [
         (lambda d: {"version": 7}, "format version 7 is not supported"),
         (lambda d: {"format": "other"}, "not a mandril_envs.demos file"),
-        (lambda d: {"states": d.states[:, :, :-1]}, r"states has shape \(4, 3, 16\), expected \(4, 3, 17\)"),
+        (lambda d: {"states": d.states[:, :, :-1]}, r"states declares shape \(4, 3, 16\), expected \(4, 3, 17\)"),
         (lambda d: {"actions": np.full_like(d.actions, 9)}, r"actions must lie in \[0, 9\)"),
         (lambda d: {"states": -np.ones_like(d.states)}, r"states must lie in \[0, 64\)"),
         (lambda d: {"rewards": np.full_like(d.rewards, np.nan)}, "rewards must be finite"),
-        (lambda d: {"tasks": [t.to_dict() for t in d.tasks[:3]]}, r"states has shape \(4, 3, 17\), expected \(3, 3, 17\)"),
+        (lambda d: {"tasks": [t.to_dict() for t in d.tasks[:3]]}, r"states declares shape \(4, 3, 17\), expected \(3, 3, 17\)"),
         (lambda d: {"actions": (d.actions + 1) % 9}, "a transition its model cannot produce"),
         (lambda d: {"tasks": [{**t.to_dict(), "family": "Bandit"} for t in d.tasks]}, r"task 0 is a .Bandit. task of split .test., but meta says family .GridWorld."),
     ],

@@ -25,6 +25,7 @@ import mandril_envs  # noqa: F401
 from mandril_envs import Task
 from mandril_envs.cli import main as cli_main
 from mandril_envs.dataset import DatasetError, DemoDataset, collect
+from mandril_envs.registration import ENV_IDS
 
 SEED = 20_240_617
 FAMILIES = {
@@ -33,6 +34,9 @@ FAMILIES = {
     "TabularMDP-Linear": ("mandril_envs/TabularMDP-Linear-v0", {"n_states": 3, "n_actions": 2, "horizon": 3, "n_features": 2}),
     "Bandit": ("mandril_envs/Bandit-v0", {"n_arms": 3, "horizon": 4}),
 }
+#: Registered ids of the same family whose registered kwargs contradict the FAMILIES config.
+CONTRADICTING = {"GridWorld": ["mandril_envs/GridWorld-16x16-v0", "mandril_envs/GridWorld-32x32-v0"], "Bandit": ["mandril_envs/Bandit-K5-v0", "mandril_envs/Bandit-K50-v0"],
+                 "TabularMDP": ["mandril_envs/TabularMDP-Linear-v0"]}
 BAD_VALUES = [None, "x", [], {}, True, False, math.nan, math.inf, -math.inf, "", [[]], {"": None}]
 REFUSED = (ValueError, TypeError)
 
@@ -202,7 +206,7 @@ def malformed_datasets(originals, rng: np.random.Generator, n: int):
         dataset, data = originals[family]
         arrays = _arrays(data)
         meta = json.loads(str(arrays["meta"]))
-        kind = int(rng.integers(12))
+        kind = int(rng.integers(13))
         if kind == 0:
             cut = int(rng.integers(len(data)))
             yield family, f"truncated to {cut} bytes", data[:cut], False
@@ -258,6 +262,10 @@ def malformed_datasets(originals, rng: np.random.Generator, n: int):
             with zipfile.ZipFile(buffer, "a") as archive:
                 archive.writestr(f"{key}.npy", _pickled_npy([{"x": 1}]))
             yield family, f"{key} pickled", buffer.getvalue(), False
+        elif kind == 12:  # the env id edited to another family, or to a variant its tasks' config contradicts
+            targets = [i for i in ENV_IDS if i.split("/")[1].split("-")[0] != family.split("-")[0]] + CONTRADICTING.get(family, [])
+            target = targets[int(rng.integers(len(targets)))]
+            yield family, f"env_id edited to {target}", _npz({**arrays, "meta": np.array(json.dumps({**meta, "env_id": target}))}), False
         else:
             yield family, "random bytes", bytes(rng.integers(0, 256, int(rng.integers(0, 300)), dtype=np.uint8)), False
 
@@ -273,7 +281,7 @@ def test_malformed_datasets_are_refused(originals, tmp_path, capsys):
     rng = np.random.default_rng(SEED + 1)
     tried = refused = harmless = 0
     problems = []
-    for number, (family, what, data, may_be_harmless) in enumerate(malformed_datasets(originals, rng, 260)):
+    for number, (family, what, data, may_be_harmless) in enumerate(malformed_datasets(originals, rng, 300)):
         path = tmp_path / f"{number}.npz"
         path.write_bytes(data)
         tried += 1
@@ -306,4 +314,4 @@ def test_malformed_datasets_are_refused(originals, tmp_path, capsys):
     with capsys.disabled():
         print(f"\nfuzz datasets: {tried} inputs tried, {refused} refused cleanly (API and CLI), {harmless} left the data intact and loaded unchanged")
     assert not problems, "\n".join(problems[:20])
-    assert tried == 260 and harmless < tried // 10
+    assert tried == 300 and harmless < tried // 10

@@ -103,7 +103,7 @@ def test_collect_refuses_before_drawing_tasks(monkeypatch):
         (["--tasks", "1000000000000"], r"--tasks=1000000000000, --demos=20 of GridWorld \(H=16, S=64, A=9\): .* would take about 9.0 PiB, "),
         (["--demos", "1000000000000"], r"--tasks=100, --demos=1000000000000 of GridWorld .* would take about [0-9.]+ PiB, "),
         (["--env-kwargs", '{"size": 10000}'], r"GridWorld size=10000, sprite_feature_dim=8: .* would take about [0-9.]+ GiB, "),
-        (["--env-kwargs", '{"horizon": 1000000000}'], r"--tasks=100, --demos=20 of GridWorld \(H=1000000000, S=64, A=9\): .* would take about [0-9.]+ TiB, "),
+        (["--env-kwargs", '{"horizon": 1000000000}'], r"--env-kwargs horizon=1000000000: one task's plan \(H, S, A\) = \(1000000000, 64, 9\) would take about [0-9.]+ TiB, "),
     ],
 )
 def test_cli_refuses_absurd_sizes_in_one_line(tmp_path, capsys, argv, message):

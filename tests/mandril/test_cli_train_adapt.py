@@ -47,7 +47,7 @@ def test_resume_refuses_changed_settings(tmp_path, capsys):
         (["train", "mandril", "--iterations", "-5"], "iterations must be an int >= 0"),
         (["train", "mandril", "--inner-lr", "0"], "inner_lr must be a finite number > 0"),
         (["train", "mandril", "--env", "mandril_envs/Nope-v0"], "is not a registered mandril_envs/ id"),
-        (["train", "mandril", "--threads", "0"], "must be an integer >= 1"),
+        (["train", "mandril", "--threads", "0"], "must be an integer between 1 and 256"),
         (["train", "mandril", "--checkpoint-every", "-1"], "checkpoint_every must be an int >= 1"),
         (["train", "mandril", "--input-kind", "features"], "input_kind must be one of ['map', 'rgb']"),
         (["train", "mandril", "--train-tasks", "0"], "must be an integer >= 1"),

@@ -135,8 +135,8 @@ def test_every_subcommand_and_option_is_documented_with_its_default(capsys):
 @pytest.mark.parametrize("argv, match", [
     (["train", "--config", "{config}", "--num-batches", "0"], "argument --num-batches: must be an integer >= 1, got 0"),
     (["train", "--config", "{config}", "--num-batches", "ten"], "argument --num-batches: must be an integer >= 1, got 'ten'"),
-    (["train", "--config", "{config}", "--threads", "0"], "argument --threads: must be an integer >= 1"),
-    (["test", "--config", "{config}", "--n-tasks", "-3"], "argument --n-tasks: must be an integer >= 1"),
+    (["train", "--config", "{config}", "--threads", "0"], "argument --threads: must be an integer between 1 and 256"),
+    (["test", "--config", "{config}", "--n-tasks", "-3"], "argument --n-tasks: must be an integer between 1 and 100,000"),
     (["plot", "--metrics", "m.csv", "--out", "x.png", "--window", "0"], "argument --window: must be an integer >= 1"),
     (["plot", "--metrics", "m.csv", "--out", "x.png", "--scale", "nan"], "argument --scale: must be a finite non-zero number"),
     (["plot", "--metrics", "m.csv", "--out", "x.png", "--reference", "ucb=lots"], "argument --reference: must be LABEL=VALUE"),

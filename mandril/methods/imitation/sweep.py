@@ -23,6 +23,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from mandril.cli.options import thread_count
+
 __all__ = ["main"]
 
 
@@ -37,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--method", action="append", required=True, help="method name (repeat for several)")
     parser.add_argument("--set", default="{}", help="JSON settings applied to every --method")
     parser.add_argument("--seed", type=int, default=0, help="fit seed")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--threads", type=thread_count, default=1, help="torch threads")
     parser.add_argument("--out", default=None, help="also write the records to this JSON-lines file")
     return parser
 
@@ -52,10 +54,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from mandril import methods
     from mandril.eval import score, shown_and_heldout_demos
     from mandril.methods import hide_reward
+    from mandril_envs.env_settings import make_env
     from mandril_envs.registration import check_env_id
 
     torch.set_num_threads(args.threads)
-    env = gym.make(check_env_id(args.env), **json.loads(args.env_kwargs))
+    env = make_env(check_env_id(args.env), json.loads(args.env_kwargs), "--env-kwargs")
     base = env.unwrapped
     settings = json.loads(args.set)
     tasks = base.sample_tasks(args.tasks, args.split, seed=args.task_seed)
