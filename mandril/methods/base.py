@@ -70,8 +70,8 @@ class MethodOutput:
     Attributes:
         reward: ``(S,)`` or ``(S, A)`` float64 reward table, or ``None``.
         policy: ``(H, S, A)`` float64 time-indexed policy (rows sum to 1), or ``None``.
-        info: JSON-serialisable diagnostics (steps taken, whether the fit converged, final gradient
-            norm and loss...). At least one of ``reward`` and ``policy`` is set.
+        info: JSON-serialisable diagnostics (steps taken, why the fit stopped and whether it
+            converged, final gradient norm and loss...). At least one of ``reward`` and ``policy`` is set.
     """
 
     reward: Optional[np.ndarray] = None

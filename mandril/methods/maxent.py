@@ -193,7 +193,7 @@ class MaxEntIRL:
         temperature: of the likelihood.
         **settings: :class:`FitSettings` fields (``lr``, ``max_steps``, ``grad_tol``, ``l2``, ...).
 
-    After :meth:`fit`, :attr:`result` holds the :class:`TaskFit` (steps, converged, gradient norm,
+    After :meth:`fit`, :attr:`result` holds the :class:`TaskFit` (steps, status and converged, gradient norm,
     loss, parameters).
 
     Example::
