@@ -41,7 +41,7 @@ from mandril.bench.cells import units_of
 from mandril.bench.plots import plot_curves, plot_profiles
 from mandril.bench.store import PUBLISHED_RECORDS, SUITE_FILE, RecordScan, RunStore
 from mandril.bench.suite import Suite
-from mandril.core.io import atomic_write_bytes, atomic_write_text, read_csv, write_csv, write_json
+from mandril.core.io import atomic_write_bytes, atomic_write_text, write_csv, write_json
 from mandril.eval.verdicts import simulate_rule
 
 __all__ = ["write_report", "summarize_records", "compare_with", "publish", "HEADLINE_METHOD", "PUBLISHED_RECORDS",

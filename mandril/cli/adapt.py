@@ -10,11 +10,9 @@ same the benchmark uses, so ``--seed`` here and a suite's demo seed give the sam
 from __future__ import annotations
 
 import argparse
-import io
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from mandril.bench.suite import MAX_DEMOS, MAX_TASKS
 from mandril.cli.options import HelpFormatter, int_between, non_negative_int, thread_count, torch_device
@@ -47,10 +45,10 @@ def register(subparsers: Any) -> None:
 def _cmd_adapt(args: argparse.Namespace) -> int:
     import torch
 
+    from mandril.cli.problems import dataset_problems, sampled_problems, score_and_write
     from mandril.cli.train import load_trained, read_run
-    from mandril.core.io import atomic_write_bytes, check_writable_file
-    from mandril.eval import N_HELDOUT, score, shown_and_heldout_demos, summarize
-    from mandril.methods import FitError, FitProblem, hide_reward
+    from mandril.core.io import check_writable_file
+    from mandril.eval import N_HELDOUT
     from mandril_envs.dataset import DemoDataset, check_collect_size
     from mandril_envs.env_settings import make_env
     from mandril_envs.sizes import check_fits
@@ -84,45 +82,8 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.run}: the method reads {method.input_kind!r} inputs, which {run['env_id']} does not offer ({list(base.reward_input_kinds)})")
     if args.device != "cpu":
         method.to(args.device)
-    problems, truths = [], []
     if dataset is not None:
-        for index, task in enumerate(dataset.tasks):
-            base.set_task(task)
-            states, actions = dataset.states[index, : args.demos], dataset.actions[index, : args.demos]
-            heldout = (dataset.states[index, args.demos :], dataset.actions[index, args.demos :]) if dataset.n_demos > args.demos else (None, None)
-            problems.append(FitProblem(hide_reward(base.model), base.reward_input(method.input_kind), states, actions, seed=args.seed, label=f"{task.split}/{task.index}"))
-            truths.append((task, base.model, heldout, base.goal_state))
+        problems, truths = dataset_problems(dataset, method.input_kind, args.demos, args.seed, env=env)
     else:
-        for task in base.sample_tasks(args.tasks, args.split, seed=args.task_seed):
-            base.set_task(task)
-            demos = shown_and_heldout_demos(env, args.demos, args.seed)
-            problems.append(FitProblem(hide_reward(base.model), base.reward_input(method.input_kind), demos.states, demos.actions, seed=args.seed, label=f"{task.split}/{task.index}"))
-            truths.append((task, base.model, (demos.heldout_states, demos.heldout_actions), base.goal_state))
-    outputs = method.fit_batch(problems)
-    failed = [str(o) for o in outputs if isinstance(o, FitError)]
-    scores = [score(model, output, *heldout, goal) for (task, model, heldout, goal), output in zip(truths, outputs) if not isinstance(output, FitError)]
-    split = truths[0][0].split
-    if scores:
-        normalized = summarize([s.normalized_evd for s in scores])
-        raw = summarize([s.evd for s in scores])
-        random = float(np.mean([s.optimal_return - s.random_return for s in scores]))
-        print(
-            f"{run['method']} on {len(scores)} {split} tasks, {args.demos} demo(s) each: normalized EVD {normalized['mean']:.3f} "
-            f"[95% CI {normalized['ci_low']:.3f}, {normalized['ci_high']:.3f}] (0 = the expert, 1 = a uniform random policy); "
-            f"EVD {raw['mean']:.3f} [{raw['ci_low']:.3f}, {raw['ci_high']:.3f}], where a uniform random policy scores {random:.2f}"
-        )
-    for message in failed:
-        print(f"failed: {message}")
-    if args.out:
-        good = [o for o in outputs if not isinstance(o, FitError)]
-        buffer = io.BytesIO()
-        np.savez(
-            buffer,
-            rewards=np.stack([o.reward for o in good]) if good and good[0].reward is not None else np.zeros((0,)),
-            evd=np.array([s.evd for s in scores]),
-            normalized_evd=np.array([s.normalized_evd for s in scores]),
-            tasks=np.array([t.to_json() for (t, *_), o in zip(truths, outputs) if not isinstance(o, FitError)]),
-        )
-        atomic_write_bytes(args.out, buffer.getvalue())
-        print(f"wrote {args.out}")
-    return 1 if failed else 0
+        problems, truths = sampled_problems(env, args.split, args.tasks, args.task_seed, args.demos, args.seed, method.input_kind)
+    return score_and_write(run["method"], truths, method.fit_batch(problems), args.demos, args.out, method.settings())

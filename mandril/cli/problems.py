@@ -31,15 +31,16 @@ def _problem(env: Any, input_kind: str, states: np.ndarray, actions: np.ndarray,
     return FitProblem(hide_reward(base.model), base.reward_input(input_kind), states, actions, seed=seed, label=f"{task.split}/{task.index}")
 
 
-def dataset_problems(dataset: Any, input_kind: str, n_demos: int, seed: int, tasks: Optional[int] = None) -> tuple[list, list[Truth]]:
-    """The first ``tasks`` (default: all) tasks of ``dataset``, each with its first ``n_demos`` demos shown.
+def dataset_problems(dataset: Any, input_kind: str, n_demos: int, seed: int, tasks: Optional[int] = None, env: Any = None) -> tuple[list, list[Truth]]:
+    """The first ``tasks`` (default: all) tasks of ``dataset``, each with its first ``n_demos`` demos shown,
+    built in ``env`` (default: the dataset's own).
 
     Raises:
         ValueError: ``n_demos`` larger than the dataset holds per task.
     """
     if n_demos > dataset.n_demos:
         raise ValueError(f"--demos {n_demos} asks for more demos than the dataset has per task ({dataset.n_demos})")
-    env = dataset.make_env(0)
+    env = dataset.make_env(0) if env is None else env
     base = env.unwrapped
     problems, truths = [], []
     for index, task in enumerate(dataset.tasks[: tasks or dataset.n_tasks]):
