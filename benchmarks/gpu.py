@@ -22,7 +22,8 @@
    scores of order 1 to 10 leaves three orders of magnitude above that and is still far below
    any difference the report could show (it prints three decimals).
 
-Figures go to ``--out`` (default ``benchmarks/results/gpu/``): ``gpu.json`` and ``gpu.md``. With no CUDA
+Figures go to ``--out`` (default ``benchmarks/results/gpu/``; ``benchmarks/results/gpu/quick/`` with ``--quick``):
+``gpu.json`` and ``gpu.md``. With no CUDA
 device the "device" side is the CPU again (same code path; the two sides must then agree bit for bit),
 and the files say so. ``--quick`` shrinks everything (16 tasks of 8x8 for the kernel; 3 tasks per unit,
 5 fitting steps, 3 preparation iterations and a 16-task training pool for the cells).
@@ -80,8 +81,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="torch threads of the CPU side of the kernel (default 0: torch's default, all cores)")
     parser.add_argument("--suite", default=str(ROOT / "benchmarks" / "suites" / "quick.toml"), help="suite whose cells are run")
     parser.add_argument("--no-cells", action="store_true", help="only the kernel part")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gpu"), help="folder of gpu.json and gpu.md")
+    parser.add_argument("--out", default=None, help="folder of gpu.json and gpu.md (default benchmarks/results/gpu, with --quick benchmarks/results/gpu/quick)")
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = str(ROOT / "benchmarks" / "results" / "gpu" / ("quick" if args.quick else ""))
     args.tasks = args.tasks if args.tasks is not None else (16 if args.quick else 1024)
     args.size = args.size if args.size is not None else (8 if args.quick else 32)
     args.repeats = args.repeats if args.repeats is not None else (2 if args.quick else 3)
