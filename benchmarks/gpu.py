@@ -13,14 +13,23 @@
 2. **Cells.** Units of the quick suite (``benchmarks/suites/quick.toml``), one per batched method and
    family kind, through the harness's own :func:`mandril.bench.work.run_unit`, once with ``device="cpu"``
    and once with the device (``Method.to(device)``: what ``mandril bench run --device cuda`` does), from
-   the same prepared state (prepared once, on the CPU). Every score of every record must agree within
-   ``CELL_TOLERANCE`` (absolute). Why that tolerance: everything is float64 on both sides; the only
-   difference is the order of floating-point reductions (about 1e-16 relative per operation), which a
-   fit carries into its reward table much as a batched fit differs from a fit alone on the CPU
-   (``benchmarks/batched_fits.py`` prints that difference: about 1e-9 for the conv fits, which stop after
-   a fixed number of L-BFGS steps without converging, and less for the converged convex ones). 1e-6 on
-   scores of order 1 to 10 leaves three orders of magnitude above that and is still far below
-   any difference the report could show (it prints three decimals).
+   the same prepared state (prepared once, on the CPU). Everything is float64 on both sides; the only
+   difference is the order of floating-point reductions (about 1e-16 relative per operation). What a
+   fit makes of that differs by kind, and so does the check:
+
+   * converged convex fits (tabular and linear MaxEnt, pre-train + fine-tune on a linear model), a few
+     gradient steps (MandRIL's adaptation) or none (the demo-conditioned model): every score of every
+     record within ``CELL_TOLERANCE = 1e-6`` (absolute). On the CPU the same rounding difference (a
+     batched fit against the fit alone, ``benchmarks/batched_fits.py``) moves their reward tables by
+     at most about 1e-10, so 1e-6 on scores of order 1 to 10 leaves four orders of magnitude;
+   * neural fits that stop after a fixed number of L-BFGS steps without converging (neural MaxEnt and
+     pre-train + fine-tune's fine-tuning of the conv model): the last-bit differences grow along the
+     non-convex path, so single tasks are not comparable digit by digit. Measured on the CPU (quick
+     suite, GridWorld test tasks, n = 4, batched against one at a time): reward tables up to 0.44
+     apart, per-task normalized EVD up to 0.010 and demo NLL up to 0.005, but the unit's means within
+     2e-4 and 2e-5. The check: the unit's mean normalized EVD and mean demo NLL within
+     ``NEURAL_MEAN_TOLERANCE = 0.01`` (50 times the measured difference of the means, below any
+     difference the report calls a difference), same errors on both sides; per-task differences printed.
 
 Figures go to ``--out`` (default ``benchmarks/results/gpu/``; ``benchmarks/results/gpu/quick/`` with ``--quick``):
 ``gpu.json`` and ``gpu.md``. With no CUDA
@@ -50,6 +59,11 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout
 
 KERNEL_TOLERANCE = 1e-9
 CELL_TOLERANCE = 1e-6
+NEURAL_MEAN_TOLERANCE = 0.01
+
+#: Methods whose fit is a fixed number of L-BFGS steps on a neural reward model (with a conv or MLP
+#: model): compared by the unit's means (see the module docstring).
+NEURAL_FITS = ("maxent", "pretrain_finetune")
 
 #: The scores compared between the two sides (every float a record holds about the learned reward).
 SCORES = ("evd", "normalized_evd", "optimal_return", "learned_return", "random_return", "demo_nll", "success", "policy_evd", "policy_normalized_evd")
@@ -205,9 +219,26 @@ def _find_unit(suite: Any, method: str, family: str, split: str, n_demos: int) -
     raise ValueError(f"the suite has no unit {method} on {family}/{split} with n = {n_demos}")
 
 
-def compare_records(cpu: list[dict], device: list[dict]) -> tuple[float, list[str]]:
-    """The largest absolute difference of any score between the two sides' records, and what disagrees."""
+def compare_records(cpu: list[dict], device: list[dict], neural: bool = False) -> tuple[float, list[str]]:
+    """The largest absolute difference of any score between the two sides' records, and what disagrees.
+
+    Every score of every record must agree to ``CELL_TOLERANCE``; with ``neural``, the unit's mean
+    normalized EVD and mean demo NLL to ``NEURAL_MEAN_TOLERANCE`` instead (the errors must match either way).
+    """
     worst, problems = 0.0, []
+    if neural and len(cpu) == len(device):
+        same = [(a, b) for a, b in zip(cpu, device) if a["task"] == b["task"] and a["error"] is None and b["error"] is None]
+        problems = [f"task {a['task']}: error {a['error']!r} on the CPU, {b['error']!r} on the device"
+                    for a, b in zip(cpu, device) if a["task"] != b["task"] or (a["error"] is None) != (b["error"] is None)]
+        for key in ("normalized_evd", "demo_nll"):
+            pairs = [(float(a[key]), float(b[key])) for a, b in same if a[key] is not None and b[key] is not None]
+            if not pairs:
+                continue
+            worst = max(worst, max(abs(x - y) for x, y in pairs))
+            gap = abs(statistics.fmean(x for x, _ in pairs) - statistics.fmean(y for _, y in pairs))
+            if not gap <= NEURAL_MEAN_TOLERANCE:
+                problems.append(f"mean {key} differs by {gap:.2e} > {NEURAL_MEAN_TOLERANCE:g} over {len(pairs)} tasks")
+        return worst, problems
     if len(cpu) != len(device):
         return float("inf"), [f"{len(cpu)} records on the CPU, {len(device)} on the device"]
     for a, b in zip(cpu, device):
@@ -262,12 +293,14 @@ def cells_case(suite_path: str, device: torch.device, quick: bool, log: Any = pr
             start = time.perf_counter()
             records[side] = run_unit(data, unit, state, None, where)
             timing[side] = time.perf_counter() - start
-        worst, problems = compare_records(records["cpu"], records["device"])
+        neural = method in NEURAL_FITS and suite.families[family].reward_model is not None and suite.families[family].reward_model.kind in ("conv", "mlp")
+        worst, problems = compare_records(records["cpu"], records["device"], neural)
         errors = sorted({r["error"] for r in records["cpu"] + records["device"] if r["error"] is not None})
         row = {
             "unit": unit.id, "method": method, "family": family, "split": split, "n_demos": n_demos, "tasks": unit.n_tasks,
             "preparation_seconds_cpu": prepared_s, "cpu_seconds": timing["cpu"], "device_seconds": timing["device"],
-            "speedup": timing["cpu"] / timing["device"], "max_abs_diff": worst, "agree": not problems and not errors,
+            "speedup": timing["cpu"] / timing["device"], "check": "unit means" if neural else "every score", "max_abs_diff": worst,
+            "agree": not problems and not errors,
             "problems": problems[:10], "errors": errors[:5],
         }
         log(f"  {unit.id}: cpu {timing['cpu']:.2f} s, {device} {timing['device']:.2f} s, max |diff| {worst:.1e}, {'agree' if row['agree'] else 'DISAGREE'}")
@@ -306,11 +339,14 @@ def markdown(report: dict) -> str:
         lines += [
             "## Cells", "",
             f"Units of `{report['suite']}` through the harness's `run_unit`, once on the CPU (one thread, as the suite runs) and once on `{env['device']}`, "
-            f"from the same prepared state; every score must agree to {CELL_TOLERANCE:g} (absolute). Wall seconds of the whole unit (demos, fits, scoring).", "",
-            "| unit | tasks | CPU (s) | device (s) | speed-up | max abs diff | agree |", "|---|---|---|---|---|---|---|",
+            f"from the same prepared state. Check \"every score\": every score of every task within {CELL_TOLERANCE:g}; \"unit means\" (neural fits at a fixed "
+            f"L-BFGS budget, whose last-bit differences grow along the path): the unit's mean normalized EVD and demo NLL within {NEURAL_MEAN_TOLERANCE:g}, "
+            "the largest per-task difference shown. Wall seconds of the whole unit (demos, fits, scoring).", "",
+            "| unit | tasks | CPU (s) | device (s) | speed-up | check | max abs diff (per task) | agree |", "|---|---|---|---|---|---|---|---|",
         ]
         for row in cells:
-            lines.append(f"| {row['unit']} | {row['tasks']} | {row['cpu_seconds']:.2f} | {row['device_seconds']:.2f} | {row['speedup']:.2f}x | {row['max_abs_diff']:.1e} | {'yes' if row['agree'] else 'NO'} |")
+            lines.append(f"| {row['unit']} | {row['tasks']} | {row['cpu_seconds']:.2f} | {row['device_seconds']:.2f} | {row['speedup']:.2f}x | {row['check']} | "
+                         f"{row['max_abs_diff']:.1e} | {'yes' if row['agree'] else 'NO'} |")
         for row in cells:
             for problem in row["problems"] + row["errors"]:
                 lines.append(f"- {row['unit']}: {problem}")
@@ -338,7 +374,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         cells = cells_case(args.suite, device, args.quick)
     report = {
         "quick": args.quick, "suite": Path(args.suite).name, "repeats": args.repeats, "environment": environment(device),
-        "kernel_tolerance": KERNEL_TOLERANCE, "cell_tolerance": CELL_TOLERANCE, "kernel": kernel, "cells": cells,
+        "kernel_tolerance": KERNEL_TOLERANCE, "cell_tolerance": CELL_TOLERANCE, "neural_mean_tolerance": NEURAL_MEAN_TOLERANCE,
+        "kernel": kernel, "cells": cells,
         "all_agree": bool(kernel["agree"] and all(row["agree"] for row in cells or [])), "seconds": time.perf_counter() - start,
     }
     write_json(out / "gpu.json", report)

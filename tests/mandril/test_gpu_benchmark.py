@@ -39,6 +39,7 @@ def test_quick_cpu_run_writes_agreeing_figures(gpu, tmp_path) -> None:
     assert units == {"maxent", "mandril", "maxent_linear"}
     for row in saved["cells"]:
         assert row["tasks"] == 3 and row["agree"] and row["max_abs_diff"] == 0.0 and not row["errors"]
+        assert row["check"] == ("unit means" if row["method"] == "maxent" else "every score")
         assert row["unit"] in text
 
 
@@ -52,6 +53,18 @@ def test_records_that_differ_beyond_the_tolerance_are_named(gpu) -> None:
     failed = {**base, "error": "DivergenceError: x", "evd": None}
     assert gpu.compare_records([base], [failed])[1]
     assert gpu.compare_records([base], [])[0] == float("inf")
+
+
+def test_neural_fits_are_compared_by_the_units_means(gpu) -> None:
+    rows = [{"task": t, "error": None, **{key: 1.0 for key in gpu.SCORES}} for t in range(4)]
+    shifted = [{**row, "normalized_evd": 1.0 + (0.02 if row["task"] % 2 else -0.02)} for row in rows]  # per task 0.02 apart, same mean
+    worst, problems = gpu.compare_records(rows, shifted, neural=True)
+    assert worst == pytest.approx(0.02) and problems == []
+    assert gpu.compare_records(rows, shifted)[1]  # task by task it would fail
+    moved = [{**row, "demo_nll": 1.0 + 2 * gpu.NEURAL_MEAN_TOLERANCE} for row in rows]
+    assert "mean demo_nll" in gpu.compare_records(rows, moved, neural=True)[1][0]
+    failed = [{**rows[0], "error": "DivergenceError: x"}] + rows[1:]
+    assert "error" in gpu.compare_records(rows, failed, neural=True)[1][0]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
