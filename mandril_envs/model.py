@@ -85,6 +85,7 @@ class TabularModel:
     horizon: int
     feature_matrix: np.ndarray = None  # type: ignore[assignment]
     _dense: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+    _cumulative: Optional[tuple[np.ndarray, np.ndarray]] = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         indices = np.asarray(self.successor_indices)
@@ -216,7 +217,9 @@ class TabularModel:
 
     def sample_next_state(self, state: int, action: int, rng: np.random.Generator) -> int:
         """Draw ``s' ~ P(. | state, action)`` from the successor form with ``rng``."""
-        probs = self.successor_probs[state, action]
-        k = int(np.searchsorted(np.cumsum(probs), rng.random() * probs.sum(), side="right"))
-        k = min(k, probs.shape[0] - 1)
+        if self._cumulative is None:  # every row's cumulative sum and total, once (the same numbers as row by row)
+            object.__setattr__(self, "_cumulative", (np.cumsum(self.successor_probs, axis=-1), self.successor_probs.sum(-1)))
+        cumulative, totals = self._cumulative  # type: ignore[misc]
+        k = int(np.searchsorted(cumulative[state, action], rng.random() * totals[state, action], side="right"))
+        k = min(k, self.successor_probs.shape[-1] - 1)
         return int(self.successor_indices[state, action, k])

@@ -93,6 +93,16 @@ class Observations:
         Returns:
             ``B + (S + T,)`` float32, a new writable array.
         """
+        if type(states) is int and type(steps) is int:  # one observation (every env step): the same array, without the array machinery
+            if not (0 <= states < self.n_states and 0 <= steps <= self.horizon):
+                return self.encode(np.asarray(states), np.asarray(steps))  # the errors below
+            out = np.zeros(self.dim, np.float32)
+            out[states] = 1.0
+            if self.time_feature == "onehot":
+                out[self.n_states + steps] = 1.0
+            elif self.time_feature == "fraction":
+                out[self.n_states] = steps / self.horizon
+            return out
         states, steps = np.broadcast_arrays(np.asarray(states), np.asarray(steps))
         if states.size and (states.min() < 0 or states.max() >= self.n_states):
             raise ValueError(f"states must lie in [0, {self.n_states}), got range [{states.min()}, {states.max()}]")
