@@ -77,7 +77,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if args.demos > dataset.n_demos:
         raise ValueError(f"--demos {args.demos} asks for more demos than the dataset has per task ({dataset.n_demos})")
     given = given_config(args)
-    settings = {**family_defaults(METHODS[args.method], dataset.make_env(0).unwrapped.reward_input_kinds), **given}
+    settings = {**family_defaults(METHODS[args.method], dataset.make_env(0).unwrapped.reward_input_kinds, given), **given}
     method = make(args.method, **settings)  # every setting is checked before any work
     torch.set_num_threads(args.threads)
     problems, truths = dataset_problems(dataset, method.input_kind, args.demos, args.seed, args.tasks)

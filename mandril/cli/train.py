@@ -158,7 +158,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     env = check_env_settings(env_id, env_kwargs, where, split="train", datasets=datasets)
     base = env.unwrapped
     if not args.resume:  # a family without a map: the method reads the features (family_defaults)
-        config = {**family_defaults(METHODS[args.method], base.reward_input_kinds), **config}
+        config = {**family_defaults(METHODS[args.method], base.reward_input_kinds, config), **config}
     method = make(args.method, **config)
     if method.input_kind not in base.reward_input_kinds:
         raise ValueError(f"{args.method} reads {method.input_kind!r} inputs, which {env_id} does not offer ({list(base.reward_input_kinds)}): set --input-kind (and --reward-model)")

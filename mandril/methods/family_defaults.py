@@ -16,16 +16,18 @@ from mandril.core.config import dataclass_to_dict
 __all__ = ["family_defaults"]
 
 
-def family_defaults(method_class: type, input_kinds: tuple[str, ...]) -> dict:
+def family_defaults(method_class: type, input_kinds: tuple[str, ...], given: Any = ()) -> dict:
     """The settings to give ``method_class`` (a registered method) on a family offering ``input_kinds``:
-    ``{}`` when its default reward model reads one of them, else ``{"reward_model": {... "kind": "mlp"},
-    "input_kind": "features"}`` (a conv net becomes an MLP of the same widths on the features).
+    ``{}`` when its default reward model reads one of them, or when the user chose the model or its input
+    (``reward_model`` or ``input_kind`` among the ``given`` settings: their choice stands, and is checked as
+    given), else ``{"reward_model": {... "kind": "mlp"}, "input_kind": "features"}`` (a conv net becomes an
+    MLP of the same widths on the features).
 
     Raises:
         ValueError: the family offers no input the method's default model (or an MLP) could read.
     """
     names = {f.name for f in fields(method_class.Config)}
-    if "input_kind" not in names or "reward_model" not in names:
+    if "input_kind" not in names or "reward_model" not in names or {"input_kind", "reward_model"} & set(given):
         return {}
     default: Any = method_class.Config()
     if default.input_kind in input_kinds:

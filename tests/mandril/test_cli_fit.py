@@ -114,3 +114,8 @@ def test_train_reads_what_the_family_offers(tmp_path):
     assert main(argv) == 0
     config = json.loads((out / "run.json").read_text())["config"]
     assert config["input_kind"] == "features" and config["reward_model"]["kind"] == "mlp"
+
+
+def test_a_model_the_user_chose_stands():
+    assert family_defaults(methods.METHODS["maxent"], ("features",), {"reward_model": {"kind": "conv"}}) == {}
+    assert family_defaults(methods.METHODS["maxent"], ("features",), {"input_kind": "features"}) == {}
