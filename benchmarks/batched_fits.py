@@ -38,34 +38,24 @@ def main() -> None:
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     torch.set_num_threads(args.threads)
 
-    import gymnasium as gym
-
     from mandril.bench import load_suite
-    from mandril.bench.cells import Unit, cell_seed
-    from mandril.bench.work import held_out_tasks
-    from mandril.eval import shown_and_heldout_demos
-    from mandril.methods import FitProblem, hide_reward
+    from mandril.bench.cells import Unit
+    from mandril.bench.work import unit_problems
 
     suite = load_suite(args.suite)
     wanted = [m for m in args.methods.split(",") if m in suite.methods]
     print(f"{suite.name}: {', '.join(wanted)}; {platform.machine()}, {args.threads} torch thread(s), torch {torch.__version__}, {args.clock} time, median of {args.repeats}")
     total_batched = total_single = 0.0
     for family, spec in suite.families.items():
-        env = gym.make(spec.env_id, **spec.env_kwargs)
-        base = env.unwrapped
         counts = [int(x) for x in args.n_demos.split(",")] if args.n_demos else suite.family_n_demos(family)
         for method_name in wanted:
             if not suite.runs_on(method_name, family):
                 continue
-            method = suite.make_method(method_name, family, suite.seeds[0])
             for split in spec.splits:
                 for n in counts:
                     unit = Unit(family, split, method_name, "", suite.seeds[0], n, spec.n_tasks, False)
-                    problems = []
-                    for task in held_out_tasks(base, split, spec.n_tasks, spec.task_seed):
-                        base.set_task(task)
-                        demos = shown_and_heldout_demos(env, n, unit.seed, spec.expert.settings())
-                        problems.append(FitProblem(hide_reward(base.model), base.reward_input(method.input_kind), demos.states, demos.actions, cell_seed(unit, task.index)))
+                    method = suite.make_method(method_name, family, suite.seeds[0], n)  # with its per-n settings, as the harness
+                    problems, _ = unit_problems(suite, unit, method)
                     batched_times, single_times = [], []
                     for _ in range(args.repeats):
                         start = clock()

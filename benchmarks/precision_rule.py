@@ -47,34 +47,25 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    import gymnasium as gym
-
     from mandril.bench import load_suite
-    from mandril.bench.cells import Unit, cell_seed
-    from mandril.bench.work import held_out_tasks
-    from mandril.eval import shown_and_heldout_demos
-    from mandril.methods import FitProblem, hide_reward, maxent
+    from mandril.bench.cells import Unit
+    from mandril.bench.work import unit_problems
+    from mandril.methods import maxent
 
     before, now = load_fitting_at(args.before).fit_rewards, maxent.fit_rewards
     suite = load_suite(args.suite)
     totals = collections.Counter()
     for family, spec in suite.families.items():
-        env = gym.make(spec.env_id, **spec.env_kwargs)
-        base = env.unwrapped
         counts = [int(x) for x in args.n_demos.split(",")] if args.n_demos else suite.family_n_demos(family)
         splits = args.splits.split(",") if args.splits else spec.splits
         for method_name in args.methods.split(","):
             if method_name not in suite.methods or not suite.runs_on(method_name, family):
                 continue
-            method = suite.make_method(method_name, family, suite.seeds[0])
             for split in splits:
                 for n in counts:
                     unit = Unit(family, split, method_name, "", suite.seeds[0], n, spec.n_tasks, False)
-                    problems = []
-                    for task in held_out_tasks(base, split, spec.n_tasks, spec.task_seed):
-                        base.set_task(task)
-                        demos = shown_and_heldout_demos(env, n, unit.seed, spec.expert.settings())
-                        problems.append(FitProblem(hide_reward(base.model), base.reward_input(method.input_kind), demos.states, demos.actions, cell_seed(unit, task.index)))
+                    method = suite.make_method(method_name, family, suite.seeds[0], n)  # with its per-n settings, as the harness
+                    problems, _ = unit_problems(suite, unit, method)
                     outputs = {}
                     for name, fit in (("before", before), ("now", now)):
                         maxent.fit_rewards = fit

@@ -19,7 +19,7 @@ from mandril.bench.cells import Preparation, Unit, cell_seed
 from mandril.bench.store import PREPARATION_FAILED
 from mandril.bench.suite import VALIDATION_SPLIT, VALIDATION_START, Suite, suite_from_dict
 
-__all__ = ["run_preparation", "run_unit", "held_out_tasks", "training_pool", "RECORD_KEYS"]
+__all__ = ["run_preparation", "run_unit", "unit_problems", "held_out_tasks", "training_pool", "RECORD_KEYS"]
 
 #: The keys of every record, in order.
 RECORD_KEYS = (
@@ -118,13 +118,37 @@ def run_preparation(suite_data: dict, preparation: Preparation, checkpoint: Opti
         return {"id": preparation.id, "state": None, "seconds": time.perf_counter() - start, "error": _error_text(error), "notes": notes}
 
 
+def unit_problems(suite: Suite, unit: Unit, method: Any) -> tuple[list, list[tuple]]:
+    """The cells of ``unit`` as ``method`` fits them: one :class:`~mandril.methods.FitProblem` per held-out task
+    (its demos from the evaluation protocol, the reward hidden unless the method is a reference that reads it,
+    the family's prior for methods that read it, the cell's seed) and its truth ``(task index, true model,
+    demos, goal state)`` for scoring. The one place the harness and the speed benchmarks build them."""
+    import gymnasium as gym
+
+    from mandril.eval import shown_and_heldout_demos
+    from mandril.methods import FitProblem, hide_reward
+
+    spec = suite.families[unit.family]
+    env = gym.make(spec.env_id, **spec.env_kwargs)
+    base = env.unwrapped
+    expert = spec.expert.settings()
+    problems, truths = [], []
+    for task in held_out_tasks(base, unit.split, unit.n_tasks, spec.task_seed):
+        base.set_task(task)
+        demos = shown_and_heldout_demos(env, unit.n_demos, unit.seed, expert)
+        model = base.model if method.reads_true_reward else hide_reward(base.model)
+        prior = base.reward_prior() if method.reads_reward_prior else None
+        problems.append(FitProblem(model, base.reward_input(method.input_kind), demos.states, demos.actions, cell_seed(unit, task.index), f"{unit.split}/{task.index}", prior))
+        truths.append((task.index, base.model, demos, base.goal_state))
+    return problems, truths
+
+
 def run_unit(suite_data: dict, unit: Unit, state: Optional[dict] = None, preparation_error: Optional[str] = None, device: Optional[str] = None) -> list[dict]:
     """Score one unit's cells; one record per cell (see :data:`RECORD_KEYS`)."""
-    import gymnasium as gym
     import torch
 
-    from mandril.eval import score, shown_and_heldout_demos
-    from mandril.methods import FitError, FitProblem, hide_reward
+    from mandril.eval import score
+    from mandril.methods import FitError
 
     suite = suite_of(suite_data)
     spec = suite.families[unit.family]
@@ -145,17 +169,7 @@ def run_unit(suite_data: dict, unit: Unit, state: Optional[dict] = None, prepara
             method.to(device)
         if unit.needs_preparation:
             method.load_state_dict(state)
-        env = gym.make(spec.env_id, **spec.env_kwargs)
-        base = env.unwrapped
-        expert = spec.expert.settings()
-        problems, truths = [], []
-        for task in held_out_tasks(base, unit.split, unit.n_tasks, spec.task_seed):
-            base.set_task(task)
-            demos = shown_and_heldout_demos(env, unit.n_demos, unit.seed, expert)
-            model = base.model if method.reads_true_reward else hide_reward(base.model)
-            prior = base.reward_prior() if method.reads_reward_prior else None
-            problems.append(FitProblem(model, base.reward_input(method.input_kind), demos.states, demos.actions, cell_seed(unit, task.index), f"{unit.split}/{task.index}", prior))
-            truths.append((task.index, base.model, demos, base.goal_state))
+        problems, truths = unit_problems(suite, unit, method)
         fit_start = time.perf_counter()
         outputs = method.fit_batch(problems)
         per_cell = (time.perf_counter() - fit_start) / max(1, len(problems))
