@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -44,9 +44,11 @@ def _save(plt, figure, path: Path) -> None:
 
 
 def plot_curves(rows: list[dict], path: Path, title: str, panel_key: Optional[str], order: Sequence[str], references: Sequence[str],
-                headline: str, labels: Optional[dict] = None) -> None:
+                headline: str, labels: Optional[dict] = None) -> list[str]:
     """IQM-vs-demos lines with interval bands, one panel per ``panel_key`` value; symlog y so that 0.005
-    and 0.05 are told apart. ``labels`` renames methods in the legend (e.g. to name identical ones)."""
+    and 0.05 are told apart. ``labels`` renames methods in the legend (e.g. to name identical ones). One
+    legend names every method plotted in any panel (a method on a reduced grid may be in one panel only);
+    returns its entries."""
     plt = _pyplot()
     labels = labels or {}
     panels = sorted({r[panel_key] for r in rows}) if panel_key else [None]
@@ -73,10 +75,15 @@ def plot_curves(rows: list[dict], path: Path, title: str, panel_key: Optional[st
         axis.set_ylabel("normalized EVD, IQM (lower is better; symlog)")
         axis.set_title(str(panel) if panel is not None else "all families")
         axis.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    handles: dict[str, Any] = {}
+    for axis in axes[0]:
+        for handle, label in zip(*axis.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    axes[0][-1].legend(list(handles.values()), list(handles), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.suptitle(title)
     figure.tight_layout()
     _save(plt, figure, path)
+    return list(handles)
 
 
 def plot_profiles(scores: dict[tuple, np.ndarray], path: Path, title: str, order: Sequence[str], references: Sequence[str], headline: str,

@@ -25,3 +25,15 @@ def test_the_gap_is_each_method_s_mean_minus_the_limit_s_on_the_same_cells():
     assert values["maxent_tabular"] == ""  # identical to maxent_linear: shown once
     assert "expert" not in columns and "bayes" not in columns  # references are not learners
     assert not [line for line in lines if line.startswith("| gridworld |")]  # no limit measured there: no row
+
+
+def test_every_plotted_method_has_a_legend_entry(tmp_path):
+    from mandril.bench.plots import plot_curves
+
+    def row(split: str, method: str, n: int) -> dict:
+        return {"split": split, "method": method, "n_demos": n, "nevd_iqm": 0.1, "nevd_low": 0.05, "nevd_high": 0.2}
+
+    rows = [row(split, "mandril", n) for split in ("test", "test_unseen") for n in (1, 4)] + [row("test", "airl", 4), row("test", "bc", 4)]
+    entries = plot_curves(rows, tmp_path / "p.png", "t", "split", ["mandril", "airl", "bc"], (), "mandril")
+    assert entries == ["mandril", "airl", "bc"]  # airl and bc are plotted in the first panel only
+    assert (tmp_path / "p.png").stat().st_size > 1000
