@@ -64,7 +64,7 @@ from mandril.core.config import MAX_THREADS, build_dataclass, dataclass_to_dict,
 from mandril.data.batch import check_likelihood
 from mandril.rewards.spec import RewardModelSpec
 
-__all__ = ["Suite", "FamilySpec", "PoolSpec", "CellLimits", "load_suite", "suite_from_dict", "by_n_entry", "check_name", "BY_N", "VALIDATION_SPLIT", "VALIDATION_START", "MAX_CELLS"]
+__all__ = ["Suite", "FamilySpec", "PoolSpec", "CellLimits", "load_suite", "resolve_file", "packaged_file", "suite_from_dict", "by_n_entry", "check_name", "BY_N", "VALIDATION_SPLIT", "VALIDATION_START", "MAX_CELLS"]
 
 #: The harness split of tuning sweeps: tasks of the family's ``train`` split from index
 #: :data:`VALIDATION_START` on, which no training pool reaches (pools are tasks ``0 .. n_tasks - 1``).
@@ -549,6 +549,31 @@ def tuned_settings(path: Path) -> tuple[dict, dict]:
                 raise ValueError(f"{path}: [families.{family}.tried] {method} must be a number of settings >= 1, got {count!r}")
         tried[family] = dict(table.get("tried", {}))
     return settings, tried
+
+
+def packaged_file(name: str, kind: str) -> Path:
+    """A committed suite (``kind = "suites"``) or tuning sweep (``"tuning"``) shipped with the package, by name
+    (``"quick"`` -> ``mandril/bench/suites/quick.toml``, which is ``benchmarks/suites/quick.toml``).
+
+    Raises:
+        ValueError: no such file; the message lists the names there are.
+    """
+    from importlib import resources
+
+    folder = Path(str(resources.files("mandril.bench") / kind))
+    known = sorted(p.stem for p in folder.glob("*.toml") if not p.stem.endswith("-selected"))
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name) or not (folder / f"{name}.toml").is_file():
+        raise ValueError(f"{name!r} is neither a TOML file nor the name of a packaged {kind[:-1] if kind == 'suites' else 'tuning sweep'}: one of {known}")
+    return folder / f"{name}.toml"
+
+
+def resolve_file(text: Union[str, Path], kind: str) -> Path:
+    """``text`` as a path when it names a file (or looks like one: a ``.toml`` suffix or a separator), else
+    the packaged file of that name (:func:`packaged_file`)."""
+    path = Path(text)
+    if path.exists() or path.suffix == ".toml" or "/" in str(text) or "\\" in str(text):
+        return path
+    return packaged_file(str(text), kind)
 
 
 def load_suite(path: Union[str, Path]) -> Suite:

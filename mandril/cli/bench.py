@@ -40,7 +40,7 @@ def register(subparsers: Any) -> None:
         "ran; one line 'N cells failed: ...' on stderr), 2 on bad input (nothing is run).",
         formatter_class=HelpFormatter,
     )
-    run.add_argument("suite", help="suite TOML file (e.g. benchmarks/suites/quick.toml)")
+    run.add_argument("suite", help="suite TOML file (e.g. benchmarks/suites/quick.toml), or the name of a committed suite shipped with the package (smoke, quick, standard, paper)")
     run.add_argument("--out", required=True, help="output directory (refused if it holds another suite, or this one without --resume)")
     run.add_argument("--resume", action="store_true", help="continue the run in --out: skip finished cells and preparations")
     run.add_argument("--workers", type=positive_int, default=1, help="worker processes (each with one torch thread); 1 runs in this process")
@@ -69,12 +69,13 @@ def register(subparsers: Any) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from mandril.bench import load_suite, run_suite, write_report
+    from mandril.bench.suite import resolve_file
 
     from mandril.core.io import check_writable_dir
 
     if args.ray_address is not None and args.backend != "ray":
         raise ValueError(f"--ray-address {args.ray_address!r} needs --backend ray (the local backend runs no Ray cluster)")
-    suite = load_suite(args.suite)  # every setting of every method on every family is checked here
+    suite = load_suite(resolve_file(args.suite, "suites"))  # every setting of every method on every family is checked here
     check_writable_dir(args.out)
     summary = run_suite(suite, args.out, resume=args.resume, workers=args.workers, backend=args.backend, ray_address=args.ray_address,
                         progress=not args.quiet, device=None if args.device == "cpu" else args.device)

@@ -24,7 +24,7 @@ def register(subparsers: Any) -> None:
         "(for a suite's tuned = ...), tuning.csv and tuning.md to --out. Rerunning continues a killed sweep.",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("sweep", help="sweep TOML file")
+    p.add_argument("sweep", help="sweep TOML file, or the name of a committed sweep shipped with the package (quick)")
     p.add_argument("--out", required=True, help="output directory (one per sweep; a rerun continues it)")
     p.add_argument("--workers", type=positive_int, default=1, help="worker processes")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -32,11 +32,12 @@ def register(subparsers: Any) -> None:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
+    from mandril.bench.suite import resolve_file
     from mandril.bench.tune import load_sweep, run_sweep
 
     from mandril.core.io import check_writable_dir
 
-    sweep, suite = load_sweep(args.sweep)
+    sweep, suite = load_sweep(resolve_file(args.sweep, "tuning"))
     check_writable_dir(args.out)
     result = run_sweep(sweep, suite, args.out, workers=args.workers, progress=not args.quiet)
     print(f"selected settings for {len(result['selected'])} families: {Path(args.out) / 'selected.toml'} (details in tuning.md)")

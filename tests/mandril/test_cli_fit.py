@@ -119,3 +119,25 @@ def test_train_reads_what_the_family_offers(tmp_path):
 def test_a_model_the_user_chose_stands():
     assert family_defaults(methods.METHODS["maxent"], ("features",), {"reward_model": {"kind": "conv"}}) == {}
     assert family_defaults(methods.METHODS["maxent"], ("features",), {"input_kind": "features"}) == {}
+
+
+def test_committed_suites_and_sweeps_run_by_name_from_the_package(tmp_path, capsys):
+    from importlib import resources
+
+    from mandril.bench import load_suite
+    from mandril.bench.suite import packaged_file, resolve_file
+
+    shipped = Path(str(resources.files("mandril.bench") / "suites"))
+    assert {p.stem for p in shipped.glob("*.toml")} >= {"smoke", "quick", "standard", "paper"}
+    assert load_suite(resolve_file("quick", "suites")) == load_suite(ROOT / "benchmarks" / "suites" / "quick.toml")
+    assert packaged_file("quick", "tuning").read_text() == (ROOT / "benchmarks" / "tuning" / "quick.toml").read_text()
+    assert resolve_file("benchmarks/suites/quick.toml", "suites") == Path("benchmarks/suites/quick.toml")  # a path stays a path
+    for bad in ("qiuck", "../etc/passwd", ".hidden"):
+        with pytest.raises(ValueError, match="is neither a TOML file nor the name of a packaged"):
+            packaged_file(bad, "suites")
+    assert main(["bench", "run", "qiuck", "--out", str(tmp_path / "out")]) == 2
+    assert "one of ['paper', 'quick', 'smoke', 'standard']" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    import tomllib
+
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["mandril.bench"]
+    assert data == ["suites/*.toml", "tuning/*.toml"]  # shipped in the wheel, not only in a checkout
