@@ -35,20 +35,23 @@ from typing import Any, Optional
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _iteration_setting(method: str) -> str:
-    """The name of the setting that counts the training iterations of a method with a preparation."""
+def _iteration_setting(method: str) -> Optional[str]:
+    """The name of the setting that counts the training iterations of a method with a preparation; ``None``
+    for a preparation of fixed length (``map_prior`` fits its pool once), measured once at full length."""
     from mandril.methods import METHODS
 
     names = [f.name for f in fields(METHODS[method].Config) if f.name.endswith("iterations")]
-    if len(names) != 1:
-        raise ValueError(f"method {method!r}: expected one '*iterations' setting, found {names}")
-    return names[0]
+    if len(names) > 1:
+        raise ValueError(f"method {method!r}: expected at most one '*iterations' setting, found {names}")
+    return names[0] if names else None
 
 
-def _with_iterations(suite_data: dict, method: str, iterations: int) -> dict:
-    """The suite's data with ``method`` trained for ``iterations`` (everywhere it is set)."""
+def _with_iterations(suite_data: dict, method: str, iterations: Optional[int]) -> dict:
+    """The suite's data with ``method`` trained for ``iterations`` (everywhere it is set; ``None``: as it is)."""
     name = _iteration_setting(method)
     data = json.loads(json.dumps(suite_data))
+    if name is None or iterations is None:
+        return data
     data.setdefault("settings", {}).setdefault(method, {})[name] = iterations
     for spec in data["families"].values():
         if name in spec.get("methods", {}).get(method, {}):
@@ -90,15 +93,16 @@ def measure(suite_path: Path, tasks: int, n_demos: list[int], iterations: tuple[
                     if progress:
                         print(f"  built the training pool of {family}: {pools[family]:.1f} CPU s", flush=True)
                 preparation = Preparation(method, family, seed, "")
+                fixed = _iteration_setting(method) is None
                 run_preparation(_with_iterations(data, method, 1), preparation)  # not measured: first imports, first calls
-                for length in iterations:
+                for length in ((None,) if fixed else iterations):
                     result, cpu = _cpu(run_preparation, _with_iterations(data, method, length), preparation)
                     if result["error"]:
                         raise RuntimeError(f"preparing {method} on {family}: {result['error']}")
                     state = result["state"]
                     preparations.append({"family": family, "method": method, "iterations": length, "cpu_seconds": cpu})
                     if progress:
-                        print(f"  prepared {method} on {family}, {length} iterations: {cpu:.1f} CPU s", flush=True)
+                        print(f"  prepared {method} on {family}, {'its whole preparation' if length is None else f'{length} iterations'}: {cpu:.1f} CPU s", flush=True)
             limits = suite.cells.get(method)
             counts = [n for n in n_demos if limits is None or limits.allows(n_demos=n)] or list(limits.n_demos[:1])
             run_unit(data, Unit(family, split, method, "", seed, counts[0], 1, METHODS[method].needs_preparation), state)  # not measured
@@ -150,18 +154,25 @@ def estimate(suite_path: Path, measured: dict) -> dict:
         entry["cell_cpu_hours"] += unit.n_tasks * _per_cell(points, unit.n_demos) / 3600
     longest = 0.0
     for preparation in preparations_of(units):
-        points = sorted((m["iterations"], m["cpu_seconds"]) for m in measured["preparations"]
-                        if m["family"] == preparation.family and m["method"] == preparation.method)
-        if len(points) < 2:
-            raise ValueError(f"no two measured lengths of preparing {preparation.method} on {preparation.family}")
-        (i0, c0), (i1, c1) = points[0], points[-1]
-        per_iteration = max(0.0, (c1 - c0) / (i1 - i0))
-        full = suite.method_settings(preparation.method, preparation.family, preparation.seed).get(_iteration_setting(preparation.method))
-        if full is None:
-            from mandril.methods import METHODS
+        mine = [m for m in measured["preparations"] if m["family"] == preparation.family and m["method"] == preparation.method]
+        setting = _iteration_setting(preparation.method)
+        if setting is None:  # a preparation of fixed length, measured whole
+            if not mine:
+                raise ValueError(f"no measurement of preparing {preparation.method} on {preparation.family}")
+            cost = max(m["cpu_seconds"] for m in mine)
+        else:
+            points = sorted((m["iterations"], m["cpu_seconds"]) for m in mine if m["iterations"] is not None)
+            if len(points) < 2:
+                raise ValueError(f"no two measured lengths of preparing {preparation.method} on {preparation.family}")
+            (i0, c0), (i1, c1) = points[0], points[-1]
+            per_iteration = max(0.0, (c1 - c0) / (i1 - i0))
+            full = suite.method_settings(preparation.method, preparation.family, preparation.seed).get(setting)
+            if full is None:
+                from mandril.methods import METHODS
 
-            full = next(f.default for f in fields(METHODS[preparation.method].Config) if f.name == _iteration_setting(preparation.method))
-        hours = (measured["pools"][preparation.family] + c0 + per_iteration * (full - i0)) / 3600
+                full = next(f.default for f in fields(METHODS[preparation.method].Config) if f.name == setting)
+            cost = c0 + per_iteration * (full - i0)
+        hours = (measured["pools"][preparation.family] + cost) / 3600
         entry = row(preparation.method)
         entry["preparations"] += 1
         entry["preparation_cpu_hours"] += hours

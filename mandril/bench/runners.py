@@ -33,7 +33,7 @@ from mandril.bench.store import PREPARATION_FAILED, RunStore
 from mandril.bench.suite import Suite
 from mandril.bench.work import run_preparation, run_unit
 
-__all__ = ["run_suite", "RunSummary", "BACKENDS", "WorkerLostError"]
+__all__ = ["run_suite", "check_backend", "RunSummary", "BACKENDS", "WorkerLostError"]
 
 BACKENDS = ("local", "ray")
 
@@ -209,7 +209,7 @@ def _check_device(device: str) -> None:
     make("zero_reward").to(device)
 
 
-def _check_backend(backend: str, address: Optional[str]) -> None:
+def check_backend(backend: str, address: Optional[str]) -> None:
     """Refuse an unknown backend, an address without Ray, or a Ray address nothing answers at, before any work
     (``ray.init`` would retry an unreachable address for minutes)."""
     import socket
@@ -217,7 +217,7 @@ def _check_backend(backend: str, address: Optional[str]) -> None:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
     if address and backend != "ray":
-        raise ValueError("--ray-address needs --backend ray")
+        raise ValueError(f"--ray-address needs --backend ray, got backend {backend!r} (the local backend runs no Ray cluster)")
     if not address or address == "auto":
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
@@ -230,7 +230,7 @@ def _check_backend(backend: str, address: Optional[str]) -> None:
 
 
 def _executor(backend: str, workers: int, threads: int, address: Optional[str]) -> Any:
-    _check_backend(backend, address)
+    check_backend(backend, address)
     if backend == "ray":
         return _Ray(workers, address)
     return _Inline() if workers == 1 else _Pool(workers, threads)
@@ -271,7 +271,7 @@ def run_suite(
         raise ValueError(f"workers must be an int between 1 and 1024, got {workers!r}")
     if device is not None:
         _check_device(device)
-    _check_backend(backend, ray_address)  # before the folder is claimed
+    check_backend(backend, ray_address)  # before the folder is claimed
     store = RunStore(out, prepared_dir)
     units = units_of(suite)
     preparations = preparations_of(units)

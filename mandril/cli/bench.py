@@ -69,12 +69,11 @@ def register(subparsers: Any) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from mandril.bench import load_suite, run_suite, write_report
+    from mandril.bench.runners import check_backend
     from mandril.bench.suite import resolve_file
-
     from mandril.core.io import check_writable_dir
 
-    if args.ray_address is not None and args.backend != "ray":
-        raise ValueError(f"--ray-address {args.ray_address!r} needs --backend ray (the local backend runs no Ray cluster)")
+    check_backend(args.backend, args.ray_address)  # before anything is read or written (also done by run_suite)
     suite = load_suite(resolve_file(args.suite, "suites"))  # every setting of every method on every family is checked here
     check_writable_dir(args.out)
     summary = run_suite(suite, args.out, resume=args.resume, workers=args.workers, backend=args.backend, ray_address=args.ray_address,

@@ -34,15 +34,18 @@ def test_the_sums_count_every_cell_and_preparation_of_the_suite(script):
     units = units_of(suite)
     cells = [{"family": f, "method": m, "n_demos": n, "tasks": 1, "cpu_seconds_per_cell": 10.0 if n == 1 else 20.0}
              for f in suite.families for m in suite.methods for n in (1, 4)]
-    preparations = [{"family": f, "method": m, "iterations": i, "cpu_seconds": c}
-                    for f in suite.families for m in ("mandril", "pretrain_finetune", "demo_conditioned") for i, c in ((1, 5.0), (2, 7.0))]
+    trained = ("mandril", "pretrain_finetune", "demo_conditioned")  # iterations: measured at two lengths, extrapolated
+    assert {p.method for p in preparations_of(units)} == {*trained, "map_prior"}
+    preparations = [{"family": f, "method": m, "iterations": i, "cpu_seconds": c} for f in suite.families for m in trained for i, c in ((1, 5.0), (2, 7.0))]
+    preparations += [{"family": f, "method": "map_prior", "iterations": None, "cpu_seconds": 19.0} for f in suite.families]  # fixed length: measured whole
     pools = {f: 100.0 for f in suite.families}
     sums = script.estimate(SMOKE, {"cells": cells, "preparations": preparations, "pools": pools})
     expected_cells = sum(u.n_tasks * (10.0 if u.n_demos == 1 else 20.0) for u in units) / 3600
     assert sums["cells"] == sum(u.n_tasks for u in units) and sums["not_measured"] == []
     assert sums["cell_cpu_hours"] == pytest.approx(expected_cells)
     # the smoke suite trains 3 iterations: 100 (pool) + 5 (at 1 iteration) + 2 x 2 more
-    assert sums["preparation_cpu_hours"] == pytest.approx(len(preparations_of(units)) * 109.0 / 3600)
+    fixed = sum(1 for p in preparations_of(units) if p.method == "map_prior")
+    assert sums["preparation_cpu_hours"] == pytest.approx(((len(preparations_of(units)) - fixed) * 109.0 + fixed * 119.0) / 3600)  # 100 (pool) + 19
     assert sums["total_cpu_hours"] == pytest.approx(sums["cell_cpu_hours"] + sums["preparation_cpu_hours"])
 
 
