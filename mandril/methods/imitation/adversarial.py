@@ -157,8 +157,9 @@ class AdversarialMethod(Method):
         import torch
         from imitation.util import networks
 
-        from mandril.methods.imitation.adapters import Observations, demos_to_trajectories, make_venv
-        from mandril.methods.imitation.common import QuietLogger, build_ppo, check_finite, derive_seed, seeded_global_rngs
+        from mandril.methods.imitation.adapters import Observations, demos_to_trajectories
+        from mandril.methods.imitation.vec_env import make_venv
+        from mandril.methods.imitation.common import ExpertBatches, QuietLogger, build_ppo, check_finite, derive_seed, seeded_global_rngs
 
         c = self.config
         model = problem.model
@@ -174,11 +175,12 @@ class AdversarialMethod(Method):
                 ppo = build_ppo(venv, c, seed)
                 demos = demos_to_trajectories(problem.states, problem.actions, observations)
                 trainer, parts = self._build_trainer(problem, observations, venv, ppo, demos, demo_batch_size, QuietLogger())
+                expert = ExpertBatches(demos, demo_batch_size, derive_seed(problem.seed, 1))
                 for round_ in range(c.rounds):
                     trainer.train_gen(trainer.gen_train_timesteps)
                     for _ in range(c.disc_updates_per_round):
                         with networks.training(trainer.reward_train):
-                            stats = trainer.train_disc()
+                            stats = trainer.train_disc(expert_samples=expert.next())
                     check_finite(stats["disc_loss"], what=f"the discriminator loss after round {round_ + 1}", **check)
                     disc_losses.append(float(stats["disc_loss"]))
                 for part, module in (("generator policy", trainer.policy), ("reward net", trainer.reward_train)):

@@ -86,7 +86,7 @@ class BC(Method):
         from stable_baselines3.common.policies import ActorCriticPolicy
 
         from mandril.methods.imitation.adapters import Observations, demos_to_trajectories, policy_table
-        from mandril.methods.imitation.common import QuietLogger, check_finite, derive_seed, seeded_global_rngs
+        from mandril.methods.imitation.common import ExpertBatches, QuietLogger, check_finite, derive_seed, seeded_global_rngs
 
         c = self.config
         model = problem.model
@@ -100,7 +100,7 @@ class BC(Method):
                 action_space=action_space,
                 rng=np.random.default_rng(derive_seed(problem.seed, 1)),
                 policy=policy,
-                demonstrations=demos_to_trajectories(problem.states, problem.actions, observations),
+                demonstrations=ExpertBatches(demos_to_trajectories(problem.states, problem.actions, observations), batch_size, derive_seed(problem.seed, 2)),
                 batch_size=batch_size,
                 optimizer_kwargs={"lr": c.lr},
                 ent_weight=c.ent_weight,
