@@ -40,18 +40,23 @@ def _hidden(name: str, value: tuple[int, ...]) -> None:
 class AdversarialConfig:
     """Settings of an adversarial fit (AIRL, GAIL).
 
-    The defaults are GAIL's, chosen on 3 train tasks of 8x8 GridWorld (the package's ``sweep``
-    module): 32 rounds of 1024 generator steps and 4 discriminator steps each. The generator's
-    normalized EVD at 4 demos, scored every 4 rounds, reached 0.08 after 24 rounds and 0.06 after
-    32 with PPO at ``1e-3`` (0.08 / 0.05 at 1 / 16 demos after 32), and 0.06 after 24, 0.04 after
-    32 at ``3e-3`` (the default); a one-hot time feature was slower (0.08 after 32 rounds), so the
-    default is none. About one to two minutes per fit on one loaded CPU core.
-    :class:`~.airl.AIRLConfig` changes three of them.
+    The defaults are GAIL's: 32 rounds of 1024 generator steps (64 copies of the env for 16 steps),
+    PPO at ``3e-3`` with 3 epochs of minibatches of 512, and 4 discriminator steps per round. The
+    number of rounds was chosen on 3 train tasks of 8x8 GridWorld (the package's ``sweep`` module:
+    the generator's normalized EVD at 4 demos reached 0.08 after 24 rounds and 0.04 after 32 at
+    ``3e-3``; a one-hot time feature was slower). The rest was made cheaper for issue 17 on
+    validation tasks (train-split tasks from 1,000,000 on): 8 envs x 128 steps with 5 epochs of 256
+    (the former defaults) and 64 x 16 with 3 epochs of 512 gave the same normalized EVD (see the
+    package's ``README`` section in the issue-17 report), while 16 rounds (of 1024 or 2048 steps)
+    were far worse on GridWorld (0.33-0.39 at one demo against 0.06): GAIL needs its rounds, not
+    its PPO epochs. :class:`~.airl.AIRLConfig` changes three of them.
 
     Attributes:
         total_timesteps: generator environment steps over the whole fit; rounded down to whole
             rounds of ``n_envs * n_steps`` steps (at least one round).
-        n_envs: copies of the env the generator steps in parallel (one process).
+        n_envs: copies of the env the generator steps together (one numpy
+            :class:`~.vec_env.TabularVecEnv`: many copies cost little more than one, and fewer
+            steps per round mean fewer of imitation's per-step wrapper calls).
         n_steps: PPO rollout length per env and round.
         batch_size: PPO minibatch size (2 .. ``n_envs * n_steps``).
         n_epochs: PPO passes over each rollout.
@@ -73,10 +78,10 @@ class AdversarialConfig:
     """
 
     total_timesteps: int = 32768
-    n_envs: int = 8
-    n_steps: int = 128
-    batch_size: int = 256
-    n_epochs: int = 5
+    n_envs: int = 64
+    n_steps: int = 16
+    batch_size: int = 512
+    n_epochs: int = 3
     gen_lr: float = 3e-3
     ent_coef: float = 0.0
     gamma: float = 0.95

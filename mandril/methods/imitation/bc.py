@@ -54,9 +54,9 @@ class BCConfig:
             policy), ``"onehot"`` of the step ``t`` or ``"fraction"`` ``t / H``.
     """
 
-    n_batches: int = 1000
-    batch_size: int = 64
-    lr: float = 1e-3
+    n_batches: int = 250
+    batch_size: int = 256
+    lr: float = 3e-3
     ent_weight: float = 1e-3
     l2_weight: float = 0.0
     hidden: tuple[int, ...] = (32, 32)
