@@ -45,11 +45,14 @@ class AdversarialConfig:
     number of rounds was chosen on 3 train tasks of 8x8 GridWorld (the package's ``sweep`` module:
     the generator's normalized EVD at 4 demos reached 0.08 after 24 rounds and 0.04 after 32 at
     ``3e-3``; a one-hot time feature was slower). The rest was made cheaper for issue 17 on
-    validation tasks (train-split tasks from 1,000,000 on): 8 envs x 128 steps with 5 epochs of 256
-    (the former defaults) and 64 x 16 with 3 epochs of 512 gave the same normalized EVD on
-    GridWorld (0.097 / 0.035 / 0.037 against 0.090 / 0.036 / 0.038 at n = 1 / 4 / 16) at about a
-    quarter of the cost, while 16 rounds (of 1024 or 2048 steps) were far worse (0.33-0.39 at one
-    demo): GAIL needs its rounds, not its PPO epochs. :class:`~.airl.AIRLConfig` changes four of them.
+    validation tasks (train-split tasks from 1,000,000 on; mean normalized EVD at n = 1 / 4 / 16,
+    6 GridWorld and 5 TabularMDP-Linear tasks): 8 envs x 128 steps with 5 epochs of 256 (the former
+    defaults) gave 0.083 / 0.178 / 0.043 and 0.84 / 0.68 / 0.61, 64 x 16 with 3 epochs of 512 gave
+    0.138 / 0.075 / 0.096 and 0.84 / 0.83 / 0.80 (paired differences within about 1.5 standard
+    errors: GAIL's fits vary a lot from task to task) at about a quarter of the cost (3-3.5 s a
+    fit on one core), while 16 rounds (of 1024 or 2048 steps) were far worse on GridWorld (0.33-0.39
+    at one demo): GAIL needs its rounds more than its PPO epochs. :class:`~.airl.AIRLConfig` changes
+    four of them.
 
     Attributes:
         total_timesteps: generator environment steps over the whole fit; rounded down to whole
