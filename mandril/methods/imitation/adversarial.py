@@ -41,18 +41,18 @@ class AdversarialConfig:
     """Settings of an adversarial fit (AIRL, GAIL).
 
     The defaults are GAIL's: 32 rounds of 1024 generator steps (64 copies of the env for 16 steps),
-    PPO at ``3e-3`` with 3 epochs of minibatches of 512, and 4 discriminator steps per round. The
+    PPO at ``3e-3`` with 3 epochs of minibatches of 256, and 4 discriminator steps per round. The
     number of rounds was chosen on 3 train tasks of 8x8 GridWorld (the package's ``sweep`` module:
     the generator's normalized EVD at 4 demos reached 0.08 after 24 rounds and 0.04 after 32 at
     ``3e-3``; a one-hot time feature was slower). The rest was made cheaper for issue 17 on
     validation tasks (train-split tasks from 1,000,000 on; mean normalized EVD at n = 1 / 4 / 16,
-    6 GridWorld and 5 TabularMDP-Linear tasks): 8 envs x 128 steps with 5 epochs of 256 (the former
-    defaults) gave 0.083 / 0.178 / 0.043 and 0.84 / 0.68 / 0.61, 64 x 16 with 3 epochs of 512 gave
-    0.138 / 0.075 / 0.096 and 0.84 / 0.83 / 0.80 (paired differences within about 1.5 standard
-    errors: GAIL's fits vary a lot from task to task) at about a quarter of the cost (3-3.5 s a
-    fit on one core), while 16 rounds (of 1024 or 2048 steps) were far worse on GridWorld (0.33-0.39
-    at one demo): GAIL needs its rounds more than its PPO epochs. :class:`~.airl.AIRLConfig` changes
-    four of them.
+    6 GridWorld and 5-6 TabularMDP-Linear tasks): 8 envs x 128 steps with 5 epochs (the former
+    defaults) gave 0.083 / 0.178 / 0.043 and 0.86 / 0.68 / 0.61; 64 x 16 with 3 epochs gave 0.116 /
+    0.076 / 0.040 and 0.85 / 0.74 / 0.70 (paired differences within one standard error: GAIL's fits
+    vary a lot from task to task) at about a quarter of the cost (3.5-4 s a fit on one core). Fewer
+    PPO steps (3 epochs of 512) were cheaper still but worse on TabularMDP-Linear (0.83 / 0.80 at
+    n = 4 / 16), and 16 rounds (of 1024 or 2048 steps) far worse on GridWorld (0.33-0.39 at one
+    demo): GAIL needs its rounds. :class:`~.airl.AIRLConfig` changes four of them.
 
     Attributes:
         total_timesteps: generator environment steps over the whole fit; rounded down to whole
@@ -83,7 +83,7 @@ class AdversarialConfig:
     total_timesteps: int = 32768
     n_envs: int = 64
     n_steps: int = 16
-    batch_size: int = 512
+    batch_size: int = 256
     n_epochs: int = 3
     gen_lr: float = 3e-3
     ent_coef: float = 0.0

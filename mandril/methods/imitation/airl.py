@@ -27,7 +27,7 @@ class AIRLConfig(AdversarialConfig):
 
     Defaults differ from :class:`AdversarialConfig`'s (GAIL's) in four fields, chosen on train
     tasks of 8x8 GridWorld (see the package's ``sweep`` module): ``disc_updates_per_round = 32``,
-    ``gen_lr = 1e-3``, ``n_epochs = 5``, ``batch_size = 256``, and 8 rounds (``total_timesteps =
+    ``gen_lr = 1e-3``, ``n_epochs = 5``, and 8 rounds (``total_timesteps =
     8192``; 16 before issue 17, which halved the fit: with a discriminator this strong the reward
     table is good from about 8 rounds on). The generator hardly learns (its policy stays near
     uniform, so ``policy_evd`` is poor). With GAIL's 4 (or 8) updates per round the
@@ -52,7 +52,6 @@ class AIRLConfig(AdversarialConfig):
     """
 
     total_timesteps: int = 8192
-    batch_size: int = 256
     n_epochs: int = 5
     gen_lr: float = 1e-3
     disc_updates_per_round: int = 32
