@@ -49,7 +49,7 @@ class AdversarialConfig:
     6 GridWorld and 5-6 TabularMDP-Linear tasks): 8 envs x 128 steps with 5 epochs (the former
     defaults) gave 0.083 / 0.178 / 0.043 and 0.86 / 0.68 / 0.61; 64 x 16 with 3 epochs gave 0.116 /
     0.076 / 0.040 and 0.85 / 0.74 / 0.70 (paired differences within one standard error: GAIL's fits
-    vary a lot from task to task) at about a quarter of the cost (3.5-4 s a fit on one core). Fewer
+    vary a lot from task to task) at a third of the cost (3.9 s a fit on one core, from 11.6). Fewer
     PPO steps (3 epochs of 512) were cheaper still but worse on TabularMDP-Linear (0.83 / 0.80 at
     n = 4 / 16), and 16 rounds (of 1024 or 2048 steps) far worse on GridWorld (0.33-0.39 at one
     demo): GAIL needs its rounds. :class:`~.airl.AIRLConfig` changes four of them.
