@@ -10,6 +10,7 @@
   steps by the model's successor form with its own ``np_random``, exactly ``H`` steps then
   truncation (never termination), and a reward of 0 on every step: the model a method is given has
   its reward hidden, and nothing here reads a reward.
+  (:mod:`~.vec_env` steps ``n`` copies of it together in numpy, for the adversarial generators.)
 * :func:`demos_to_trajectories`: demos ``states (n, H+1)``, ``actions (n, H)`` -> imitation
   ``Trajectory`` objects (``terminal=False``: our episodes are truncated, not terminated) whose
   observations are those the env shows.
@@ -38,7 +39,6 @@ __all__ = [
     "TIME_FEATURES",
     "Observations",
     "TabularModelEnv",
-    "make_venv",
     "demos_to_trajectories",
     "reward_table",
     "policy_table",
@@ -167,16 +167,6 @@ class TabularModelEnv(gym.Env):
         truncated = self._t >= self.model.horizon
         self._needs_reset = truncated
         return self.observations.encode(self._state, self._t), 0.0, False, truncated, {"state": self._state, "t": self._t}
-
-
-def make_venv(model: TabularModel, time_feature: str, n_envs: int) -> Any:
-    """``n_envs`` copies of :class:`TabularModelEnv` in an SB3 ``DummyVecEnv``, each behind imitation's
-    ``RolloutInfoWrapper`` (which imitation's rollout helpers need). Seed it with ``venv.seed(seed)``."""
-    from imitation.data.wrappers import RolloutInfoWrapper
-    from stable_baselines3.common.vec_env import DummyVecEnv
-
-    n_envs = check_int("n_envs", n_envs, 1)
-    return DummyVecEnv([lambda: RolloutInfoWrapper(TabularModelEnv(model, time_feature))] * n_envs)
 
 
 def demos_to_trajectories(states: np.ndarray, actions: np.ndarray, observations: Observations) -> list[Any]:

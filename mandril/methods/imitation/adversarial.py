@@ -40,18 +40,26 @@ def _hidden(name: str, value: tuple[int, ...]) -> None:
 class AdversarialConfig:
     """Settings of an adversarial fit (AIRL, GAIL).
 
-    The defaults are GAIL's, chosen on 3 train tasks of 8x8 GridWorld (the package's ``sweep``
-    module): 32 rounds of 1024 generator steps and 4 discriminator steps each. The generator's
-    normalized EVD at 4 demos, scored every 4 rounds, reached 0.08 after 24 rounds and 0.06 after
-    32 with PPO at ``1e-3`` (0.08 / 0.05 at 1 / 16 demos after 32), and 0.06 after 24, 0.04 after
-    32 at ``3e-3`` (the default); a one-hot time feature was slower (0.08 after 32 rounds), so the
-    default is none. About one to two minutes per fit on one loaded CPU core.
-    :class:`~.airl.AIRLConfig` changes three of them.
+    The defaults are GAIL's: 32 rounds of 1024 generator steps (64 copies of the env for 16 steps),
+    PPO at ``3e-3`` with 3 epochs of minibatches of 256, and 4 discriminator steps per round. The
+    number of rounds was chosen on 3 train tasks of 8x8 GridWorld (the package's ``sweep`` module:
+    the generator's normalized EVD at 4 demos reached 0.08 after 24 rounds and 0.04 after 32 at
+    ``3e-3``; a one-hot time feature was slower). The rest was made cheaper for issue 17 on
+    validation tasks (train-split tasks from 1,000,000 on; mean normalized EVD at n = 1 / 4 / 16,
+    6 GridWorld and 5-6 TabularMDP-Linear tasks): 8 envs x 128 steps with 5 epochs (the former
+    defaults) gave 0.083 / 0.178 / 0.043 and 0.86 / 0.68 / 0.61; 64 x 16 with 3 epochs gave 0.116 /
+    0.076 / 0.040 and 0.85 / 0.74 / 0.70 (paired differences within one standard error: GAIL's fits
+    vary a lot from task to task) at a third of the cost (3.9 s a fit on one core, from 11.6). Fewer
+    PPO steps (3 epochs of 512) were cheaper still but worse on TabularMDP-Linear (0.83 / 0.80 at
+    n = 4 / 16), and 16 rounds (of 1024 or 2048 steps) far worse on GridWorld (0.33-0.39 at one
+    demo): GAIL needs its rounds. :class:`~.airl.AIRLConfig` changes four of them.
 
     Attributes:
         total_timesteps: generator environment steps over the whole fit; rounded down to whole
             rounds of ``n_envs * n_steps`` steps (at least one round).
-        n_envs: copies of the env the generator steps in parallel (one process).
+        n_envs: copies of the env the generator steps together (one numpy
+            :class:`~.vec_env.TabularVecEnv`: many copies cost little more than one, and fewer
+            steps per round mean fewer of imitation's per-step wrapper calls).
         n_steps: PPO rollout length per env and round.
         batch_size: PPO minibatch size (2 .. ``n_envs * n_steps``).
         n_epochs: PPO passes over each rollout.
@@ -73,10 +81,10 @@ class AdversarialConfig:
     """
 
     total_timesteps: int = 32768
-    n_envs: int = 8
-    n_steps: int = 128
+    n_envs: int = 64
+    n_steps: int = 16
     batch_size: int = 256
-    n_epochs: int = 5
+    n_epochs: int = 3
     gen_lr: float = 3e-3
     ent_coef: float = 0.0
     gamma: float = 0.95
@@ -157,8 +165,9 @@ class AdversarialMethod(Method):
         import torch
         from imitation.util import networks
 
-        from mandril.methods.imitation.adapters import Observations, demos_to_trajectories, make_venv
-        from mandril.methods.imitation.common import QuietLogger, build_ppo, check_finite, derive_seed, seeded_global_rngs
+        from mandril.methods.imitation.adapters import Observations, demos_to_trajectories
+        from mandril.methods.imitation.vec_env import make_venv
+        from mandril.methods.imitation.common import ExpertBatches, QuietLogger, build_ppo, check_finite, derive_seed, seeded_global_rngs
 
         c = self.config
         model = problem.model
@@ -174,11 +183,12 @@ class AdversarialMethod(Method):
                 ppo = build_ppo(venv, c, seed)
                 demos = demos_to_trajectories(problem.states, problem.actions, observations)
                 trainer, parts = self._build_trainer(problem, observations, venv, ppo, demos, demo_batch_size, QuietLogger())
+                expert = ExpertBatches(demos, demo_batch_size, derive_seed(problem.seed, 1))
                 for round_ in range(c.rounds):
                     trainer.train_gen(trainer.gen_train_timesteps)
                     for _ in range(c.disc_updates_per_round):
                         with networks.training(trainer.reward_train):
-                            stats = trainer.train_disc()
+                            stats = trainer.train_disc(expert_samples=expert.next())
                     check_finite(stats["disc_loss"], what=f"the discriminator loss after round {round_ + 1}", **check)
                     disc_losses.append(float(stats["disc_loss"]))
                 for part, module in (("generator policy", trainer.policy), ("reward net", trainer.reward_train)):

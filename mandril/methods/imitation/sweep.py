@@ -4,7 +4,8 @@ command that measured them: fit methods on tasks of one split and print their sc
     python -m mandril.methods.imitation.sweep --split train --tasks 3 --n 1 4 16 \\
         --method bc --set '{"time_feature": "onehot"}'
 
-Tasks are ``env.unwrapped.sample_tasks(tasks, split, seed=task_seed)``; demos are the evaluation
+Tasks are ``env.unwrapped.sample_tasks(tasks, split, seed=task_seed)`` (``--split validation``: train-split
+tasks from :data:`mandril.bench.suite.VALIDATION_START` on, as the tuning sweeps use); demos are the evaluation
 protocol's (:func:`mandril.eval.shown_and_heldout_demos`, demo seed 0); methods get the model with
 its reward hidden and are scored by :func:`mandril.eval.score` against the true one. Settings are
 chosen on ``--split train`` tasks; ``--split test`` is for the final numbers only. One line per fit,
@@ -32,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mandril.methods.imitation.sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default="mandril_envs/GridWorld-v0", help="a registered mandril_envs/ id")
     parser.add_argument("--env-kwargs", default="{}", help="JSON kwargs of the env")
-    parser.add_argument("--split", default="train", help="task split (choose settings on train)")
+    parser.add_argument("--split", default="train", help="task split (choose settings on train or validation: train-split tasks from 1,000,000 on, which no training pool reaches)")
     parser.add_argument("--tasks", type=int, default=3, help="number of tasks")
     parser.add_argument("--task-seed", type=int, default=1, help="task stream seed")
     parser.add_argument("--n", type=int, nargs="+", default=[1, 4, 16], help="numbers of demos shown")
@@ -52,6 +53,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     import mandril_envs  # noqa: F401
     from mandril import methods
+    from mandril.bench.suite import VALIDATION_SPLIT, VALIDATION_START
     from mandril.eval import score, shown_and_heldout_demos
     from mandril.methods import hide_reward
     from mandril_envs.env_settings import make_env
@@ -61,7 +63,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     env = make_env(check_env_id(args.env), json.loads(args.env_kwargs), "--env-kwargs")
     base = env.unwrapped
     settings = json.loads(args.set)
-    tasks = base.sample_tasks(args.tasks, args.split, seed=args.task_seed)
+    if args.split == VALIDATION_SPLIT:
+        tasks = base.sample_tasks(args.tasks, "train", seed=args.task_seed, start=VALIDATION_START)
+    else:
+        tasks = base.sample_tasks(args.tasks, args.split, seed=args.task_seed)
     records = []
     for name in args.method:
         method = methods.make(name, **settings)
