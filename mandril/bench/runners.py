@@ -352,10 +352,12 @@ def _run(suite: Suite, store: RunStore, units: list[Unit], preparations: list, w
         kind, job = running.pop(future)
         try:
             result = future.result()
-        except executor.lost:
+        except executor.lost as error:
             what = f"preparing {job.method} on {job.family}" if kind == "preparation" else f"{job.method} on {job.family}/{job.split}, n={job.n_demos}"
+            cause = " ".join(str(error).split())[:300]
             raise WorkerLostError(
-                f"a worker process died while running {what} (killed, out of memory, or the code changed under it); "
+                f"a worker process died while running {what} (killed, out of memory, or the code changed under it: "
+                f"{type(error).__name__}{': ' + cause if cause else ''}); "
                 f"{summary.done_before + summary.done_now} of {summary.cells} cells are saved: rerun with --resume"
             ) from None
         if kind == "preparation":

@@ -2,7 +2,7 @@
 ``ray start`` (its own raylet and object store), joined with ``--ray-address``.
 
 The nodes start without this checkout on their path, so the project's code reaches their workers only
-the way it reaches a real cluster's: the driver ships it (``runtime_env`` ``py_modules``). Checked: the
+the way it reaches a real cluster's: the driver ships it (a ``runtime_env`` ``working_dir``). Checked: the
 smoke suite's records equal a local run's; each prepared state goes to the object store once; a worker
 node killed mid-run loses no saved cell, and ``--resume`` completes the run with the records of an
 uninterrupted one. The nodes are always stopped, and every process of theirs is gone at the end.
@@ -239,34 +239,53 @@ def test_the_nodes_run_the_drivers_code_shipped_with_the_jobs(cluster):
     assert where.startswith(str(cluster.temp_dir)) and "/runtime_resources/working_dir_files/" in where, where
 
 
-def test_two_nodes_give_the_records_of_a_local_run_and_take_each_prepared_state_once(cluster, local_run, tmp_path, monkeypatch):
-    puts, states = [], []
-    share, submit = _Ray.share, _Ray.submit
+# A driver in a fresh process, as the CLI always is: a process that already ran a local Ray session (an earlier
+# test of the same pytest run) and then joins a cluster hands the workers an owner address they cannot reach
+# (ray.exceptions.OwnerDiedError for its ray.put objects). It counts the object-store puts and what each unit got.
+_COUNTING_DRIVER = """
+import json, sys
+from mandril.bench.runners import _Ray
+from mandril.cli import main
+puts, states = [], []
+share, submit = _Ray.share, _Ray.submit
+def counting_share(self, value):
+    ref = share(self, value)
+    puts.append([type(ref).__name__, ref.hex()])
+    return ref
+def watching_submit(self, fn, *args):
+    if fn.__name__ == "run_unit" and args[1].needs_preparation:
+        states.append([args[1].preparation.id, type(args[2]).__name__, args[2].hex()])
+    return submit(self, fn, *args)
+_Ray.share, _Ray.submit = counting_share, watching_submit
+code = main(json.loads(sys.argv[1]))
+print(json.dumps({"code": code, "puts": puts, "states": states}))
+"""
 
-    def counting_share(self, value):
-        ref = share(self, value)
-        puts.append(ref)
-        return ref
 
-    def watching_submit(self, fn, *args):
-        if fn.__name__ == "run_unit" and args[1].needs_preparation:
-            states.append((args[1].preparation.id, args[2]))
-        return submit(self, fn, *args)
+def _drive(argv: list[str]) -> subprocess.CompletedProcess:
+    """``mandril`` with ``argv`` in a fresh process (see above)."""
+    return subprocess.run([sys.executable, "-m", "mandril.cli", *argv], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
-    monkeypatch.setattr(_Ray, "share", counting_share)
-    monkeypatch.setattr(_Ray, "submit", watching_submit)
+
+def test_two_nodes_give_the_records_of_a_local_run_and_take_each_prepared_state_once(cluster, local_run, tmp_path):
     out = tmp_path / "cluster"
-    assert main([*RUN, "--out", str(out), "--ray-address", cluster.address]) == 0
+    driver = subprocess.run([sys.executable, "-c", _COUNTING_DRIVER, json.dumps([*RUN, "--out", str(out), "--ray-address", cluster.address])],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert driver.returncode == 0, driver.stderr[-3000:]
+    result = json.loads(driver.stdout.strip().splitlines()[-1])
+    assert result["code"] == 0, driver.stderr[-3000:]
     assert comparable(out) == comparable(local_run)
     suite = load_suite(SMOKE)
     preparations = preparations_of(units_of(suite))
-    assert len(puts) == len(preparations) and all(isinstance(ref, ray.ObjectRef) for ref in puts)  # once each
+    puts, states = result["puts"], result["states"]
+    assert len(puts) == len(preparations) and all(kind == "ObjectRef" for kind, _ in puts)  # once each
     assert len(states) == sum(u.needs_preparation for u in units_of(suite))
     by_preparation: dict[str, set] = {}
-    for preparation_id, ref in states:  # every unit took its preparation's reference, not the state
-        assert isinstance(ref, ray.ObjectRef)
-        by_preparation.setdefault(preparation_id, set()).add(ref.hex())
+    for preparation_id, kind, ref in states:  # every unit took its preparation's reference, not the state
+        assert kind == "ObjectRef"
+        by_preparation.setdefault(preparation_id, set()).add(ref)
     assert sorted(by_preparation) == sorted(p.id for p in preparations) and all(len(refs) == 1 for refs in by_preparation.values())
+    assert {ref for refs in by_preparation.values() for ref in refs} == {ref for _, ref in puts}
 
 
 def test_a_worker_node_killed_mid_run_loses_no_saved_cell_and_resume_completes_the_run(cluster, local_run, tmp_path):
@@ -297,7 +316,8 @@ def test_a_worker_node_killed_mid_run_loses_no_saved_cell_and_resume_completes_t
     assert comparable(out) != comparable(local_run)  # it was interrupted
     cluster.add_worker()  # a replacement node, as the autoscaler would start
     cluster.wait_for(2)
-    assert main([*RUN, "--out", str(out), "--ray-address", cluster.address, "--resume"]) == 0
+    resumed = _drive([*RUN, "--out", str(out), "--ray-address", cluster.address, "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert comparable(out) == comparable(local_run)
     after = saved(out)
     assert {name: after[name] for name in during} == during  # no saved cell was lost or rewritten
