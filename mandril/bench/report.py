@@ -256,27 +256,38 @@ def _headline_section(suite: Suite, comparisons: list[dict], rows: list[dict]) -
 LIMIT_METHOD = "bayes"
 
 
-def _limit_section(suite: Suite, rows: list[dict]) -> list[str]:
-    """Each learning method's distance to the limit (``bayes``): its mean normalized EVD minus the limit's, per
-    family, split and n (the gap left to close; the mean, not the IQM, so that failures count)."""
+def _limit_section(suite: Suite, records: list[dict], identical: dict) -> list[str]:
+    """Each learning method's distance to the limit (``bayes``): the mean over their common cells (run, task) of
+    its normalized EVD minus the limit's, per family, split and n (the gap left to close; the mean, not the
+    IQM, so that failures count, scored as the zero reward like everywhere in the report)."""
     if LIMIT_METHOD not in suite.methods:
         return []
-    mean = {(r["family"], r["split"], r["n_demos"], r["method"]): r["nevd_mean"] for r in rows if not r["same_as"]}
+    filled, _ = fill_failures(records)
+    scores: dict[tuple, dict] = defaultdict(dict)
+    for r in filled:
+        if r.get("normalized_evd") is not None:
+            scores[(r["family"], r["split"], r["n_demos"], r["method"])][(r["seed"], r["task"])] = float(r["normalized_evd"])
     learners = [m for m in suite.methods if m not in REFERENCES]
     lines = ["## Gap to the limit", "",
              f"`{LIMIT_METHOD}` is the posterior mode of the reward under the family's true prior given the n demos (it sees the prior, never "
-             "the task's reward): about the best that n demos allow. Each cell: a method's mean normalized EVD minus the limit's on the same "
-             "cells (0: it uses all that the demos and the family's prior reveal; larger: the gap left to close); the limit's own mean in the "
-             "second column.", "",
+             "the task's reward): about the best that n demos allow (a posterior mode, not the decision that minimises EVD, so a method can "
+             "beat it on some tasks). Each cell: the mean over the cells a method shares with the limit (runs x tasks; a method on a reduced "
+             "grid, on its few tasks) of its normalized EVD minus the limit's (0: it uses all that the demos and the family's prior reveal; "
+             "larger: the gap left to close); the limit's own mean in the fourth column.", "",
              "| family | split | n | limit | " + " | ".join(learners) + " |", "|---|---|---|---|" + "---|" * len(learners)]
     for family, spec in suite.families.items():
         for split in spec.splits:
             for n in suite.family_n_demos(family):
-                limit = mean.get((family, split, n, LIMIT_METHOD))
-                if limit is None:
+                limit = scores.get((family, split, n, LIMIT_METHOD))
+                if not limit:
                     continue
-                cells = [f"{mean[family, split, n, m] - limit:+.3f}" if (family, split, n, m) in mean else "" for m in learners]
-                lines.append(f"| {family} | {split} | {n} | {limit:.3f} | " + " | ".join(cells) + " |")
+                cells = []
+                for method in learners:
+                    mine = scores.get((family, split, n, method), {})
+                    common = sorted(set(mine) & set(limit))
+                    same = method in identical.get(family, {})
+                    cells.append("" if same or not common else f"{sum(mine[k] - limit[k] for k in common) / len(common):+.3f}")
+                lines.append(f"| {family} | {split} | {n} | {sum(limit.values()) / len(limit):.3f} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
@@ -314,7 +325,7 @@ def _markdown(suite: Suite, store: RunStore, scan: RecordScan, rows: list[dict],
                 lines.append(f"- `{family}`: `{rep}` = " + ", ".join(f"`{m}`" for m in sorted(m for m, r in same.items() if r == rep)))
         lines.append("")
     lines += _headline_section(suite, comparisons, rows)
-    lines += _limit_section(suite, rows)
+    lines += _limit_section(suite, records, identical)
     lines += _rule_section(comparisons, simulation)
     if comparisons:
         counts = {v: sum(1 for c in comparisons if c["verdict"] == v) for v in ("win", "tie", "loss", "too few tasks")}

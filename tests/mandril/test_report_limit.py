@@ -13,16 +13,20 @@ SMOKE = Path(__file__).resolve().parents[2] / "benchmarks" / "suites" / "smoke.t
 def test_the_gap_is_each_method_s_mean_minus_the_limit_s_on_the_same_cells():
     suite = load_suite(SMOKE)
     assert "bayes" in suite.methods
-    rows = [{"family": "bandit", "split": "test", "n_demos": 1, "method": m, "nevd_mean": v, "same_as": ""}
-            for m, v in (("bayes", 0.25), ("mandril", 0.5), ("maxent_linear", 0.125), ("expert", 0.0))]
-    rows.append({"family": "bandit", "split": "test", "n_demos": 1, "method": "maxent_tabular", "nevd_mean": 0.125, "same_as": "maxent_linear"})
-    lines = _limit_section(suite, rows)
+
+    def record(method: str, task: int, value: float) -> dict:
+        return {"family": "bandit", "split": "test", "n_demos": 1, "method": method, "seed": 0, "task": task, "normalized_evd": value, "error": None}
+
+    records = [record("bayes", 0, 0.25), record("bayes", 1, 0.75), record("mandril", 0, 0.5), record("mandril", 1, 1.0),
+               record("maxent_linear", 1, 0.5),  # a reduced grid: one task, compared with the limit on that task only
+               record("maxent_tabular", 0, 0.5), record("maxent_tabular", 1, 1.0), record("expert", 0, 0.0)]
+    lines = _limit_section(suite, records, {"bandit": {"maxent_tabular": "mandril"}})
     header = next(line for line in lines if line.startswith("| family |"))
     columns = [c.strip() for c in header.strip("|").split("|")]
     row = next(line for line in lines if line.startswith("| bandit | test | 1 |"))
     values = dict(zip(columns, (c.strip() for c in row.strip("|").split("|"))))
-    assert values["limit"] == "0.250" and values["mandril"] == "+0.250" and values["maxent_linear"] == "-0.125"
-    assert values["maxent_tabular"] == ""  # identical to maxent_linear: shown once
+    assert values["limit"] == "0.500" and values["mandril"] == "+0.250" and values["maxent_linear"] == "-0.250"
+    assert values["maxent_tabular"] == ""  # identical to another method: shown once
     assert "expert" not in columns and "bayes" not in columns  # references are not learners
     assert not [line for line in lines if line.startswith("| gridworld |")]  # no limit measured there: no row
 
