@@ -79,25 +79,47 @@ def test_ray_gives_the_same_records(smoke_run, tmp_path):
     assert comparable(out) == comparable(smoke_run)
 
 
+# Runs the CLI in a fresh process that kills itself with SIGKILL at an exact point: right after the first
+# training checkpoint is written ("preparing") or right after the 20th unit's records are ("scoring"). Polling the
+# run directory from outside raced the run on fast machines (it could finish between two looks).
+_KILLED_RUN = """
+import os, signal, sys
+import mandril.core.checkpoint as checkpoint
+import mandril.bench.store as store
+from mandril.cli import main
+
+when = sys.argv[1]
+write_bytes, write_text = checkpoint.atomic_write_bytes, store.atomic_write_text
+units = []
+
+def write_bytes_then_die(path, data, *args, **kwargs):
+    result = write_bytes(path, data, *args, **kwargs)
+    if when == "preparing" and str(path).endswith(".training.pt"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return result
+
+def write_text_then_die(path, text, *args, **kwargs):
+    result = write_text(path, text, *args, **kwargs)
+    units.append(path)
+    if when == "scoring" and len(units) == 20:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return result
+
+checkpoint.atomic_write_bytes, store.atomic_write_text = write_bytes_then_die, write_text_then_die
+sys.exit(main(sys.argv[2:]))
+"""
+
+
 @pytest.mark.parametrize("when", ["preparing", "scoring"])
 def test_a_run_killed_with_sigkill_resumes_to_exactly_the_uninterrupted_records(smoke_run, tmp_path, when):
     out = tmp_path / "killed"
-    command = [sys.executable, "-m", "mandril.cli", "bench", "run", str(SMOKE), "--out", str(out), "--quiet", "--no-report"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline and process.poll() is None:
-            if when == "preparing" and any((out / "prepared").glob("*.training.pt")) if (out / "prepared").is_dir() else False:
-                break
-            if when == "scoring" and len(list((out / "records").glob("*.jsonl"))) >= 20 if (out / "records").is_dir() else False:
-                break
-            time.sleep(0.05)
-        assert process.poll() is None, "the run ended before it could be killed"
-        process.send_signal(signal.SIGKILL)
-        process.wait(30)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    command = [sys.executable, "-c", _KILLED_RUN, when, "bench", "run", str(SMOKE), "--out", str(out), "--quiet", "--no-report"]
+    process = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert process.returncode == -signal.SIGKILL, f"the run was not killed where it should have been: {process.stderr[-2000:]}"
+    if when == "preparing":
+        assert any((out / "prepared").glob("*.training.pt"))
+    else:
+        assert len(list((out / "records").glob("*.jsonl"))) == 20
     assert comparable(out) != comparable(smoke_run)  # it was interrupted
     assert main(["bench", "run", str(SMOKE), "--out", str(out), "--resume", "--quiet", "--no-report"]) == 0
     assert comparable(out) == comparable(smoke_run)
