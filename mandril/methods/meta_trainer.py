@@ -71,6 +71,11 @@ class MandRILConfig:
         adapt_steps: gradient steps when adapting to a new task (the paper saw gains up to 20).
         meta_batch_size: tasks per meta-iteration (``B``).
         n_train_demos: ``K``, demos of the inner (training) set.
+        n_train_demos_choices: if given, each meta-iteration draws its ``K`` from these (one ``K`` for
+            the whole meta-batch) instead of using ``n_train_demos``: the initialisation (and Meta-SGD's
+            rates) are then meta-learned for adapting to every number of demos among them, not to one
+            ``K``. The mean-NLL gradient of ``K`` demos is an average whose spikes shrink as ``K`` grows,
+            so steps calibrated on ``K = 2`` move too little with 16 demos.
         n_test_demos: ``K'``, demos of the outer (test) set.
         meta_lr: Adam step size of the meta-optimizer.
         first_order: drop the second-order term of the meta-gradient.
@@ -91,6 +96,7 @@ class MandRILConfig:
     adapt_steps: int = 1
     meta_batch_size: int = 16
     n_train_demos: int = 2
+    n_train_demos_choices: tuple[int, ...] = ()
     n_test_demos: int = 10
     meta_lr: float = 3e-3
     first_order: bool = False
@@ -109,6 +115,22 @@ class MandRILConfig:
         if self.dtype not in ("float64", "float32"):
             raise ValueError(f"dtype must be 'float64' or 'float32', got {self.dtype!r}")
         check_likelihood(self.likelihood)
+        choices = self.n_train_demos_choices
+        if isinstance(choices, list):
+            object.__setattr__(self, "n_train_demos_choices", choices := tuple(choices))
+        if not isinstance(choices, tuple) or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in choices) or len(set(choices)) != len(choices):
+            raise ValueError(f"n_train_demos_choices must be distinct ints >= 1 (or empty: always n_train_demos), got {choices!r}")
+
+    @property
+    def most_train_demos(self) -> int:
+        """The largest ``K`` a meta-iteration draws."""
+        return max(self.n_train_demos_choices) if self.n_train_demos_choices else self.n_train_demos
+
+    def draw_train_demos(self, rng: np.random.Generator) -> int:
+        """This meta-iteration's ``K`` (``n_train_demos``, or one of ``n_train_demos_choices`` drawn with ``rng``)."""
+        if not self.n_train_demos_choices:
+            return self.n_train_demos
+        return int(self.n_train_demos_choices[int(rng.integers(len(self.n_train_demos_choices)))])
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -192,7 +214,7 @@ class MandRIL:
         """One meta-iteration: draw a meta-batch, adapt, step the meta-optimizer. Returns its log row."""
         start = time.perf_counter()
         c = self.config
-        batch = source.sample(c.meta_batch_size, c.n_train_demos, c.n_test_demos, self.rng)
+        batch = source.sample(c.meta_batch_size, c.draw_train_demos(self.rng), c.n_test_demos, self.rng)
         try:
             outer, inner = self.meta_loss(batch)
         except NonFiniteLossError as error:

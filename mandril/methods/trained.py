@@ -80,9 +80,9 @@ class TrainedRewardMethod(Method):
     def check_training(self, pool_demos: int, scored_n: Sequence[int]) -> None:
         """Each training draw takes ``n_train_demos + n_test_demos`` distinct demos of a task: the pool must hold them."""
         c = self.trainer_config()
-        needed = c.n_train_demos + c.n_test_demos
+        needed = c.most_train_demos + c.n_test_demos
         if needed > pool_demos:
-            raise ValueError(f"{self.name} draws {needed} demos per training task ({c.n_train_demos} + {c.n_test_demos}), "
+            raise ValueError(f"{self.name} draws up to {needed} demos per training task ({c.most_train_demos} + {c.n_test_demos}), "
                              f"but the training pool has {pool_demos}: raise [train] n_demos to at least {needed}")
 
     # --- preparation ----------------------------------------------------------------------------

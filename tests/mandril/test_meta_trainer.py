@@ -226,3 +226,44 @@ def test_a_pool_batch_equals_the_batch_made_from_its_demos(state_action):
     expected = make_batch([source.models[i] for i in chosen], [source.inputs[i] for i in chosen], train, test, state_action)
     for name in ("inputs", "train_visitation", "test_visitation", "train_start", "test_start"):
         assert torch.equal(getattr(batch, name), getattr(expected, name)), name
+
+
+class _Recording:
+    """A task source that records the number of train demos of each draw."""
+
+    def __init__(self, source):
+        self.source, self.drawn = source, []
+
+    def sample(self, batch_size, n_train, n_test, rng):
+        self.drawn.append(n_train)
+        return self.source.sample(batch_size, n_train, n_test, rng)
+
+
+def test_each_meta_iteration_draws_its_number_of_train_demos_from_the_choices():
+    dataset = collect(ENV, 6, 12, env_kwargs=SMALL, demo_seed=1)
+    fixed = _Recording(DatasetSource(dataset, "features"))
+    MandRIL(Linear(3), meta_batch_size=2, n_train_demos=3, n_test_demos=2, seed=5).meta_train(fixed, 5, progress=False)
+    assert fixed.drawn == [3] * 5
+    drawn = _Recording(DatasetSource(dataset, "features"))
+    trainer = MandRIL(Linear(3), meta_batch_size=2, n_train_demos_choices=(1, 4, 8), n_test_demos=2, seed=5)
+    trainer.meta_train(drawn, 40, progress=False)
+    assert set(drawn.drawn) == {1, 4, 8}  # every choice is drawn (40 draws from 3: all but certain), nothing else
+    assert trainer.config.most_train_demos == 8
+    again = _Recording(DatasetSource(dataset, "features"))
+    MandRIL(Linear(3), meta_batch_size=2, n_train_demos_choices=(1, 4, 8), n_test_demos=2, seed=5).meta_train(again, 40, progress=False)
+    assert again.drawn == drawn.drawn  # the draws come from the trainer's seeded generator
+
+
+@pytest.mark.parametrize("choices", [(0, 2), (2, 2), (1.5,), ("1",), (True,)])
+def test_bad_train_demo_choices_are_refused(choices):
+    with pytest.raises(ValueError, match="n_train_demos_choices must be distinct ints >= 1"):
+        MandRILConfig(n_train_demos_choices=choices)
+
+
+def test_the_pool_must_hold_the_largest_choice_plus_the_test_demos():
+    from mandril import methods
+
+    method = methods.make("mandril", reward_model={"kind": "linear"}, input_kind="features", n_train_demos_choices=[1, 32], n_test_demos=10)
+    method.check_training(42, [1, 32])
+    with pytest.raises(ValueError, match="up to 42 demos per training task .32 \\+ 10.*at least 42"):
+        method.check_training(41, [1, 32])
