@@ -13,6 +13,8 @@ arranged per (family, split, n, method) as ``(runs, tasks)`` matrices (rliable's
   halves of the tasks (even and odd task index) and on each run separately: a win or loss that does not
   hold on both halves is **fragile**.
 * :func:`best_others`: per family, split and n, the other method MandRIL is least likely to beat.
+* :func:`more_demos`: per method, family, split and run, whether the method is worse with the most demos
+  than with the fewest (it should never be: more demos carry more information).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from mandril.eval.stats import interval, probability_of_improvement, score_inter
 from mandril.eval.verdicts import VerdictRule, call_verdicts
 
 __all__ = ["HEADLINE_METHOD", "REFERENCES", "FAILURE_THRESHOLD", "IDENTICAL_TOLERANCE", "RULE", "HALVES", "fill_failures", "score_matrix",
-           "summarize_records", "identical_methods", "compare_with", "best_others", "aggregate", "convergence"]
+           "summarize_records", "identical_methods", "compare_with", "best_others", "aggregate", "convergence", "more_demos"]
 
 HEADLINE_METHOD = "mandril"
 REFERENCES = ("expert", "bayes", "zero_reward", "uniform_policy")
@@ -254,3 +256,51 @@ def convergence(records: list[dict]) -> dict[str, dict[str, Optional[tuple[int, 
             pair[1] += 1
     return {method: {family: tuple(counts[method][family]) if family in counts[method] else None for family in sorted(families)}
             for method, families in seen.items()}
+
+
+def more_demos(records: list[dict], seed: int = 0, references: Sequence[str] = REFERENCES) -> list[dict]:
+    """Per learning method, family, split and run (and all runs together, ``seed = "all"``): its normalized EVD
+    with the most demos minus with the fewest, on the same tasks.
+
+    The difference is paired by task (each run scores the same held-out tasks at every ``n``); its interval is
+    the 95% bootstrap interval of the mean difference over tasks (runs within tasks resampled too for the
+    ``"all"`` row). ``worse`` is true when the whole interval lies above 0: the method is worse with more
+    demos beyond noise. Failed cells count as the zero reward (:func:`fill_failures`).
+
+    Returns:
+        Rows ``{method, family, split, seed, n_first, n_last, first, last, difference, low, high, tasks, worse}``.
+    """
+    filled, _ = fill_failures(records)
+    cells: dict[tuple, dict[tuple, float]] = defaultdict(dict)
+    for r in filled:
+        if r["method"] not in references and r.get("normalized_evd") is not None:
+            cells[(r["method"], r["family"], r["split"], r["n_demos"])][(r["seed"], r["task"])] = float(r["normalized_evd"])
+    by_method: dict[tuple, list[int]] = defaultdict(list)
+    for method, family, split, n in cells:
+        by_method[(method, family, split)].append(n)
+    rows = []
+    for (method, family, split), ns in sorted(by_method.items()):
+        first_n, last_n = min(ns), max(ns)
+        if first_n == last_n:
+            continue
+        first, last = cells[(method, family, split, first_n)], cells[(method, family, split, last_n)]
+        common = sorted(set(first) & set(last))
+        runs = sorted({s for s, _ in common})
+        for run in runs + ["all"]:
+            keys = [k for k in common if run == "all" or k[0] == run]
+            tasks = sorted({t for _, t in keys})
+            if len(tasks) < 2:
+                continue
+            chosen = runs if run == "all" else [run]
+            matrix = np.full((len(chosen), len(tasks)), np.nan)
+            for s, t in keys:
+                matrix[chosen.index(s), tasks.index(t)] = last[(s, t)] - first[(s, t)]
+            matrix = matrix[:, ~np.isnan(matrix).any(axis=0)]
+            if matrix.shape[1] < 2:
+                continue
+            estimate = interval("mean", [matrix], reps=_REPS, seed=seed)
+            rows.append({"method": method, "family": family, "split": split, "seed": run, "n_first": first_n, "n_last": last_n,
+                         "first": float(np.mean([first[k] for k in keys])), "last": float(np.mean([last[k] for k in keys])),
+                         "difference": estimate["point"], "low": estimate["low"], "high": estimate["high"], "tasks": matrix.shape[1],
+                         "worse": bool(estimate["low"] > 0)})
+    return rows

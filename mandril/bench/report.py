@@ -14,7 +14,7 @@ run (:mod:`mandril.bench.analysis`). The statistics are in :mod:`mandril.bench.a
 :mod:`mandril.bench.plots`.
 
 Files: ``report.md``, ``summary.csv`` and ``summary.json`` (one row per family, split, n, method),
-``comparisons.csv`` (MandRIL against each method), ``plots/<family>.png``, ``plots/<family>-profiles.png``
+``comparisons.csv`` (MandRIL against each method), ``more_demos.csv`` (each method with the most demos against the fewest), ``plots/<family>.png``, ``plots/<family>-profiles.png``
 and ``plots/aggregate.png``. :func:`publish` copies a run's report with its records
 (``records.jsonl.gz``), suite (with the settings each method tried when tuned) and preparation times to a folder, where
 ``mandril bench report`` recomputes exactly the same report.
@@ -31,12 +31,12 @@ import shutil
 import subprocess
 from collections import defaultdict
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
 from mandril.bench.analysis import (FAILURE_THRESHOLD, HALVES, HEADLINE_METHOD, REFERENCES, RULE, aggregate, best_others, compare_with,
-                                    convergence, fill_failures, identical_methods, score_matrix, summarize_records)
+                                    convergence, fill_failures, identical_methods, more_demos, score_matrix, summarize_records)
 from mandril.bench.cells import units_of
 from mandril.bench.plots import plot_curves, plot_profiles
 from mandril.bench.store import PUBLISHED_RECORDS, SUITE_FILE, RecordScan, RunStore
@@ -53,7 +53,6 @@ MIN_TASKS_FOR_VERDICT = RULE.min_tasks
 PREPARATIONS_FILE = "preparations.json"
 #: The one line of ``report.md`` that names the commit, the date, the machine and the versions.
 REPRODUCE_PREFIX = "Written at git commit"
-_REPORT_FILES = ("report.md", "summary.csv", "summary.json", "comparisons.csv")
 
 
 # --- the report --------------------------------------------------------------------------------------
@@ -138,6 +137,7 @@ def write_report(out: Union[str, Path], seed: int = 0) -> dict:
     comparisons = compare_with(records, seed=seed, order=order)
     combined = aggregate(records, seed)
     identical = identical_methods(records, order)
+    improvement = more_demos(records, seed)
     counted = [c for c in comparisons if c["verdict"] != "too few tasks"]
     simulation = None
     if counted:
@@ -152,6 +152,8 @@ def write_report(out: Union[str, Path], seed: int = 0) -> dict:
                                        "simulation": None if simulation is None else {k: v for k, v in simulation.items() if k not in ("rule", "config")}})
     if comparisons:
         write_csv(root / "comparisons.csv", comparisons)
+    if improvement:
+        write_csv(root / "more_demos.csv", improvement)
     labels_by_family = {family: {rep: f"{rep} (= {', '.join(sorted(m for m, r in same.items() if r == rep))})" for rep in set(same.values())}
                         for family, same in identical.items()}
     filled, _ = fill_failures(records)
@@ -170,8 +172,8 @@ def write_report(out: Union[str, Path], seed: int = 0) -> dict:
         plot_profiles({key: m[:, ~np.isnan(m).any(axis=0)] for key, m in matrices.items()}, root / "plots" / f"{family}-profiles.png",
                       f"{title}: performance profiles", order, REFERENCES, HEADLINE_METHOD, labels)
     plot_curves(combined, root / "plots" / "aggregate.png", f"{suite.name}: all families", None, order, REFERENCES, HEADLINE_METHOD)
-    atomic_write_text(root / "report.md", _markdown(suite, store, scan, rows, comparisons, combined, identical, simulation))
-    return {"rows": rows, "comparisons": comparisons, "aggregate": combined, "identical": identical, "simulation": simulation,
+    atomic_write_text(root / "report.md", _markdown(suite, store, scan, rows, comparisons, combined, identical, simulation, improvement))
+    return {"rows": rows, "comparisons": comparisons, "aggregate": combined, "identical": identical, "simulation": simulation, "more_demos": improvement,
             "problems": scan.problems(root), "missing": scan.missing}
 
 
@@ -291,8 +293,40 @@ def _limit_section(suite: Suite, records: list[dict], identical: dict) -> list[s
     return lines + [""]
 
 
+def _more_demos_section(improvement: list[dict], identical: dict) -> list[str]:
+    """Whether each learning method is worse with the most demos than with the fewest, per family, split and run."""
+    rows = [r for r in improvement if r["method"] not in identical.get(r["family"], {})]
+    if not rows:
+        return []
+    worse = [r for r in rows if r["worse"]]
+    lines = ["## More demos", "",
+             "Each learning method's mean normalized EVD with the most demos minus with the fewest, on the same tasks (negative: better with "
+             "more demos), with the 95% bootstrap interval of the mean paired difference; per run, and over all runs. A method is **worse "
+             "with more demos** where the whole interval lies above 0 (marked **!**). All rows are in `more_demos.csv`.", ""]
+    if worse:
+        lines += ["Worse with more demos beyond noise: " + "; ".join(
+            f"`{r['method']}` on `{r['family']}`/`{r['split']}` run {r['seed']} ({r['first']:.3f} at n={r['n_first']} -> {r['last']:.3f} at n={r['n_last']})"
+            for r in worse) + ".", ""]
+    else:
+        lines += ["No method is worse with more demos beyond noise on any family, split or run.", ""]
+    lines += ["| method | family | split | n | all runs | " + "each run |", "|---|---|---|---|---|---|"]
+    groups: dict[tuple, dict] = defaultdict(dict)
+    for r in rows:
+        groups[(r["method"], r["family"], r["split"])][r["seed"]] = r
+
+    def cell(r: dict) -> str:
+        return f"{r['difference']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]" + (" **!**" if r["worse"] else "")
+
+    for (method, family, split), by_run in groups.items():
+        total = by_run.get("all")
+        each = ", ".join(cell(r) for k, r in by_run.items() if k != "all")
+        any_row = next(iter(by_run.values()))
+        lines.append(f"| {method} | {family} | {split} | {any_row['n_first']} -> {any_row['n_last']} | {cell(total) if total else ''} | {each} |")
+    return lines + [""]
+
+
 def _markdown(suite: Suite, store: RunStore, scan: RecordScan, rows: list[dict], comparisons: list[dict], combined: list[dict],
-              identical: dict, simulation: Optional[dict]) -> str:
+              identical: dict, simulation: Optional[dict], improvement: Sequence[dict] = ()) -> str:
     records = scan.records
     failed = sum(1 for r in records if r.get("error"))
     seeds = sorted({r["seed"] for r in records})
@@ -326,6 +360,7 @@ def _markdown(suite: Suite, store: RunStore, scan: RecordScan, rows: list[dict],
         lines.append("")
     lines += _headline_section(suite, comparisons, rows)
     lines += _limit_section(suite, records, identical)
+    lines += _more_demos_section(list(improvement), identical)
     lines += _rule_section(comparisons, simulation)
     if comparisons:
         counts = {v: sum(1 for c in comparisons if c["verdict"] == v) for v in ("win", "tie", "loss", "too few tasks")}
