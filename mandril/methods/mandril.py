@@ -4,6 +4,15 @@ gradient steps on a new task's demos (Xu et al., ICML 2019).
 The number of adaptation steps (``adapt_steps``) and their rate (``adapt_lr_scale`` times the inner
 rate) only change how a new task is fitted, so a suite may choose them per number of demos (its
 ``by_n`` tables, as for every method's fit settings: see :mod:`mandril.bench.suite`).
+
+More demos must never make the adapted reward worse. With the paper's settings (one fixed inner rate,
+``K = 2`` demos per meta-training task) they did: the MaxEnt gradient of ``n`` demos is the gap between the
+demos' mean visitation and the model's, an average whose spikes shrink as ``n`` grows, so a step budget that
+suits one or two demos barely moves the reward with 16, and the prior's own preferences win (on the
+informative bandit the unadapted prior picks a worse-than-uniform arm: normalized EVD 1.34 after one step
+at every ``n``). The benchmark's suites therefore meta-learn per-parameter inner rates (Meta-SGD,
+``learn_inner_lr``) on a ``K`` drawn from 1 to 32 per meta-iteration (``n_train_demos_choices``), so the
+initialisation and its rates are trained for every ``n`` they are scored at.
 """
 
 from __future__ import annotations
