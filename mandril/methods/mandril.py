@@ -9,7 +9,7 @@ More demos must never make the adapted reward worse. With the paper's settings (
 ``K = 2`` demos per meta-training task) they did: the MaxEnt gradient of ``n`` demos is the gap between the
 demos' mean visitation and the model's, an average whose spikes shrink as ``n`` grows, so a step budget that
 suits one or two demos barely moves the reward with 16, and the prior's own preferences win (on the
-informative bandit the unadapted prior picks a worse-than-uniform arm: normalized EVD 1.34 after one step
+informative bandit the unadapted prior picks a worse-than-uniform arm: normalized EVD 1.29-1.34 after one step
 at every ``n``). The benchmark's suites therefore meta-learn per-parameter inner rates (Meta-SGD,
 ``learn_inner_lr``) on a ``K`` drawn from 1 to 32 per meta-iteration (``n_train_demos_choices``), so the
 initialisation and its rates are trained for every ``n`` they are scored at.
