@@ -64,7 +64,7 @@ from mandril.core.config import MAX_THREADS, build_dataclass, dataclass_to_dict,
 from mandril.data.batch import check_likelihood
 from mandril.rewards.spec import RewardModelSpec
 
-__all__ = ["Suite", "FamilySpec", "PoolSpec", "CellLimits", "load_suite", "resolve_file", "packaged_file", "suite_from_dict", "by_n_entry", "check_name", "BY_N", "VALIDATION_SPLIT", "VALIDATION_START", "MAX_CELLS"]
+__all__ = ["Suite", "FamilySpec", "PoolSpec", "CellLimits", "load_suite", "resolve_file", "packaged_file", "suite_from_dict", "replicate", "REPLICATE_SEED_STRIDE", "by_n_entry", "check_name", "BY_N", "VALIDATION_SPLIT", "VALIDATION_START", "MAX_CELLS"]
 
 #: The harness split of tuning sweeps: tasks of the family's ``train`` split from index
 #: :data:`VALIDATION_START` on, which no training pool reaches (pools are tasks ``0 .. n_tasks - 1``).
@@ -394,6 +394,30 @@ class Suite:
         config (so a changed default of an env makes another suite)."""
         shaped = {"suite": self.to_dict(), "envs": self.env_configs()}
         return hashlib.sha256(json.dumps(shaped, sort_keys=True).encode()).hexdigest()[:16]
+
+
+#: A replicate's run seeds are the suite's plus this times its number (far from any suite's own seeds).
+REPLICATE_SEED_STRIDE = 1000
+
+
+def replicate(suite: Suite, number: int) -> Suite:
+    """The same suite on other held-out tasks with other runs: what a second look at its verdicts needs.
+
+    Replicate ``number`` (>= 1) draws every family's held-out tasks from the stream ``task_seed + number``
+    and runs seeds ``s + number * REPLICATE_SEED_STRIDE`` (fresh preparations and demos); the training
+    pools, settings and everything else stay. Its name is ``NAME-replicate-NUMBER``.
+    """
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise ValueError(f"replicate must be an int >= 1, got {number!r}")
+    data = suite.to_dict()
+    shift = number * REPLICATE_SEED_STRIDE
+    data["name"] = f"{suite.name}-replicate-{number}"
+    data["seeds"] = [s + shift for s in suite.seeds]
+    for family in data["families"].values():
+        family["task_seed"] += number
+    for limits in data["cells"].values():
+        limits["seeds"] = [s + shift for s in limits.get("seeds", [])]
+    return suite_from_dict(data, f"{suite.name} replicate {number}")
 
 
 def suite_from_dict(data: Mapping[str, Any], where: str = "suite") -> Suite:

@@ -6,6 +6,8 @@
     mandril bench report reports/quick
     mandril bench publish reports/quick benchmarks/results/quick   # report + records.jsonl.gz + suite
     mandril bench report benchmarks/results/quick                  # recomputes the published report exactly
+    mandril bench run standard --replicate 1 --out reports/standard-r1   # other held-out tasks, other runs
+    mandril bench compare benchmarks/results/standard reports/standard-r1  # do the robust verdicts hold?
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ __all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
-    """Add ``bench`` with ``run``, ``report`` and ``status``."""
+    """Add ``bench`` with ``run``, ``report``, ``publish``, ``status`` and ``compare``."""
     bench = subparsers.add_parser(
         "bench",
         help="run a benchmark suite, report it, or show how far it got",
@@ -47,6 +49,9 @@ def register(subparsers: Any) -> None:
     run.add_argument("--backend", choices=["local", "ray"], default="local", help="local process pool, or Ray tasks")
     run.add_argument("--ray-address", help="a Ray cluster to join (default with --backend ray: a local Ray instance)")
     run.add_argument("--device", type=torch_device, default="cpu", help="where batched fits and training run: cpu, or cuda (cuda:N) when a GPU is there")
+    run.add_argument("--replicate", type=positive_int, metavar="R",
+                     help="run replicate R of the suite instead: every family's held-out tasks from the stream task_seed + R, runs seeded "
+                     "s + 1000 R (fresh preparations and demos), the rest unchanged; named SUITE-replicate-R ('mandril bench compare' checks its verdicts)")
     run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     run.set_defaults(func=_cmd_run)
@@ -65,6 +70,13 @@ def register(subparsers: Any) -> None:
                                  description="Count the cells of DIR's suite that are done, failed and left, per method.")
     status.add_argument("dir", help="output directory of 'mandril bench run'")
     status.set_defaults(func=_cmd_status)
+    compare = commands.add_parser("compare", help="check a run's robust verdicts on a replicate", formatter_class=HelpFormatter,
+                                  description="Look up each robust win and loss of FIRST's comparisons.csv in SECOND's (a replicate: 'mandril bench run "
+                                  "SUITE --replicate 1'): it agrees, becomes a tie, or flips. Prints the share that agree and every flip; exits 0.")
+    compare.add_argument("first", help="a run's or published folder with comparisons.csv (e.g. benchmarks/results/standard)")
+    compare.add_argument("second", help="its replicate's folder")
+    compare.add_argument("--out", help="also write the comparison as markdown to this file")
+    compare.set_defaults(func=_cmd_compare)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -75,6 +87,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     check_backend(args.backend, args.ray_address)  # before anything is read or written (also done by run_suite)
     suite = load_suite(resolve_file(args.suite, "suites"))  # every setting of every method on every family is checked here
+    if args.replicate:
+        from mandril.bench.suite import replicate
+
+        suite = replicate(suite, args.replicate)
     check_writable_dir(args.out)
     summary = run_suite(suite, args.out, resume=args.resume, workers=args.workers, backend=args.backend, ray_address=args.ray_address,
                         progress=not args.quiet, device=None if args.device == "cpu" else args.device)
@@ -128,4 +144,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(f"{method:{width}s}  {row['cells']:7d} {row['done']:7d} {row['failed']:7d} {row['left']:7d}")
     if scan.missing:
         print(f"incomplete: {scan.missing} of {scan.cells} cells missing (run 'mandril bench run SUITE --out {args.dir} --resume')")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from mandril.bench.replication import compare_runs, replication_markdown
+    from mandril.core.io import atomic_write_text
+
+    result = compare_runs(args.first, args.second)
+    text = replication_markdown(result, args.first, args.second)
+    if args.out:
+        atomic_write_text(Path(args.out), text)
+    print(text.split("\n## Every verdict")[0].rstrip())
     return 0
