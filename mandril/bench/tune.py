@@ -42,13 +42,13 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Union
 
 from mandril.bench.report import summarize_records
 from mandril.bench.runners import run_suite
 from mandril.bench.store import RunStore
 from mandril.bench.suite import BY_N, MAX_TASKS, VALIDATION_SPLIT, Suite, check_name, load_suite, suite_from_dict
-from mandril.core.config import build_dataclass, load_toml
+from mandril.core.config import build_dataclass, load_toml, toml_value
 from mandril.core.io import atomic_write_text, write_csv
 
 __all__ = ["Sweep", "load_sweep", "run_sweep", "tried_settings", "STAND_IN", "MAX_COMBINATIONS"]
@@ -232,27 +232,13 @@ def tried_settings(rows: list[dict]) -> dict[str, dict[str, int]]:
     return {f: {m: len(v) for m, v in sorted(methods.items())} for f, methods in sorted(tried.items())}  # type: ignore[arg-type]
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"cannot write {value!r} as TOML")
-
-
 def _selected_toml(sweep: Sweep, selected: dict, tried: dict) -> str:
     lines = [f"# Settings selected by the tuning sweep {sweep.name!r} on validation tasks (train split, tasks no training",
              "# pool reaches); never on test tasks. Written by 'mandril tune'; a suite includes it with tuned = \"...\".", ""]
     for family, methods in selected.items():
         for method, settings in methods.items():
             lines.append(f"[families.{family}.methods.{method}]")
-            lines += [f"{key} = {_toml_value(value)}" for key, value in sorted(settings.items())]
+            lines += [f"{key} = {toml_value(value)}" for key, value in sorted(settings.items())]
             lines.append("")
         lines.append(f"[families.{family}.tried]  # settings each method tried on this family")
         lines += [f"{method} = {count}" for method, count in tried.get(family, {}).items()]

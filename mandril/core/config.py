@@ -15,10 +15,11 @@ import math
 import tomllib
 import types
 import typing
+import json
 from pathlib import Path
 from typing import Any, Mapping, TypeVar, Union
 
-__all__ = ["build_dataclass", "dataclass_to_dict", "load_toml", "coerce_value", "check_ints", "check_at_most", "check_numbers", "MAX_COUNT", "MAX_THREADS", "MAX_TOML_BYTES"]
+__all__ = ["build_dataclass", "dataclass_to_dict", "load_toml", "toml_value", "coerce_value", "check_ints", "check_at_most", "check_numbers", "MAX_COUNT", "MAX_THREADS", "MAX_TOML_BYTES"]
 
 #: The largest count (iterations, steps, batch sizes, demos) any setting may hold unless a tighter
 #: bound is given: beyond it a run would not finish (or its bookkeeping alone would fill memory).
@@ -201,3 +202,23 @@ def check_numbers(config: Any, positive: tuple[str, ...] = (), non_negative: tup
             value = getattr(config, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (strict and value == 0):
                 raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} 0, got {value!r}")
+
+
+def toml_value(value: Any) -> str:
+    """``value`` (a bool, int, float, str, list or dict of them) as an inline TOML value that
+    :func:`load_toml` reads back equal (floats by ``repr``: ``nan`` and ``inf`` included).
+
+    Raises:
+        TypeError: anything else.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} as TOML")

@@ -16,21 +16,12 @@ import pytest
 from mandril.bench import RunStore, load_suite, run_suite, suite_from_dict, units_of, write_report
 from mandril.cli import main
 from mandril.core.config import load_toml
+from run_records import comparable, toml_text
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "benchmarks" / "suites" / "smoke.toml"
 
 
-def comparable(directory: Path) -> list[str]:
-    """Every record of a run, timings removed, sorted: what two runs must share exactly."""
-    out = []
-    for path in sorted((directory / "records").glob("*.jsonl")):
-        for line in path.read_text().splitlines():
-            record = json.loads(line)
-            record.pop("seconds")
-            record["info"].pop("seconds", None)
-            out.append(json.dumps(record, sort_keys=True))
-    return sorted(out)
 
 
 @pytest.fixture(scope="module")
@@ -250,33 +241,10 @@ def _mutations() -> list[tuple[str, dict]]:
     return out
 
 
-def _toml(data: dict) -> str:
-    """A small TOML writer for the fuzz (the values used here)."""
-    import math
-
-    def value(v):
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, float) and math.isnan(v):
-            return "nan"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        if isinstance(v, str):
-            return json.dumps(v)
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        if isinstance(v, dict):
-            return "{" + ", ".join(f"{json.dumps(k)} = {value(x)}" for k, x in v.items()) + "}"
-        raise TypeError(v)
-
-    lines = []
-    for key, v in data.items():
-        lines.append(f"{json.dumps(key)} = {value(v)}")
-    return "\n".join(lines) + "\n"
 
 
 def test_fuzzed_suite_files_are_refused_before_anything_runs(tmp_path, capsys):
-    texts = [(what, _toml(data)) for what, data in _mutations()]
+    texts = [(what, toml_text(data)) for what, data in _mutations()]
     texts += [("garbage", "name = [\n"), ("binary", "\x00\x01\x02"), ("empty", ""), ("not a table", "families = 3\n")]
     refused = 0
     for i, (what, text) in enumerate(texts):

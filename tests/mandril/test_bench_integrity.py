@@ -25,6 +25,7 @@ from mandril.bench.cells import preparations_of
 from mandril.cli import main
 from mandril.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mandril.core.config import load_toml
+from run_records import comparable, toml_text
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "benchmarks" / "suites" / "smoke.toml"
@@ -41,35 +42,8 @@ def mini_data(**changes) -> dict:
     return data
 
 
-def toml_text(data: dict) -> str:
-    """A suite as TOML, every table inline."""
-
-    def value(v):
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        if isinstance(v, str):
-            return json.dumps(v)
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        if isinstance(v, dict):
-            return "{" + ", ".join(f"{json.dumps(k)} = {value(x)}" for k, x in v.items()) + "}"
-        raise TypeError(v)
-
-    return "".join(f"{json.dumps(key)} = {value(v)}\n" for key, v in data.items())
 
 
-def comparable(directory: Path) -> list[str]:
-    """Every record of a run, timings removed, sorted: what two runs must share exactly."""
-    out = []
-    for path in sorted((directory / "records").glob("*.jsonl")):
-        for line in path.read_text().splitlines():
-            record = json.loads(line)
-            record.pop("seconds")
-            (record.get("info") or {}).pop("seconds", None)
-            out.append(json.dumps(record, sort_keys=True))
-    return sorted(out)
 
 
 @pytest.fixture(scope="module")

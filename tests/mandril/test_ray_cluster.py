@@ -29,6 +29,7 @@ from mandril.bench import load_suite, units_of  # noqa: E402
 from mandril.bench.cells import preparations_of  # noqa: E402
 from mandril.bench.runners import _Ray  # noqa: E402
 from mandril.cli import main  # noqa: E402
+from run_records import comparable  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds the nodes' processes through Linux /proc")]
 
@@ -50,16 +51,6 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def comparable(directory: Path) -> list[str]:
-    """Every record of a run, timings removed, sorted: what two runs must share exactly."""
-    out = []
-    for path in sorted((directory / "records").glob("*.jsonl")):
-        for line in path.read_text().splitlines():
-            record = json.loads(line)
-            record.pop("seconds")
-            record["info"].pop("seconds", None)
-            out.append(json.dumps(record, sort_keys=True))
-    return sorted(out)
 
 
 def saved(directory: Path) -> dict[str, bytes]:
