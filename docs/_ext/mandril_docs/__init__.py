@@ -1,0 +1,42 @@
+"""Sphinx extension that generates most of the mandril documentation at build time.
+
+Each generator writes MyST/reST pages under ``docs/`` (folders that git ignores) when the builder starts,
+before Sphinx reads any source, so a new family, method, module, tutorial or results folder gets its page
+with no change here:
+
+- :mod:`mandril_docs.api`: a page per module of ``mandril_envs`` and ``mandril`` (autodoc), and the check
+  that every public name has a docstring;
+- :mod:`mandril_docs.families`: a page per registered task family, with pictures the envs render;
+- :mod:`mandril_docs.methods`: every method of the registry with its config's fields;
+- :mod:`mandril_docs.tutorials`: the tutorial scripts, executed, their output captured into the page;
+- :mod:`mandril_docs.results`: the committed benchmark results.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sphinx.application import Sphinx
+from sphinx.util import logging
+
+from mandril_docs import api, docstrings, families, methods, refs, results, tutorials
+
+logger = logging.getLogger(__name__)
+
+
+def _generate(app: Sphinx) -> None:
+    for name, generator in (("api", api), ("families", families), ("methods", methods), ("results", results), ("tutorials", tutorials)):
+        start = time.perf_counter()
+        generator.generate(app)
+        logger.info(f"[mandril_docs] {name} pages generated in {time.perf_counter() - start:.1f} s")
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    """Register the generators (on ``builder-inited``) and the docstring hooks."""
+    app.add_config_value("mandril_docs_tutorial_timeout", 120, "env")
+    app.connect("builder-inited", _generate)
+    app.connect("autodoc-process-docstring", docstrings.section_headings, priority=400)
+    docstrings.install_napoleon_wrapper(app)
+    app.connect("missing-reference", refs.resolve_short)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

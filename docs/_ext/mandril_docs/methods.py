@@ -1,0 +1,3 @@
+"""placeholder"""
+def generate(app):
+    """Nothing yet."""
