@@ -49,7 +49,6 @@ autodoc_member_order = "bysource"
 # no "members" default: a boolean default would override the explicit ":members:" list of each generated page
 autodoc_default_options = {"undoc-members": True, "show-inheritance": True}
 autodoc_typehints = "description"
-autodoc_class_signature = "separated"
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_ivar = True  # "Attributes:" become fields, so dataclass fields are not described twice
@@ -64,8 +63,13 @@ nitpicky = True
 _EXTERNAL = (
     "numpy", "np", "torch", "gymnasium", "gym", "imitation", "stable_baselines3", "minari", "ray",
     "matplotlib", "optuna", "pandas", "scipy", "h5py", "PIL", "tqdm",
+    "nn", "reward_nets",  # torch.nn and imitation.rewards.reward_nets, as the modules import them
 )
 nitpick_ignore_regex = [(r"py:.*", rf"({'|'.join(_EXTERNAL)})(\..*)?")]
 nitpick_ignore_regex += [(r"py:.*", r"(pathlib|typing|collections|dataclasses|argparse|concurrent|os|io|types|enum|abc|numbers|contextlib|multiprocessing|subprocess|json|logging|datetime|random|threading|queue|tomllib|re)\..*")]
 # Private names (a part that starts with "_") have no page, by design; "..." in a type hint is Ellipsis.
 nitpick_ignore_regex += [(r"py:.*", r"(.*\.)?_[A-Za-z]\w*"), (r"py:data", r"Ellipsis")]
+# pathlib.Path as the modules import it.
+nitpick_ignore_regex += [(r"py:class", r"Path")]
+# A TypeVar has no page either (mandril.core.config.T).
+nitpick_ignore_regex += [(r"py:class", r"mandril(_envs)?(\.\w+)*\.T")]

@@ -64,7 +64,7 @@ def own_members(module_name: str, documented: "set[str]") -> tuple[list[str], li
     module = importlib.import_module(module_name)
     explicit = getattr(module, "__all__", None)
     if explicit is None:
-        names = [n for n, v in vars(module).items() if not n.startswith("_") and (inspect.isclass(v) or inspect.isfunction(v)) and getattr(v, "__module__", None) == module_name]
+        names = [n for n, v in vars(module).items() if not n.startswith("_") and _is_code(v) and getattr(v, "__module__", None) == module_name]
     else:
         names = [n for n in explicit if hasattr(module, n)]
     assigned = _assigned_names(module)
@@ -73,7 +73,7 @@ def own_members(module_name: str, documented: "set[str]") -> tuple[list[str], li
         value = getattr(module, name)
         if inspect.ismodule(value):
             continue
-        if inspect.isclass(value) or inspect.isfunction(value):
+        if _is_code(value):
             owner = getattr(value, "__module__", module_name)
             if owner != module_name and owner in documented:
                 reexported.append((name, f"{owner}.{getattr(value, '__qualname__', name)}"))
@@ -124,6 +124,14 @@ def generate(app: Any) -> None:
     prune(folder, written)
 
 
+def _is_code(value: Any) -> bool:
+    """A class or a function (a decorated one too: ``functools.lru_cache`` wraps a function)."""
+    try:
+        return inspect.isclass(value) or inspect.isfunction(inspect.unwrap(value))
+    except ValueError:  # a cycle of __wrapped__
+        return False
+
+
 def _assigned_names(module: ModuleType) -> set[str]:
     """Names assigned at the top level of the module's source (``X = ...``, ``X: T = ...``)."""
     try:
@@ -169,7 +177,7 @@ def undocumented(module_name: str) -> list[tuple[str, str]]:
         problems.append((module_name, "the module has no docstring"))
     explicit = getattr(module, "__all__", None)
     if explicit is None:
-        names = [n for n, v in vars(module).items() if not n.startswith("_") and (inspect.isclass(v) or inspect.isfunction(v)) and getattr(v, "__module__", None) == module_name]
+        names = [n for n, v in vars(module).items() if not n.startswith("_") and _is_code(v) and getattr(v, "__module__", None) == module_name]
     else:
         names = list(explicit)
     try:
@@ -182,7 +190,7 @@ def undocumented(module_name: str) -> list[tuple[str, str]]:
             problems.append((f"{module_name}.{name}", "listed in __all__ but not defined"))
             continue
         value = getattr(module, name)
-        if inspect.isclass(value) or inspect.isfunction(value) or inspect.ismodule(value):
+        if _is_code(value) or inspect.ismodule(value):
             if getattr(value, "__module__", module_name) != module_name and not inspect.ismodule(value):
                 continue  # re-exported: checked where it is defined
             if not (value.__doc__ or "").strip():

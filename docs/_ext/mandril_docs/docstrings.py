@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import builtins
 import re
-from typing import Any
+import sys
+from typing import Any, Callable
 
 _HEADING = re.compile(r"^(\s*)##\s+(\S.*)$")
 
@@ -40,9 +42,13 @@ _SECTION = re.compile(r"^(\s*)(Returns|Yields|Raises):\s*$")
 _PROSE = re.compile(r"\s")
 
 
-def _is_type(text: str) -> bool:
-    """Whether ``text`` (what precedes a field's colon) reads as a type rather than prose."""
+def _is_type(text: str, names: "Callable[[str], bool]" = lambda name: True) -> bool:
+    """Whether ``text`` (what precedes a field's colon) reads as a type rather than prose: no words outside
+    brackets but type names, the first of which ``names`` knows (a builtin or a name of the module)."""
     text = text.strip().strip("`")
+    first = re.match(r"[A-Za-z_][\w.]*", text)
+    if first is None or not names(first.group(0).split(".")[0]):
+        return False
     depth, flat = 0, []
     for char in text:
         depth += char in "[("
@@ -53,7 +59,7 @@ def _is_type(text: str) -> bool:
     return bool(text) and not _PROSE.search(flat_text) and "/" not in flat_text
 
 
-def prose_fields(lines: list[str]) -> None:
+def prose_fields(lines: list[str], names: "Callable[[str], bool]" = lambda name: True) -> None:
     """Rewrite, in place, the sections napoleon would misread in this project's docstrings.
 
     The project writes ``Returns:`` as prose (``"what it is: details"``) and ``Raises:`` entries as
@@ -75,10 +81,14 @@ def prose_fields(lines: list[str]) -> None:
         while body and not body[-1].strip():
             body.pop()
         first = next((line for line in body if line.strip()), "")
-        head, colon, _ = first.strip().partition(": ")
+        found = re.search(r"(?<!:):(\s|$)", first.strip())
+        head, colon = (first.strip()[: found.start()], True) if found else (first.strip(), False)
         if kind in ("Returns", "Yields"):
-            if colon and not _is_type(head):
-                lines[i : i + 1] = [f"{indent}:{kind.lower()}:"]
+            if colon and not _is_type(head, names):
+                text = [line.strip() for line in body if line.strip()]
+                field = [f"{indent}:{kind.lower()}: {text[0]}"] + [f"{indent}    {line}" for line in text[1:]]
+                lines[i:end] = field
+                end = i + len(field)
         else:
             entries: list[tuple[str, list[str]]] = []
             entry_indent = len(first) - len(first.lstrip())
@@ -114,7 +124,9 @@ def install_napoleon_wrapper(app: Any) -> None:
     def process(app: Any, what: str, name: str, obj: Any, options: Any, lines: list[str]) -> None:
         if what in ("attribute", "data", "property"):
             return
-        prose_fields(lines)
+        module = sys.modules.get(getattr(obj, "__module__", None) or "")
+        known = set(vars(builtins)) | set(vars(module)) if module is not None else set(vars(builtins))
+        prose_fields(lines, known.__contains__)
         napoleon._process_docstring(app, what, name, obj, options, lines)
 
     app.connect("autodoc-process-docstring", process, priority=500)

@@ -239,7 +239,7 @@ def family_page(family: Family, folder: Path) -> tuple[str, set[Path]]:
     lines += [f"```{{figure}} img/{family.slug}/expert.gif", f":alt: {family.name}: an expert rollout", "",
               f"One episode of the soft expert (`mandril_envs.demos.expert_policy`) on the first test task, one frame per step.", "```", ""]
     for title, body in sections:
-        lines += [f"## {title}", "", "```{eval-rst}", _indent_rst(body), "```", ""]
+        lines += [f"## {title}", "", "```{eval-rst}", f".. currentmodule:: {family.cls.__module__}", "", _indent_rst(body), "```", ""]
     return "\n".join(lines), written
 
 

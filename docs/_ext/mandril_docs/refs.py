@@ -24,13 +24,17 @@ def resolve_short(app: Any, env: Any, node: pending_xref, contnode: nodes.Elemen
     target = node["reftarget"].lstrip("~.")
     domain = env.get_domain("py")
     reftype = node["reftype"]
-    if target in ALIASES:  # a re-exported name, documented where it is defined
-        return domain.resolve_xref(env, node["refdoc"], app.builder, reftype, ALIASES[target], node.copy(), contnode)
+    module = node.get("py:module") or ""
+    for name in (target, f"{module}.{target}"):
+        if name in ALIASES:  # a re-exported name, documented where it is defined
+            return domain.resolve_xref(env, node["refdoc"], app.builder, reftype, ALIASES[name], node.copy(), contnode)
     types = domain.objtypes_for_role(reftype) or []
     matches = {
         name: obj for name, obj in domain.objects.items()
         if (name == target or name.endswith("." + target)) and obj.objtype in types and not obj.aliased
     }
+    if len(matches) > 1 and module:  # several: those of the current module (a family page sets it), if that decides
+        matches = {name: obj for name, obj in matches.items() if name.startswith(module + ".")}
     if len(matches) != 1:
         return None
     (name, obj), = matches.items()
