@@ -17,23 +17,26 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sphinx.application import Sphinx
-from sphinx.util import logging
-
-from mandril_docs import api, docstrings, families, methods, refs, results, tutorials
-
-logger = logging.getLogger(__name__)
+# The generators import Sphinx themselves, when the build runs them; the package itself does not, so that
+# the parts that need no Sphinx (families, results, docstrings) can be tested without it.
 
 
-def _generate(app: Sphinx) -> None:
+def _generate(app: Any) -> None:
+    from sphinx.util import logging
+
+    from mandril_docs import api, families, methods, results, tutorials
+
+    logger = logging.getLogger(__name__)
     for name, generator in (("api", api), ("families", families), ("methods", methods), ("results", results), ("tutorials", tutorials)):
         start = time.perf_counter()
         generator.generate(app)
         logger.info(f"[mandril_docs] {name} pages generated in {time.perf_counter() - start:.1f} s")
 
 
-def setup(app: Sphinx) -> dict[str, Any]:
+def setup(app: Any) -> dict[str, Any]:
     """Register the generators (on ``builder-inited``) and the docstring hooks."""
+    from mandril_docs import docstrings, refs
+
     app.add_config_value("mandril_docs_tutorial_timeout", 120, "env")
     app.connect("builder-inited", _generate)
     app.connect("autodoc-process-docstring", docstrings.section_headings, priority=400)

@@ -80,6 +80,7 @@ def prose_fields(lines: list[str], names: "Callable[[str], bool]" = lambda name:
         body = lines[i + 1 : end]
         while body and not body[-1].strip():
             body.pop()
+        end = i + 1 + len(body)  # trailing blank lines stay
         first = next((line for line in body if line.strip()), "")
         found = re.search(r"(?<!:):(\s|$)", first.strip())
         head, colon = (first.strip()[: found.start()], True) if found else (first.strip(), False)
