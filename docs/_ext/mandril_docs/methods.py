@@ -49,6 +49,8 @@ def _default(field: dataclasses.Field) -> str:
 
 
 def _cell(text: str) -> str:
+    """A docstring fragment (reST) as a markdown table cell: roles in MyST's syntax, ``|`` escaped."""
+    text = re.sub(r"(?<![\w{]):(\w+):`([^`]+)`", r"{py:\1}`\2`", text)
     return text.replace("|", "\\|").replace("\n", " ")
 
 

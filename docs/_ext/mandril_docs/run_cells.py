@@ -61,7 +61,7 @@ def run(script: Path, out: Path) -> int:
             import matplotlib.pyplot as plt
 
             for number in plt.get_fignums():
-                name = f"{out.stem}-cell{index}-fig{number}.png"
+                name = f"{script.stem}-cell{index}-fig{number}.png"
                 plt.figure(number).savefig(out.parent / name, dpi=100, bbox_inches="tight")
                 figures.append(name)
             plt.close("all")
