@@ -140,3 +140,15 @@ def test_a_newly_registered_family_gets_its_page_and_pictures_with_no_docs_code(
     assert sum(durations) == 11 * 400  # the first observation and each of the 10 steps, 0.4 s each (repeats merged)
     strip = np.asarray(Image.open(tmp_path / "img" / "toy" / "split-test.png"))
     assert strip.ndim == 3 and strip.shape[1] > 2 * strip.shape[0]  # three tasks side by side
+
+
+def test_the_example_on_the_front_page_runs_as_written(tmp_path):
+    import re
+    import subprocess
+
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "index.md").read_text(), flags=re.S)
+    assert len(blocks) == 1 and len(blocks[0].strip().splitlines()) <= 12
+    done = subprocess.run([sys.executable, "-c", blocks[0]], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert 0.0 <= float(done.stdout.strip().splitlines()[-1]) < 0.5  # two demos of a GridWorld task: near the expert
