@@ -33,9 +33,33 @@ def _generate(app: Any) -> None:
         logger.info(f"[mandril_docs] {name} pages generated in {time.perf_counter() - start:.1f} s")
 
 
+def _quiet_typehints_probe() -> None:
+    """Silence sphinx-autodoc-typehints' probe parse of each docstring.
+
+    To find where to insert ``:rtype:``, it parses every docstring once more on its own, outside the page
+    (``get_insert_index``), with docutils' default settings, which print what that out-of-context parse
+    finds odd straight to stderr (not as Sphinx warnings: they fail nothing). The real rendering of every
+    docstring is Sphinx's, whose warnings fail the build; the probe's messages are only noise in the log.
+    """
+    import warnings
+
+    import sphinx_autodoc_typehints as typehints
+
+    warnings.filterwarnings("ignore", message=".*_RstSnippetParser.set_application.*")  # its use of a Sphinx API deprecated in 10
+    probe = typehints.parse
+
+    def quiet(text: str, settings: Any) -> Any:
+        settings.report_level = 5  # nothing printed; the document it returns is the same
+        return probe(text, settings)
+
+    typehints.parse = quiet
+
+
 def setup(app: Any) -> dict[str, Any]:
     """Register the generators (on ``builder-inited``) and the docstring hooks."""
     from mandril_docs import docstrings, refs
+
+    _quiet_typehints_probe()
 
     app.add_config_value("mandril_docs_tutorial_timeout", 120, "env")
     app.connect("builder-inited", _generate)
