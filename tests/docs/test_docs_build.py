@@ -152,3 +152,23 @@ def test_the_example_on_the_front_page_runs_as_written(tmp_path):
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr[-3000:]
     assert 0.0 <= float(done.stdout.strip().splitlines()[-1]) < 0.5  # two demos of a GridWorld task: near the expert
+
+
+def test_a_tutorial_runs_cell_by_cell_and_a_failed_check_stops_it_with_its_traceback(tmp_path):
+    import json
+    import subprocess
+
+    from mandril_docs.run_cells import parse_cells
+
+    script = tmp_path / "t.py"
+    script.write_text("# %% [markdown]\n# # Title\n#\n# Some text.\n\n# %%\nx = 2\nprint('x is', x)\n\n# %%\nassert x == 3, 'x should be 3'\n\n# %%\nprint('never')\n")
+    assert parse_cells(script.read_text()) == [("markdown", "# Title\n\nSome text."), ("code", "x = 2\nprint('x is', x)"),
+                                               ("code", "assert x == 3, 'x should be 3'"), ("code", "print('never')")]
+    out = tmp_path / "t.json"
+    done = subprocess.run([sys.executable, "-m", "mandril_docs.run_cells", str(script), str(out)], cwd=tmp_path,
+                          env={"PYTHONPATH": str(ROOT / "docs" / "_ext"), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    result = json.loads(out.read_text())
+    assert result["status"] == 1 and [c["kind"] for c in result["cells"]] == ["markdown", "code", "code"]  # the last cell never ran
+    assert result["cells"][1]["output"] == "x is 2\n"
+    assert "AssertionError: x should be 3" in result["cells"][2]["output"]
