@@ -8,6 +8,7 @@ with no change here:
   that every public name has a docstring;
 - :mod:`mandril_docs.families`: a page per registered task family, with pictures the envs render;
 - :mod:`mandril_docs.methods`: every method of the registry with its config's fields;
+- :mod:`mandril_docs.cli`: the ``--help`` of every command;
 - :mod:`mandril_docs.tutorials`: the tutorial scripts, executed, their output captured into the page;
 - :mod:`mandril_docs.results`: the committed benchmark results.
 """
@@ -24,10 +25,10 @@ from typing import Any
 def _generate(app: Any) -> None:
     from sphinx.util import logging
 
-    from mandril_docs import api, families, methods, results, tutorials
+    from mandril_docs import api, cli, families, methods, results, tutorials
 
     logger = logging.getLogger(__name__)
-    for name, generator in (("api", api), ("families", families), ("methods", methods), ("results", results), ("tutorials", tutorials)):
+    for name, generator in (("api", api), ("families", families), ("methods", methods), ("cli", cli), ("results", results), ("tutorials", tutorials)):
         start = time.perf_counter()
         generator.generate(app)
         logger.info(f"[mandril_docs] {name} pages generated in {time.perf_counter() - start:.1f} s")
