@@ -10,7 +10,6 @@ from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "docs"))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 from typing import Any, Iterator
 
 from mandril_docs.pages import docs_dir, prune, write_if_changed

@@ -203,10 +203,6 @@ def model_figure(env_id: str) -> "tuple[str, bytes] | None":
     return caption, buffer.getvalue()
 
 
-def _indent_rst(text: str) -> str:
-    return "\n".join(text.splitlines())
-
-
 def family_page(family: Family, folder: Path) -> tuple[str, set[Path]]:
     """The family's page (MyST) and the picture files it wrote."""
     written: set[Path] = set()
@@ -237,9 +233,9 @@ def family_page(family: Family, folder: Path) -> tuple[str, set[Path]]:
     write_if_changed(gif, expert_gif(default))
     written.add(gif)
     lines += [f"```{{figure}} img/{family.slug}/expert.gif", f":alt: {family.name}: an expert rollout", "",
-              f"One episode of the soft expert (`mandril_envs.demos.expert_policy`) on the first test task, one frame per step.", "```", ""]
+              "One episode of the soft expert (`mandril_envs.demos.expert_policy`) on the first test task, one frame per step.", "```", ""]
     for title, body in sections:
-        lines += [f"## {title}", "", "```{eval-rst}", f".. currentmodule:: {family.cls.__module__}", "", _indent_rst(body), "```", ""]
+        lines += [f"## {title}", "", "```{eval-rst}", f".. currentmodule:: {family.cls.__module__}", "", body, "```", ""]
     return "\n".join(lines), written
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
-from pathlib import Path
 from typing import Any
 
 from mandril_docs.pages import docs_dir, prune, write_if_changed

@@ -11,7 +11,6 @@ shows them, the others are shown under the section whose name they start with (`
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
