@@ -1,11 +1,13 @@
 # make test   create .venv from constraints.txt and run the test suite
 # make bench  create .venv and run the quick benchmark suite (writes reports/quick/report.md)
+# make docs   add the docs extra to .venv, build the site into docs/_build/html (warnings are errors), check its links
 PYTHON ?= python3
 VENV   ?= .venv
 PIP     = $(VENV)/bin/python -m pip
 STAMP   = $(VENV)/.installed
+DOCS_STAMP = $(VENV)/.installed-docs
 
-.PHONY: test test-fast bench venv clean
+.PHONY: test test-fast bench docs venv clean
 
 venv: $(STAMP)
 
@@ -31,5 +33,15 @@ bench: $(STAMP)
 	@echo "            a rerun continues or re-reports it (--resume), it never retrains what is done."
 	$(VENV)/bin/mandril bench run benchmarks/suites/quick.toml --out reports/quick --workers 2 --resume
 
+$(DOCS_STAMP): $(STAMP) pyproject.toml constraints.txt
+	@echo "installing the docs extra (Sphinx, furo, MyST, sphinx-autodoc-typehints) from constraints.txt"
+	$(PIP) install -q -c constraints.txt -e '.[all,dev,docs]'
+	@touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	@echo "make docs: builds docs/_build/html (runs the tutorials, renders the family pictures); -W: a warning fails it"
+	MPLBACKEND=Agg $(VENV)/bin/python -m sphinx -b html -W --keep-going -n docs docs/_build/html
+	$(VENV)/bin/python docs/check_links.py docs/_build/html
+
 clean:
-	rm -rf $(VENV) reports .pytest_cache
+	rm -rf $(VENV) reports .pytest_cache docs/_build

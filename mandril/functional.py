@@ -15,6 +15,7 @@ from torch import Tensor
 
 __all__ = ["Params", "NonFiniteLossError", "gradient_step", "adapt"]
 
+#: A model's parameters by name (what ``torch.func.functional_call`` takes).
 Params = dict[str, Tensor]
 LearningRate = Union[float, Mapping[str, Tensor]]
 

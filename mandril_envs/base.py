@@ -46,7 +46,7 @@ class TabularTaskEnv(gym.Env, ABC):
     family: ClassVar[str] = ""
     splits: ClassVar[tuple[str, ...]] = ("train", "test")
     obs_types: ClassVar[tuple[str, ...]] = ("index", "onehot", "features")
-    #: What a reward model can read of a task (:meth:`reward_input`); ``"features"`` everywhere.
+    #: What a reward model can read of a task (:meth:`~mandril_envs.base.TabularTaskEnv.reward_input`); ``"features"`` everywhere.
     reward_input_kinds: ClassVar[tuple[str, ...]] = ("features",)
     #: The config keys that set the size of a task's model, named when a size is refused.
     size_arguments: ClassVar[tuple[str, ...]] = ()
@@ -247,7 +247,7 @@ class TabularTaskEnv(gym.Env, ABC):
 
     @property
     def state_space(self) -> spaces.Discrete:
-        """``Discrete(S)``: the states (seals' ``state_space``; the observations are :attr:`observation_space`)."""
+        """``Discrete(S)``: the states (seals' ``state_space``; the observations are ``observation_space``)."""
         return spaces.Discrete(self.model.state_dim)
 
     @property

@@ -56,7 +56,9 @@ from mandril_envs.validation import check_int
 
 __all__ = ["DemoDataset", "DatasetError", "collect", "check_collect_size", "check_minari_dataset_id", "FORMAT", "VERSION"]
 
+#: The ``format`` field of every dataset file this module writes (a file with another is refused).
 FORMAT = "mandril_envs.demos"
+#: The format version this module writes and reads.
 VERSION = 1
 PathLike = Union[str, os.PathLike]
 

@@ -12,7 +12,7 @@ family (``mandril``'s ``bayes`` reference) consumes it. Three forms cover the su
 * :class:`DiscreteRewardPrior`: one of ``K`` candidate reward tables with probabilities
   (GridWorld: which sprite is the goal).
 
-Every form gives its :meth:`mean_reward` (the prior mean reward table) and the reward
+Every form gives its ``mean_reward()`` (the prior mean reward table) and the reward
 ``shape``; the candidates of a discrete prior come in a canonical order that says nothing about
 which one is the task's.
 """
@@ -165,4 +165,5 @@ class DiscreteRewardPrior:
         return np.tensordot(self.probs, self.rewards, axes=1)
 
 
+#: Any of the families' reward priors (what :meth:`~mandril_envs.base.TabularTaskEnv.reward_prior` returns).
 RewardPrior = Union[GaussianRewardPrior, BoxRewardPrior, DiscreteRewardPrior]

@@ -126,6 +126,7 @@ class Task:
         return cls.from_dict(data)
 
 
+#: What task arguments accept: a :class:`Task`, its dict (``Task.to_dict()``) or its JSON text.
 TaskLike = Union[Task, Mapping[str, Any], str]
 
 

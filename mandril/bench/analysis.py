@@ -30,7 +30,9 @@ from mandril.eval.verdicts import VerdictRule, call_verdicts
 __all__ = ["HEADLINE_METHOD", "REFERENCES", "FAILURE_THRESHOLD", "IDENTICAL_TOLERANCE", "RULE", "HALVES", "fill_failures", "score_matrix",
            "summarize_records", "identical_methods", "compare_with", "best_others", "aggregate", "convergence", "more_demos"]
 
+#: The method the report compares every other method with.
 HEADLINE_METHOD = "mandril"
+#: The reference points (not compared with the headline method: they frame the scores).
 REFERENCES = ("expert", "bayes", "zero_reward", "uniform_policy")
 #: A cell with normalized EVD above this is a failure (more than a tenth of the way from the expert to a uniform policy).
 FAILURE_THRESHOLD = 0.1

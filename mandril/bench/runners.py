@@ -35,6 +35,7 @@ from mandril.bench.work import run_preparation, run_unit
 
 __all__ = ["run_suite", "check_backend", "RunSummary", "BACKENDS", "WorkerLostError"]
 
+#: Where cells run: a local process pool or Ray tasks.
 BACKENDS = ("local", "ray")
 
 

@@ -1,5 +1,7 @@
 """A suite's output directory: what is done, written so that a run killed at any moment resumes exactly.
 
+The files of an output directory ``DIR``::
+
     DIR/suite.json                    the suite (plain data) and its digest; a directory holds one suite,
                                       claimed by the run that creates this file (exclusively: of two runs
                                       started together on a new DIR, one is refused)
@@ -43,6 +45,7 @@ from mandril.core.io import atomic_write_text, write_json
 
 __all__ = ["RunStore", "RecordScan", "PreparedState", "RecordError", "parse_unit_records", "SUITE_FILE", "PREPARATION_FAILED", "MAX_RECORD_FILE"]
 
+#: The file of an output directory that holds its suite (plain data) and digest.
 SUITE_FILE = "suite.json"
 LOCK_FILE = ".lock"
 _PREPARED_KIND = "mandril.bench.prepared"
@@ -280,9 +283,11 @@ class RunStore:
 
     # --- preparations -----------------------------------------------------------------------------
     def prepared_path(self, preparation: Preparation) -> Path:
+        """Where the preparation's prepared state is written (``DIR/prepared/<id>.pt``)."""
         return self.prepared_dir / f"{check_file_stem(preparation.id)}.pt"
 
     def training_checkpoint(self, preparation: Preparation) -> Path:
+        """Where the preparation's training checkpoint is kept while it trains (``DIR/prepared/<id>.training.pt``)."""
         return self.prepared_dir / f"{check_file_stem(preparation.id)}.training.pt"
 
     def _prepared_info(self, preparation: Preparation) -> Path:
@@ -348,6 +353,7 @@ class RunStore:
 
     # --- records --------------------------------------------------------------------------------
     def unit_path(self, unit: Unit) -> Path:
+        """The records file of a unit (``DIR/records/<unit id>.jsonl``)."""
         return self.root / "records" / f"{check_file_stem(unit.id)}.jsonl"
 
     def write_unit(self, unit: Unit, records: Iterable[dict]) -> None:

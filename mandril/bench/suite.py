@@ -64,11 +64,12 @@ from mandril.core.config import MAX_THREADS, build_dataclass, dataclass_to_dict,
 from mandril.data.batch import check_likelihood
 from mandril.rewards.spec import RewardModelSpec
 
-__all__ = ["Suite", "FamilySpec", "PoolSpec", "CellLimits", "load_suite", "resolve_file", "packaged_file", "suite_from_dict", "replicate", "REPLICATE_SEED_STRIDE", "by_n_entry", "check_name", "BY_N", "VALIDATION_SPLIT", "VALIDATION_START", "MAX_CELLS"]
+__all__ = ["Suite", "FamilySpec", "PoolSpec", "CellLimits", "load_suite", "resolve_file", "packaged_file", "suite_from_dict", "replicate", "REPLICATE_SEED_STRIDE", "by_n_entry", "check_name", "BY_N", "VALIDATION_SPLIT", "VALIDATION_START", "MAX_CELLS", "NAME_PATTERN", "ExpertSpec"]
 
 #: The harness split of tuning sweeps: tasks of the family's ``train`` split from index
 #: :data:`VALIDATION_START` on, which no training pool reaches (pools are tasks ``0 .. n_tasks - 1``).
 VALIDATION_SPLIT = "validation"
+#: The first task index of the validation split (train-split tasks from here on; no training pool reaches it).
 VALIDATION_START = 1_000_000
 
 #: The key of a method's per-n settings in a suite's settings tables.

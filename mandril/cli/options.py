@@ -71,6 +71,7 @@ def int_at_least(minimum: int) -> Any:
         return value
 
     parse.__name__ = f"int >= {minimum}"
+    parse.__doc__ = f"``text`` as an integer >= {minimum}, else ``argparse.ArgumentTypeError`` saying which."
     return parse
 
 
@@ -91,6 +92,7 @@ def int_between(minimum: int, maximum: int, why: str = "") -> Any:
         return value
 
     parse.__name__ = f"int in [{minimum}, {maximum}]"
+    parse.__doc__ = f"``text`` as an integer in [{minimum}, {maximum}], else ``argparse.ArgumentTypeError`` saying which."
     return parse
 
 

@@ -34,7 +34,9 @@ from mandril.core.io import atomic_write_bytes
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "ENVELOPE_FORMAT", "ENVELOPE_VERSION", "MAX_ABS_WEIGHT"]
 
+#: The ``format`` field of every checkpoint envelope (a file with another is refused).
 ENVELOPE_FORMAT = "mandril.checkpoint"
+#: The envelope version this module writes and reads.
 ENVELOPE_VERSION = 1
 
 #: The largest magnitude a floating-point tensor of a checkpoint may hold: beyond it, squaring a

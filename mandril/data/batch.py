@@ -27,6 +27,7 @@ from mandril_envs.model import TabularModel
 
 __all__ = ["LIKELIHOODS", "check_likelihood", "demo_visitation", "start_distribution", "MetaBatch", "make_batch"]
 
+#: The MaxEnt likelihoods: ``"start"`` (conditioned on the demos' own first states) and ``"p0"`` (the textbook one).
 LIKELIHOODS = ("start", "p0")
 
 

@@ -31,7 +31,9 @@ __all__ = ["TaskSource", "DatasetSource", "GeneratedSource"]
 class TaskSource(Protocol):
     """Anything that draws meta-batches with an explicit generator."""
 
-    def sample(self, batch_size: int, n_train: int, n_test: int, rng: np.random.Generator) -> MetaBatch: ...
+    def sample(self, batch_size: int, n_train: int, n_test: int, rng: np.random.Generator) -> MetaBatch:
+        """``batch_size`` tasks, each with ``n_train`` demos to adapt on and ``n_test`` to score the adaptation, drawn with ``rng``."""
+        ...
 
 
 class DatasetSource:

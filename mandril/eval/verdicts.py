@@ -128,8 +128,9 @@ class SimulationConfig:
         run_noise: sd of log normalized EVD from run to run (a fresh preparation and fresh demos).
         task_spread: sd of log normalized EVD across tasks.
         level: mean log normalized EVD.
-        null_comparisons / effect_comparisons: comparisons simulated in each scenario (the pool that
-            families of comparisons are drawn from).
+        null_comparisons: comparisons simulated in the null scenario (the pool that families of
+            comparisons are drawn from).
+        effect_comparisons: the same, in the scenario with real differences.
         real_share: the share of a family's comparisons that are real differences of this size, for the
             second power figure (the first has one real difference among nulls).
         families: families of comparisons drawn to measure the correction.

@@ -66,7 +66,7 @@ class LinearFeatureBaseline:
         with its ridge raised x10 (the others keep theirs).
 
         Returns:
-            ``(..., 2D + 4)`` weights (also kept in :attr:`weight`).
+            ``(..., 2D + 4)`` weights (also kept in ``weight``).
 
         Raises:
             FloatingPointError: if no ridge up to ``reg_coeff * 10**(max_tries-1)`` gives finite weights.

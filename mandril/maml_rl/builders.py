@@ -12,6 +12,7 @@ from mandril.maml_rl.sampler import MultiTaskSampler
 
 __all__ = ["build_sampler", "build_policy", "DTYPES"]
 
+#: The config's ``dtype`` names and their torch dtypes.
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 

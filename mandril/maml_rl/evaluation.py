@@ -49,6 +49,7 @@ from mandril_envs.planning import expected_return
 
 __all__ = ["evaluate", "summarize", "exact_returns", "budget_matched", "format_table", "RESULTS_FORMAT"]
 
+#: The ``format`` field of the results JSON that ``maml-rl test`` writes.
 RESULTS_FORMAT = "mandril.maml_rl.test/1"
 
 

@@ -33,6 +33,7 @@ from mandril_envs.planning import expected_return, value_iteration
 __all__ = ["BANDIT_STRATEGIES", "UCB_C_GRID", "GITTINS_GAMMA_GRID", "bandit_reference_returns", "tune_bandit_constant",
            "mdp_reference_returns"]
 
+#: The reference bandit policies, scored on the same held-out tasks as MAML.
 BANDIT_STRATEGIES: tuple[str, ...] = ("random", "greedy", "epsilon_greedy", "ucb1", "thompson", "gittins")
 
 #: The UCB1 constants :func:`tune_bandit_constant` chooses from (``sqrt(2)`` is the textbook one).

@@ -14,7 +14,7 @@ policy table; the harness scores both the same way (:func:`mandril.eval.score`).
   reads it (``env.unwrapped.reward_input(method.input_kind)``); ``states (n, H+1)``, ``actions (n, H)``
   are the demos.
 * ``method.fit_batch(problems)``: many tasks at once. Methods whose fits run through the batched
-  planning kernel (``batched = True``) do them in one call; the default loops over :meth:`fit`.
+  planning kernel (``batched = True``) do them in one call; the default loops over :meth:`Method.fit`.
   A task whose fit fails gets a :class:`FitError` in its place; the others are unaffected.
 
 Every method has a dataclass config (``Method.Config``): documented fields, types checked, ranges

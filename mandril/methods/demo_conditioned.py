@@ -73,6 +73,8 @@ class DemoConditionedSource:
         self.source, self.choices = source, tuple(choices)
 
     def sample(self, batch_size: int, n_train: int, n_test: int, rng: np.random.Generator) -> MetaBatch:
+        """A batch of the wrapped source whose inputs carry ``K`` train demos, ``K`` drawn from ``choices``
+        (``n_train`` is ignored: ``K`` replaces it)."""
         k = int(self.choices[int(rng.integers(len(self.choices)))])
         batch = self.source.sample(batch_size, k, n_test, rng)
         inputs = append_demo_channels(batch.inputs, batch.train_visitation, batch.train_start, [k] * batch_size, batch.tasks.horizon)

@@ -36,7 +36,7 @@ A task stops, and leaves the batch, for one of three reasons (:data:`STATUSES`, 
   the CPU's kernels round (on one fit, 1.2e-10 with AVX2 and 1.7e-9 with AVX-512). The rule: the task
   stops when its line search finds no acceptable step, or when on ``PRECISION_STEPS`` (5) consecutive
   iterations the step it accepts decreases ``J`` by at most ``PRECISION_EPS * eps * |J|`` (4 machine
-  epsilons of the dtype times |J|: 4 to 8 ulps of J). A real decrease is that small only where
+  epsilons of the dtype times ``|J|``: 4 to 8 ulps of J). A real decrease is that small only where
   ``||g|| <~ sqrt(8 eps |J| lambda_max(H))`` (about 1e-7 for ``|J| ~ 1`` and curvature ~ 10), far below
   any useful ``grad_tol``; the default 1e-5 stops fits whose steps still decrease ``J`` by more than
   1e4 times the threshold. Five steps rather than fewer because L-BFGS often still lowers the gradient
@@ -71,9 +71,13 @@ from mandril.rewards.batched import Params, batched_rewards
 
 __all__ = ["FitSettings", "TaskFit", "QuadraticPenalty", "fit_rewards", "OPTIMIZERS", "SCHEDULES", "L2_CENTERS", "STATUSES", "PRECISION_EPS", "PRECISION_STEPS"]
 
+#: The optimisers of a fit (``FitSettings.optimizer``).
 OPTIMIZERS = ("lbfgs", "adam")
+#: The learning-rate schedules of Adam fits (``FitSettings.schedule``).
 SCHEDULES = ("cosine", "constant")
+#: Where the L2 penalty pulls the parameters (``FitSettings.l2_center``): zero, or the initial parameters.
 L2_CENTERS = ("zero", "init")
+#: How a fit ended (``TaskFit.status``; see the module docstring).
 STATUSES = ("converged", "precision", "max_steps")
 
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
@@ -211,6 +215,7 @@ class QuadraticPenalty:
         return 0.5 * torch.einsum("bp,bpq,bq->b", d, self.precision, d)
 
     def select(self, rows: Tensor) -> "QuadraticPenalty":
+        """The penalty of the tasks ``rows`` (indices into the batch) only."""
         return QuadraticPenalty(self.mean[rows], self.precision[rows])
 
 

@@ -39,7 +39,9 @@ from mandril.rewards.spec import RewardModelSpec, build_reward_model
 
 __all__ = ["MapPriorConfig", "MapPrior", "GaussianPrior", "estimate_prior", "COVARIANCES", "PARAMETERS"]
 
+#: The covariance estimates of the fitted Gaussian prior (``MapPriorConfig.covariance``).
 COVARIANCES = ("diagonal", "ledoit_wolf", "low_rank")
+#: What the prior is over (``MapPriorConfig.parameters``): chosen by the reward model, linear weights or the reward table.
 PARAMETERS = ("auto", "linear", "tabular")
 
 

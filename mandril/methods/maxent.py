@@ -35,7 +35,7 @@ from mandril.rewards.batched import stack_params
 from mandril.rewards.spec import RewardModelSpec, build_reward_model
 from mandril_envs.model import TabularModel
 
-__all__ = ["MaxEntConfig", "MaxEnt", "MaxEntLinear", "MaxEntTabular", "MaxEntIRL", "torch_dtype", "group_by_shape", "train_batch", "fit_in_groups"]
+__all__ = ["MaxEntConfig", "MaxEntLinearConfig", "MaxEntTabularConfig", "MaxEnt", "MaxEntLinear", "MaxEntTabular", "MaxEntIRL", "torch_dtype", "group_by_shape", "train_batch", "fit_in_groups"]
 
 
 def torch_dtype(name: str) -> torch.dtype:

@@ -64,9 +64,11 @@ class TrainedRewardMethod(Method):
 
     # --- what subclasses decide -----------------------------------------------------------------
     def trainer_config(self) -> MandRILConfig:  # pragma: no cover - every subclass overrides
+        """The meta-trainer's config that this method's settings make (its preparation)."""
         raise NotImplementedError
 
     def iterations(self) -> int:  # pragma: no cover - every subclass overrides
+        """How many training iterations the preparation runs."""
         raise NotImplementedError
 
     def wrap_source(self, source: DatasetSource) -> TaskSource:
@@ -137,7 +139,7 @@ class TrainedRewardMethod(Method):
             self.load_state_dict(self.state_dict())
 
     def require_trainer(self) -> MandRIL:
-        """The trained trainer (after :meth:`prepare` or :meth:`load_state_dict`)."""
+        """The trained trainer (after :meth:`~mandril.methods.base.Method.prepare` or :meth:`load_state_dict`)."""
         if self.trainer is None:
             raise RuntimeError(f"{self.name} is not prepared")  # _check_ready normally catches this first
         return self.trainer

@@ -31,6 +31,7 @@ from mandril_envs.model import TabularModel
 
 __all__ = ["TaskBatch", "LAYOUTS"]
 
+#: How a batch stores its dynamics: chosen by size, sparse successor form, or dense ``(S, A, S)``.
 LAYOUTS = ("auto", "sparse", "dense")
 _DENSE_MAX_ENTRIES = 1 << 22
 _DENSE_MAX_RATIO = 4

@@ -49,6 +49,7 @@ __all__ = [
     "check_temperature",
 ]
 
+#: How the kernels' gradients are computed: the analytic backward pass, or torch's autograd.
 METHODS = ("analytic", "autograd")
 
 

@@ -15,6 +15,7 @@ from torch.func import functional_call, vmap
 
 __all__ = ["Params", "batched_rewards", "expand_params", "stack_params", "unstack_params"]
 
+#: A model's parameters by name, each with a leading batch dimension when batched.
 Params = dict[str, Tensor]
 
 

@@ -1,4 +1,4 @@
-"""Reward models: ``torch.nn.Module``s that map a task's inputs to a reward table over its states.
+"""Reward models: torch modules (``torch.nn.Module``) that map a task's inputs to a reward table over its states.
 
 Every model returns ``(S,)`` (or ``(S, A)`` with ``n_actions``) for one task's input and
 ``(B, S)`` (or ``(B, S, A)``) for a batch of ``B`` inputs, works with
@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 __all__ = ["TabularReward", "LinearReward", "MLPReward", "ConvReward", "image_to_tensor", "ACTIVATIONS"]
 
+#: The activations a reward model may use, by name.
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "softplus": nn.Softplus}
 
 

@@ -38,7 +38,7 @@ class TabularVecEnv(VecEnv):
     Gymnasium truncation), and it is reset at once: its returned observation is the next episode's first.
 
     Randomness: one ``numpy.random.Generator`` for all copies, built at the next :meth:`reset` from
-    the seed given to :meth:`seed` (SB3's algorithms call it with theirs); from fresh entropy when
+    the seed given to ``seed()`` (SB3's algorithms call it with theirs); from fresh entropy when
     never seeded.
 
     Args:
@@ -70,7 +70,7 @@ class TabularVecEnv(VecEnv):
         return np.minimum(np.searchsorted(self._initial_cdf, u, side="right"), self._initial_cdf.shape[0] - 1)
 
     def reset(self) -> np.ndarray:
-        """Start an episode in every copy (seeding the generator first if :meth:`seed` was called)."""
+        """Start an episode in every copy (seeding the generator first if ``seed()`` was called)."""
         if self._seeds[0] is not None:
             self._rng = np.random.default_rng(self._seeds[0])
         self._reset_seeds()
