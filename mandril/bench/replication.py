@@ -18,6 +18,7 @@ from typing import Union
 
 __all__ = ["compare_runs", "replication_markdown", "VERDICTS"]
 
+#: The verdicts a comparison can have (the rows of the confusion table).
 VERDICTS = ("win", "tie", "loss", "too few tasks")
 _KEY = ("family", "split", "n_demos", "method")
 
