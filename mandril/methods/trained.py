@@ -84,7 +84,7 @@ class TrainedRewardMethod(Method):
         c = self.trainer_config()
         needed = c.most_train_demos + c.n_test_demos
         if needed > pool_demos:
-            raise ValueError(f"{self.name} draws up to {needed} demos per training task ({c.most_train_demos} + {c.n_test_demos}), "
+            raise ValueError(f"{self.name} draws {'up to ' if c.n_train_demos_choices else ''}{needed} demos per training task ({c.most_train_demos} + {c.n_test_demos}), "
                              f"but the training pool has {pool_demos}: raise [train] n_demos to at least {needed}")
 
     # --- preparation ----------------------------------------------------------------------------
