@@ -324,18 +324,28 @@ class _Run:
         self.results: list[Optional[Union[TaskFit, DivergenceError]]] = [None] * len(self.active)
 
     # --- the objective ------------------------------------------------------------------------------
-    def evaluate(self, x: Tensor) -> _Evaluation:
-        """Objective, gradient and rewards of every running task at ``x (b, P)`` (one batched kernel call)."""
+    def evaluate(self, x: Tensor, rows: Optional[Tensor] = None) -> _Evaluation:
+        """Objective, gradient and rewards of every running task at ``x (b, P)`` (one batched kernel call);
+        with ``rows`` (positions among the running tasks, ``x`` then ``(len(rows), P)``), of those tasks only.
+
+        A task's numbers do not depend on which other tasks share the call (every kernel computes
+        each task's rows by the same arithmetic; tested bit for bit), so a sub-batch costs in
+        proportion to its size and changes nothing.
+        """
+        batch, center, penalty = self.batch, self.center, self.penalty
+        if rows is not None:
+            batch, center = batch.select(rows.tolist()), center[rows]
+            penalty = None if penalty is None else penalty.select(rows)
         leaf = x.detach().requires_grad_(True)
         params = self.flat.unflatten(leaf)
-        rewards = batched_rewards(self.reward_model, params, self.batch.inputs)
-        tasks = self.batch.likelihood_tasks("train", self.likelihood)
-        nll = maxent_nll(tasks, rewards, self.batch.train_visitation, self.temperature) / self.batch.tasks.horizon
-        loss = nll if self.penalty is None else nll + self.penalty.value(leaf)
+        rewards = batched_rewards(self.reward_model, params, batch.inputs)
+        tasks = batch.likelihood_tasks("train", self.likelihood)
+        nll = maxent_nll(tasks, rewards, batch.train_visitation, self.temperature) / batch.tasks.horizon
+        loss = nll if penalty is None else nll + penalty.value(leaf)
         (grads,) = torch.autograd.grad(loss.sum(), [leaf])
         # the l2 penalty and its gradient written out: the numbers autograd gives (its gradient of
         # (l2 / 2) d^2 is (l2 / 2) (2 d), the same rounding as l2 d), without its temporaries
-        offset = x.detach() - self.center
+        offset = x.detach() - center
         objective = loss.detach() + 0.5 * self.settings.l2 * (offset**2).sum(1)
         return _Evaluation(objective, grads + offset.mul_(self.settings.l2), rewards.detach())
 
@@ -439,19 +449,35 @@ class _Run:
     def _line_search(self, evaluation: _Evaluation, direction: Tensor, slope: Tensor, steps: Tensor) -> tuple[Tensor, _Evaluation, Tensor]:
         """Per-task backtracking until ``J(x + t d) <= J(x) + c t g.d`` (Armijo). Returns the new points,
         their evaluation and which tasks found no such step (they stay where they are and stop as
-        converged to precision: they cannot be improved along the direction L-BFGS proposes)."""
-        accepted = torch.zeros_like(slope, dtype=torch.bool)
-        x_new = self.x.clone()
-        new = _Evaluation(evaluation.values.clone(), evaluation.grads.clone(), evaluation.rewards.clone())
-        for _ in range(_MAX_BACKTRACKS):
-            trial = self.x + steps[:, None] * direction
-            tried = self.evaluate(trial)
-            ok = ~accepted & torch.isfinite(tried.values) & (tried.values <= evaluation.values + _ARMIJO * steps * slope)
-            x_new[ok], new.values[ok], new.grads[ok], new.rewards[ok] = trial[ok], tried.values[ok], tried.grads[ok], tried.rewards[ok]
-            accepted |= ok
+        converged to precision: they cannot be improved along the direction L-BFGS proposes).
+
+        The first trial evaluates every task; a backtracking trial only the tasks still searching
+        (a task's numbers do not depend on its batch: see :meth:`evaluate`). When every task
+        accepts its first trial (most iterations), that trial's tensors are the result as they are.
+        """
+        trial = self.x + steps[:, None] * direction
+        tried = self.evaluate(trial)
+        ok = torch.isfinite(tried.values) & (tried.values <= evaluation.values + _ARMIJO * steps * slope)
+        if bool(ok.all()):
+            return trial, tried, ~ok
+        accepted = ok
+        x_new = torch.where(ok[:, None], trial, self.x)
+        new = _Evaluation(
+            torch.where(ok, tried.values, evaluation.values),
+            torch.where(ok[:, None], tried.grads, evaluation.grads),
+            torch.where(ok.view((-1,) + (1,) * (tried.rewards.ndim - 1)), tried.rewards, evaluation.rewards),
+        )
+        for _ in range(_MAX_BACKTRACKS - 1):
+            rows = (~accepted).nonzero().squeeze(1)
+            steps = steps.index_copy(0, rows, steps[rows] * 0.5)
+            trial = self.x[rows] + steps[rows, None] * direction[rows]
+            tried = self.evaluate(trial, rows)
+            ok = torch.isfinite(tried.values) & (tried.values <= evaluation.values[rows] + _ARMIJO * steps[rows] * slope[rows])
+            done = rows[ok]
+            x_new[done], new.values[done], new.grads[done], new.rewards[done] = trial[ok], tried.values[ok], tried.grads[ok], tried.rewards[ok]
+            accepted[done] = True
             if bool(accepted.all()):
                 break
-            steps = torch.where(accepted, steps, steps * 0.5)
         return x_new, new, ~accepted
 
 
