@@ -328,9 +328,9 @@ class _Run:
         """Objective, gradient and rewards of every running task at ``x (b, P)`` (one batched kernel call);
         with ``rows`` (positions among the running tasks, ``x`` then ``(len(rows), P)``), of those tasks only.
 
-        A task's numbers do not depend on which other tasks share the call (every kernel computes
-        each task's rows by the same arithmetic; tested bit for bit), so a sub-batch costs in
-        proportion to its size and changes nothing.
+        Where :meth:`_exact_sub_batches` holds, a task's numbers do not depend on which other tasks
+        share the call (tested bit for bit), so a sub-batch costs in proportion to its size and
+        changes nothing.
         """
         batch, center, penalty = self.batch, self.center, self.penalty
         if rows is not None:
@@ -446,13 +446,22 @@ class _Run:
             self.x, evaluation = x_new, new
             step += 1
 
+    def _exact_sub_batches(self) -> bool:
+        """Whether a sub-batch gives each task the numbers of the whole batch, bit for bit: on the
+        sparse layout (gathers and a block-diagonal CSR product: each task's rows by the same
+        arithmetic) without a quadratic penalty. The dense layout's batched products (``bmm``) and
+        the penalty's einsum take other paths for other batch sizes (one task: a matrix-vector
+        product), which round differently."""
+        return self.penalty is None and self.batch.tasks.layout == "sparse"
+
     def _line_search(self, evaluation: _Evaluation, direction: Tensor, slope: Tensor, steps: Tensor) -> tuple[Tensor, _Evaluation, Tensor]:
         """Per-task backtracking until ``J(x + t d) <= J(x) + c t g.d`` (Armijo). Returns the new points,
         their evaluation and which tasks found no such step (they stay where they are and stop as
         converged to precision: they cannot be improved along the direction L-BFGS proposes).
 
         The first trial evaluates every task; a backtracking trial only the tasks still searching
-        (a task's numbers do not depend on its batch: see :meth:`evaluate`). When every task
+        where that changes no number (:meth:`_exact_sub_batches`: the sparse layout of the GridWorld
+        families, whose conv fits dominate the suite's time). When every task
         accepts its first trial (most iterations), that trial's tensors are the result as they are.
         """
         trial = self.x + steps[:, None] * direction
@@ -460,18 +469,21 @@ class _Run:
         ok = torch.isfinite(tried.values) & (tried.values <= evaluation.values + _ARMIJO * steps * slope)
         if bool(ok.all()):
             return trial, tried, ~ok
-        accepted = ok
-        x_new = torch.where(ok[:, None], trial, self.x)
-        new = _Evaluation(
-            torch.where(ok, tried.values, evaluation.values),
-            torch.where(ok[:, None], tried.grads, evaluation.grads),
-            torch.where(ok.view((-1,) + (1,) * (tried.rewards.ndim - 1)), tried.rewards, evaluation.rewards),
-        )
+        # the first trial's fresh tensors become the result; the rows of the tasks still searching are
+        # put back to where they are until they accept a step
+        accepted, rows = ok, (~ok).nonzero().squeeze(1)
+        x_new, new = trial, tried
+        x_new[rows], new.values[rows], new.grads[rows], new.rewards[rows] = self.x[rows], evaluation.values[rows], evaluation.grads[rows], evaluation.rewards[rows]
         for _ in range(_MAX_BACKTRACKS - 1):
             rows = (~accepted).nonzero().squeeze(1)
             steps = steps.index_copy(0, rows, steps[rows] * 0.5)
-            trial = self.x[rows] + steps[rows, None] * direction[rows]
-            tried = self.evaluate(trial, rows)
+            if self._exact_sub_batches():
+                trial = self.x[rows] + steps[rows, None] * direction[rows]
+                tried = self.evaluate(trial, rows)
+            else:  # a sub-batch would round differently: every task, at its own step, as in a full trial
+                every = self.evaluate(self.x + steps[:, None] * direction)
+                trial = (self.x + steps[:, None] * direction)[rows]
+                tried = _Evaluation(every.values[rows], every.grads[rows], every.rewards[rows])
             ok = torch.isfinite(tried.values) & (tried.values <= evaluation.values[rows] + _ARMIJO * steps[rows] * slope[rows])
             done = rows[ok]
             x_new[done], new.values[done], new.grads[done], new.rewards[done] = trial[ok], tried.values[ok], tried.grads[ok], tried.rewards[ok]
