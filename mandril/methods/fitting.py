@@ -447,12 +447,14 @@ class _Run:
             step += 1
 
     def _exact_sub_batches(self) -> bool:
-        """Whether a sub-batch gives each task the numbers of the whole batch, bit for bit: on the
-        sparse layout (gathers and a block-diagonal CSR product: each task's rows by the same
-        arithmetic) without a quadratic penalty. The dense layout's batched products (``bmm``) and
-        the penalty's einsum take other paths for other batch sizes (one task: a matrix-vector
+        """Whether a sub-batch gives each task the numbers of the whole batch, bit for bit: a reward
+        model that says so (``batch_invariant``: the table, the convolutions) on the sparse layout
+        (gathers and a block-diagonal CSR product: each task's rows by the same arithmetic), without a
+        quadratic penalty. Batched matrix products (the dense layout's ``bmm``, vmap's linear layers)
+        and the penalty's einsum take other paths for other batch sizes (one task: a matrix-vector
         product), which round differently."""
-        return self.penalty is None and self.batch.tasks.layout == "sparse"
+        invariant = bool(getattr(self.reward_model, "batch_invariant", False))
+        return invariant and self.penalty is None and self.batch.tasks.layout == "sparse"
 
     def _line_search(self, evaluation: _Evaluation, direction: Tensor, slope: Tensor, steps: Tensor) -> tuple[Tensor, _Evaluation, Tensor]:
         """Per-task backtracking until ``J(x + t d) <= J(x) + c t g.d`` (Armijo). Returns the new points,

@@ -43,9 +43,15 @@ def _setup(kind: str, n_tasks: int = 4, n_demos: int = 2):
     if kind == "conv":
         problems = _problems("mandril_envs/GridWorld-v0", "map", n_tasks, n_demos)
         spec, n_actions = RewardModelSpec("conv", hidden=(8, 8)), None
+    elif kind == "conv_rgb_sa":
+        problems = _problems("mandril_envs/GridWorld-v0", "rgb", n_tasks, n_demos)
+        spec, n_actions = RewardModelSpec("conv", hidden=(4,)), problems[0].model.action_dim
     elif kind == "grid_tabular_sa":
         problems = _problems("mandril_envs/GridWorld-Intent-v0", "features", n_tasks, n_demos)
         spec, n_actions = RewardModelSpec("tabular"), problems[0].model.action_dim
+    elif kind == "grid_linear":
+        problems = _problems("mandril_envs/GridWorld-v0", "features", n_tasks, n_demos)
+        spec, n_actions = RewardModelSpec("linear"), None
     elif kind == "tabular_sa":
         problems = _problems("mandril_envs/TabularMDP-v0", "features", n_tasks, n_demos)
         spec, n_actions = RewardModelSpec("tabular"), problems[0].model.action_dim
@@ -57,7 +63,7 @@ def _setup(kind: str, n_tasks: int = 4, n_demos: int = 2):
     return modules[0], stack_params(modules), batch
 
 
-@pytest.mark.parametrize("kind, l2_center", [("conv", "zero"), ("conv", "init"), ("grid_tabular_sa", "zero")])
+@pytest.mark.parametrize("kind, l2_center", [("conv", "zero"), ("conv", "init"), ("conv_rgb_sa", "zero"), ("grid_tabular_sa", "zero")])
 @pytest.mark.parametrize("rows", [[2], [0, 3], [1, 2, 3]])
 def test_a_sub_batch_gives_each_task_the_numbers_of_the_whole_batch(kind, l2_center, rows) -> None:
     """On the sparse layout (the GridWorld families) without a penalty: what the line search relies on."""
@@ -78,11 +84,16 @@ def test_a_sub_batch_gives_each_task_the_numbers_of_the_whole_batch(kind, l2_cen
 
 
 def test_sub_batches_are_not_used_where_they_would_round_differently() -> None:
-    """The dense layout's bmm (and a penalty's einsum) round one task differently from a batch."""
+    """The dense layout's bmm, vmap's linear layers and a penalty's einsum round one task differently from a batch."""
     module, init, batch = _setup("tabular_sa")
     flat = _Flat(init)
     x = flat.flatten(init)
     assert batch.tasks.layout == "dense"
+    assert not _Run(module, flat, batch, FitSettings(), "start", 1.0, ["0", "1", "2", "3"], "test", x)._exact_sub_batches()
+    module, init, batch = _setup("grid_linear")
+    flat = _Flat(init)
+    x = flat.flatten(init)
+    assert batch.tasks.layout == "sparse" and not module.batch_invariant
     assert not _Run(module, flat, batch, FitSettings(), "start", 1.0, ["0", "1", "2", "3"], "test", x)._exact_sub_batches()
     module, init, batch = _setup("conv")
     flat = _Flat(init)
@@ -126,6 +137,7 @@ class _Counting(_Run):
     ("conv", FitSettings(max_steps=25, l2=0.01)),
     ("conv", FitSettings(max_steps=20, l2=0.05, l2_center="init", lr=50.0)),
     ("grid_tabular_sa", FitSettings(max_steps=60, l2=0.01, lr=30.0)),
+    ("grid_linear", FitSettings(max_steps=40, l2=0.01, lr=30.0)),
     ("tabular_sa", FitSettings(max_steps=60, l2=0.01, lr=30.0)),
     ("linear", FitSettings(max_steps=40, l2=0.0, lr=30.0)),
 ])
