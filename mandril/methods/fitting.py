@@ -66,7 +66,7 @@ from torch import Tensor, nn
 from mandril.core.config import check_ints, check_numbers
 from mandril.data.batch import MetaBatch, check_likelihood
 from mandril.methods.base import DivergenceError
-from mandril.planning import maxent_nll
+from mandril.planning import maxent_nll, never_vetoes_exp_space
 from mandril.rewards.batched import Params, batched_rewards
 
 __all__ = ["FitSettings", "TaskFit", "QuadraticPenalty", "fit_rewards", "OPTIMIZERS", "SCHEDULES", "L2_CENTERS", "STATUSES", "PRECISION_EPS", "PRECISION_STEPS"]
@@ -328,9 +328,9 @@ class _Run:
         """Objective, gradient and rewards of every running task at ``x (b, P)`` (one batched kernel call);
         with ``rows`` (positions among the running tasks, ``x`` then ``(len(rows), P)``), of those tasks only.
 
-        Where :meth:`_exact_sub_batches` holds, a task's numbers do not depend on which other tasks
-        share the call (tested bit for bit), so a sub-batch costs in proportion to its size and
-        changes nothing.
+        Where :meth:`_exact_sub_batches` holds and no task left out could veto the backup's exp-space
+        step, a task's numbers do not depend on which other tasks share the call (tested bit for
+        bit), so a sub-batch costs in proportion to its size and changes nothing.
         """
         batch, center, penalty = self.batch, self.center, self.penalty
         if rows is not None:
@@ -447,12 +447,13 @@ class _Run:
             step += 1
 
     def _exact_sub_batches(self) -> bool:
-        """Whether a sub-batch gives each task the numbers of the whole batch, bit for bit: a reward
+        """Whether a sub-batch can give each task the numbers of the whole batch, bit for bit: a reward
         model that says so (``batch_invariant``: the table, the convolutions) on the sparse layout
         (gathers and a block-diagonal CSR product: each task's rows by the same arithmetic), without a
         quadratic penalty. Batched matrix products (the dense layout's ``bmm``, vmap's linear layers)
         and the penalty's einsum take other paths for other batch sizes (one task: a matrix-vector
-        product), which round differently."""
+        product), which round differently. The one batch-wide decision left, the backup's exp-space
+        step, is checked per trial (:func:`mandril.planning.never_vetoes_exp_space`)."""
         invariant = bool(getattr(self.reward_model, "batch_invariant", False))
         return invariant and self.penalty is None and self.batch.tasks.layout == "sparse"
 
@@ -477,10 +478,15 @@ class _Run:
         accepted, rows = ok, (~ok).nonzero().squeeze(1)
         x_new, new = trial, tried
         x_new[rows], new.values[rows], new.grads[rows], new.rewards[rows] = self.x[rows], evaluation.values[rows], evaluation.grads[rows], evaluation.rewards[rows]
+        sub_batches, tasks = self._exact_sub_batches(), self.batch.likelihood_tasks("train", self.likelihood)
         for _ in range(_MAX_BACKTRACKS - 1):
             rows = (~accepted).nonzero().squeeze(1)
             steps = steps.index_copy(0, rows, steps[rows] * 0.5)
-            if self._exact_sub_batches():
+            # the tasks left out (they accepted a step) would be evaluated at that step's point in a
+            # trial of the whole batch: a sub-batch is exact only if none of them could veto the
+            # backup's exp-space step there
+            left_out = accepted.nonzero().squeeze(1)
+            if sub_batches and bool(never_vetoes_exp_space(tasks, new.rewards, self.temperature)[left_out].all()):
                 trial = self.x[rows] + steps[rows, None] * direction[rows]
                 tried = self.evaluate(trial, rows)
             else:  # a sub-batch would round differently: every task, at its own step, as in a full trial

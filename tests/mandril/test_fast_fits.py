@@ -126,10 +126,13 @@ class _Counting(_Run):
     """The fitter as it is, counting the sub-batch evaluations of its backtracking trials."""
 
     sub_batches: list = []
+    whole_batches: int = 0
 
     def evaluate(self, x, rows: Optional[torch.Tensor] = None):
         if rows is not None:
             type(self).sub_batches.append((len(rows), len(self.active)))
+        else:
+            type(self).whole_batches += 1
         return super().evaluate(x, rows)
 
 
@@ -163,3 +166,77 @@ def test_the_line_search_equals_the_one_that_evaluates_every_task_at_every_trial
         assert np.array_equal(a.reward, b.reward)
         assert (a.steps, a.status, a.grad_norm, a.loss) == (b.steps, b.status, b.grad_norm, b.loss)
         assert all(torch.equal(a.params[k], b.params[k]) for k in a.params)
+
+
+def test_a_task_that_never_vetoes_the_exp_space_step_changes_no_other_task() -> None:
+    """The one batch-wide decision of the backup: a task with a wide value spread makes the others round
+    differently (the hazard), and a task marked by never_vetoes_exp_space cannot."""
+    from mandril.planning import log_partition, never_vetoes_exp_space
+
+    module, init, batch = _setup("conv", n_tasks=3)
+    tasks = batch.likelihood_tasks("train", "start")
+    assert tasks.deterministic
+    g = torch.Generator().manual_seed(5)
+    rewards = torch.rand(3, tasks.n_states, generator=g, dtype=torch.float64)
+    rewards[0] *= 400.0  # a spread of ~400 per step: over the horizon, far beyond the exp range
+    marked = never_vetoes_exp_space(tasks, rewards)
+    assert marked.tolist() == [False, True, True]
+
+    def plan(rows):  # log Z and its gradient mu, of the tasks at rows
+        leaf = rewards[rows].clone().requires_grad_(True)
+        value = log_partition(tasks.select(rows), leaf)
+        (mu,) = torch.autograd.grad(value.sum(), [leaf])
+        return torch.cat([value[:, None], mu], 1)
+
+    with_veto, without = plan([0, 1, 2]), plan([1, 2])
+    assert not torch.equal(with_veto[1:], without), "the hazard: task 0 changes the rounding of tasks 1 and 2"
+    assert torch.allclose(with_veto[1:], without, rtol=1e-12, atol=1e-12)
+    assert torch.equal(plan([1])[0], without[0]) and torch.equal(plan([2])[0], without[1])
+    # state-action rewards never take the exp-space step: every task is marked
+    assert never_vetoes_exp_space(tasks, rewards[:, :, None].expand(-1, -1, tasks.n_actions).contiguous()).all()
+
+
+def test_the_exp_space_bound_holds_at_its_edge(monkeypatch) -> None:
+    """Rewards whose spread just meets the bound never veto the exp-space step at any backup step."""
+    import mandril.planning.kernels as kernels
+    from mandril.planning import log_partition, never_vetoes_exp_space
+
+    _, _, batch = _setup("conv", n_tasks=4)
+    tasks = batch.likelihood_tasks("train", "start")
+    results = []
+    original = kernels._deterministic_soft_max
+    monkeypatch.setattr(kernels, "_deterministic_soft_max", lambda *a: results.append(original(*a)) or results[-1])
+    for tau in (1.0, 0.3):
+        limit = kernels._EXP_RANGE[torch.float64] * tau / tasks.horizon - tau * np.log(tasks.n_actions)
+        rewards = torch.rand(4, tasks.n_states, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+        rewards = (rewards - rewards.amin(1, keepdim=True)) / (rewards.amax(1, keepdim=True) - rewards.amin(1, keepdim=True)) * limit * (1 - 1e-12)
+        assert never_vetoes_exp_space(tasks, rewards, tau).all()
+        results.clear()
+        log_partition(tasks, rewards, tau)
+        assert results and all(r is not None for r in results)
+        assert not never_vetoes_exp_space(tasks, rewards * 1.01, tau).any()
+
+
+def test_the_line_search_falls_back_to_the_whole_batch_when_a_settled_task_could_veto(monkeypatch) -> None:
+    """A task started far out (rewards of spread ~100 per step) accepts its steps while others backtrack:
+    those trials take the whole batch, and the fit equals the every-task-every-trial fit bit for bit."""
+    import mandril.methods.fitting as fitting
+
+    module, init, batch = _setup("conv", n_tasks=5, n_demos=3)
+    init = {k: v.clone() for k, v in init.items()}
+    init["net.4.weight"][0] *= 300.0
+    init["net.4.bias"][0] += 1.0
+    vetoes = []
+    original = fitting.never_vetoes_exp_space
+    monkeypatch.setattr(fitting, "never_vetoes_exp_space", lambda *a: vetoes.append(original(*a)) or vetoes[-1])
+    settings = FitSettings(max_steps=25, l2=0.01)
+    fits = {}
+    _Counting.whole_batches = 0
+    for name, runner in (("reference", _EveryTaskEveryTrial), ("now", _Counting)):
+        monkeypatch.setattr(fitting, "_Run", runner)
+        fits[name] = fit_rewards(module, init, batch, settings)
+    iterations = max(fit.steps for fit in fits["now"])
+    assert any(not bool(v[0]) for v in vetoes)
+    assert _Counting.whole_batches > 1 + iterations, "no backtracking trial took the whole batch: the test does not exercise the fallback"
+    for a, b in zip(fits["reference"], fits["now"]):
+        assert np.array_equal(a.reward, b.reward) and (a.steps, a.status, a.grad_norm, a.loss) == (b.steps, b.status, b.grad_norm, b.loss)
