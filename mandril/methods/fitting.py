@@ -16,9 +16,15 @@ task's parameters flattened in the order of ``init``'s keys.
 
 Two optimisers, both written out per task so that every quantity (curvature pairs, step sizes, line
 searches, moments, gradient norms) belongs to one task and a task's trajectory is the same whether it
-is fitted alone or in a batch of any size (tested to 1e-10 for tabular rewards; a batched convolution
-rounds its last bits differently, which L-BFGS carries to ~1e-9), while all ``B`` objectives go through
-the batched kernel in one call per evaluation:
+is fitted alone or in a batch of any size up to the batched kernel's rounding (tested to 1e-10 for
+tabular rewards), while all ``B`` objectives go through the batched kernel in one call per evaluation.
+That rounding is per task but for one batch-wide decision, the backup's exp-space step
+(:func:`mandril.planning.never_vetoes_exp_space`): a task whose values spread wide (e.g. at a line
+search's trial point) sends every task of the call to the general step, which rounds the last bits
+differently. The neural fits are chaotic in those bits (a one-ulp change of one initial weight moved
+the rewards of a 100-step conv fit by up to 2% and its normalized EVD by up to 0.01), so a conv task
+fitted alone can end far from the same task fitted in its unit (``benchmarks/batched_fits.py``:
+up to 0.3 in reward on the quick suite's GridWorld); with the general step forced, they are equal.
 
 * ``"lbfgs"`` (default): L-BFGS with a backtracking (Armijo) line search. The objective is smooth
   (and convex for tabular and linear rewards), so it converges in tens of iterations where Adam
