@@ -16,9 +16,15 @@ task's parameters flattened in the order of ``init``'s keys.
 
 Two optimisers, both written out per task so that every quantity (curvature pairs, step sizes, line
 searches, moments, gradient norms) belongs to one task and a task's trajectory is the same whether it
-is fitted alone or in a batch of any size (tested to 1e-10 for tabular rewards; a batched convolution
-rounds its last bits differently, which L-BFGS carries to ~1e-9), while all ``B`` objectives go through
-the batched kernel in one call per evaluation:
+is fitted alone or in a batch of any size up to the batched kernel's rounding (tested to 1e-10 for
+tabular rewards), while all ``B`` objectives go through the batched kernel in one call per evaluation.
+That rounding is per task but for one batch-wide decision, the backup's exp-space step
+(:func:`mandril.planning.never_vetoes_exp_space`): a task whose values spread wide (e.g. at a line
+search's trial point) sends every task of the call to the general step, which rounds the last bits
+differently. The neural fits are chaotic in those bits (a one-ulp change of one initial weight moved
+the rewards of a 100-step conv fit by up to 2% and its normalized EVD by up to 0.01), so a conv task
+fitted alone can end far from the same task fitted in its unit (``benchmarks/batched_fits.py``:
+up to 0.3 in reward on the quick suite's GridWorld); with the general step forced, they are equal.
 
 * ``"lbfgs"`` (default): L-BFGS with a backtracking (Armijo) line search. The objective is smooth
   (and convex for tabular and linear rewards), so it converges in tens of iterations where Adam
@@ -66,7 +72,7 @@ from torch import Tensor, nn
 from mandril.core.config import check_ints, check_numbers
 from mandril.data.batch import MetaBatch, check_likelihood
 from mandril.methods.base import DivergenceError
-from mandril.planning import maxent_nll
+from mandril.planning import maxent_nll, never_vetoes_exp_space
 from mandril.rewards.batched import Params, batched_rewards
 
 __all__ = ["FitSettings", "TaskFit", "QuadraticPenalty", "fit_rewards", "OPTIMIZERS", "SCHEDULES", "L2_CENTERS", "STATUSES", "PRECISION_EPS", "PRECISION_STEPS"]
@@ -329,18 +335,28 @@ class _Run:
         self.results: list[Optional[Union[TaskFit, DivergenceError]]] = [None] * len(self.active)
 
     # --- the objective ------------------------------------------------------------------------------
-    def evaluate(self, x: Tensor) -> _Evaluation:
-        """Objective, gradient and rewards of every running task at ``x (b, P)`` (one batched kernel call)."""
+    def evaluate(self, x: Tensor, rows: Optional[Tensor] = None) -> _Evaluation:
+        """Objective, gradient and rewards of every running task at ``x (b, P)`` (one batched kernel call);
+        with ``rows`` (positions among the running tasks, ``x`` then ``(len(rows), P)``), of those tasks only.
+
+        Where :meth:`_exact_sub_batches` holds and no task left out could veto the backup's exp-space
+        step, a task's numbers do not depend on which other tasks share the call (tested bit for
+        bit), so a sub-batch costs in proportion to its size and changes nothing.
+        """
+        batch, center, penalty = self.batch, self.center, self.penalty
+        if rows is not None:
+            batch, center = batch.select(rows.tolist()), center[rows]
+            penalty = None if penalty is None else penalty.select(rows)
         leaf = x.detach().requires_grad_(True)
         params = self.flat.unflatten(leaf)
-        rewards = batched_rewards(self.reward_model, params, self.batch.inputs)
-        tasks = self.batch.likelihood_tasks("train", self.likelihood)
-        nll = maxent_nll(tasks, rewards, self.batch.train_visitation, self.temperature) / self.batch.tasks.horizon
-        loss = nll if self.penalty is None else nll + self.penalty.value(leaf)
+        rewards = batched_rewards(self.reward_model, params, batch.inputs)
+        tasks = batch.likelihood_tasks("train", self.likelihood)
+        nll = maxent_nll(tasks, rewards, batch.train_visitation, self.temperature) / batch.tasks.horizon
+        loss = nll if penalty is None else nll + penalty.value(leaf)
         (grads,) = torch.autograd.grad(loss.sum(), [leaf])
         # the l2 penalty and its gradient written out: the numbers autograd gives (its gradient of
         # (l2 / 2) d^2 is (l2 / 2) (2 d), the same rounding as l2 d), without its temporaries
-        offset = x.detach() - self.center
+        offset = x.detach() - center
         objective = loss.detach() + 0.5 * self.settings.l2 * (offset**2).sum(1)
         return _Evaluation(objective, grads + offset.mul_(self.settings.l2), rewards.detach())
 
@@ -441,22 +457,59 @@ class _Run:
             self.x, evaluation = x_new, new
             step += 1
 
+    def _exact_sub_batches(self) -> bool:
+        """Whether a sub-batch can give each task the numbers of the whole batch, bit for bit: a reward
+        model that says so (``batch_invariant``: the table, the convolutions) on the sparse layout
+        (gathers and a block-diagonal CSR product: each task's rows by the same arithmetic), without a
+        quadratic penalty. Batched matrix products (the dense layout's ``bmm``, vmap's linear layers)
+        and the penalty's einsum take other paths for other batch sizes (one task: a matrix-vector
+        product), which round differently. The one batch-wide decision left, the backup's exp-space
+        step, is checked per trial (:func:`mandril.planning.never_vetoes_exp_space`)."""
+        invariant = bool(getattr(self.reward_model, "batch_invariant", False))
+        return invariant and self.penalty is None and self.batch.tasks.layout == "sparse"
+
     def _line_search(self, evaluation: _Evaluation, direction: Tensor, slope: Tensor, steps: Tensor) -> tuple[Tensor, _Evaluation, Tensor]:
         """Per-task backtracking until ``J(x + t d) <= J(x) + c t g.d`` (Armijo). Returns the new points,
         their evaluation and which tasks found no such step (they stay where they are and stop as
-        converged to precision: they cannot be improved along the direction L-BFGS proposes)."""
-        accepted = torch.zeros_like(slope, dtype=torch.bool)
-        x_new = self.x.clone()
-        new = _Evaluation(evaluation.values.clone(), evaluation.grads.clone(), evaluation.rewards.clone())
-        for _ in range(_MAX_BACKTRACKS):
-            trial = self.x + steps[:, None] * direction
-            tried = self.evaluate(trial)
-            ok = ~accepted & torch.isfinite(tried.values) & (tried.values <= evaluation.values + _ARMIJO * steps * slope)
-            x_new[ok], new.values[ok], new.grads[ok], new.rewards[ok] = trial[ok], tried.values[ok], tried.grads[ok], tried.rewards[ok]
-            accepted |= ok
+        converged to precision: they cannot be improved along the direction L-BFGS proposes).
+
+        The first trial evaluates every task; a backtracking trial only the tasks still searching
+        where that changes no number (:meth:`_exact_sub_batches`: the sparse layout of the GridWorld
+        families, whose conv fits dominate the suite's time; there about half of all evaluations
+        were backtracking trials of all 20 tasks of a unit for the sake of one or two). When every
+        task accepts its first trial, that trial's tensors are the result as they are.
+        """
+        trial = self.x + steps[:, None] * direction
+        tried = self.evaluate(trial)
+        ok = torch.isfinite(tried.values) & (tried.values <= evaluation.values + _ARMIJO * steps * slope)
+        if bool(ok.all()):
+            return trial, tried, ~ok
+        # the first trial's fresh tensors become the result; the rows of the tasks still searching are
+        # put back to where they are until they accept a step
+        accepted, rows = ok, (~ok).nonzero().squeeze(1)
+        x_new, new = trial, tried
+        x_new[rows], new.values[rows], new.grads[rows], new.rewards[rows] = self.x[rows], evaluation.values[rows], evaluation.grads[rows], evaluation.rewards[rows]
+        sub_batches, tasks = self._exact_sub_batches(), self.batch.likelihood_tasks("train", self.likelihood)
+        for _ in range(_MAX_BACKTRACKS - 1):
+            rows = (~accepted).nonzero().squeeze(1)
+            steps = steps.index_copy(0, rows, steps[rows] * 0.5)
+            # the tasks left out (they accepted a step) would be evaluated at that step's point in a
+            # trial of the whole batch: a sub-batch is exact only if none of them could veto the
+            # backup's exp-space step there
+            left_out = accepted.nonzero().squeeze(1)
+            if sub_batches and bool(never_vetoes_exp_space(tasks, new.rewards, self.temperature)[left_out].all()):
+                trial = self.x[rows] + steps[rows, None] * direction[rows]
+                tried = self.evaluate(trial, rows)
+            else:  # a sub-batch would round differently: every task, at its own step, as in a full trial
+                everywhere = self.x + steps[:, None] * direction
+                every = self.evaluate(everywhere)
+                trial, tried = everywhere[rows], _Evaluation(every.values[rows], every.grads[rows], every.rewards[rows])
+            ok = torch.isfinite(tried.values) & (tried.values <= evaluation.values[rows] + _ARMIJO * steps[rows] * slope[rows])
+            done = rows[ok]
+            x_new[done], new.values[done], new.grads[done], new.rewards[done] = trial[ok], tried.values[ok], tried.grads[ok], tried.rewards[ok]
+            accepted[done] = True
             if bool(accepted.all()):
                 break
-            steps = torch.where(accepted, steps, steps * 0.5)
         return x_new, new, ~accepted
 
 

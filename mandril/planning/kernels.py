@@ -47,6 +47,7 @@ __all__ = [
     "log_partition",
     "check_reward",
     "check_temperature",
+    "never_vetoes_exp_space",
 ]
 
 #: How the kernels' gradients are computed: the analytic backward pass, or torch's autograd.
@@ -173,6 +174,32 @@ def _deterministic_soft_max(batch: TaskBatch, next_values: Tensor, tau: float, o
     policy.div_(total)
     log_total = total.log_()
     return top + (log_total if tau == 1.0 else log_total * tau)
+
+
+def never_vetoes_exp_space(batch: TaskBatch, reward: Tensor, temperature: float = 1.0) -> Tensor:
+    """``(B,)`` bool: the tasks that cannot take the exp-space step of the backup away from the others.
+
+    The backup of a deterministic batch with state rewards takes the exp-space step at step ``t``
+    (:func:`_deterministic_soft_max`) only when *every* task's ``V[t+1]`` spread is within range, so
+    one task with a wide spread makes every other task's numbers round differently (the reason a
+    task fitted in a batch can differ from the same task fitted alone). A task is marked here when
+    its spread provably stays within range: ``V[H-1] = r + tau log A`` and ``spread V[t] <= spread r
+    + spread V[t+1] + tau log A``, so ``H (spread r + tau log A) <= range tau`` suffices. Leaving
+    such tasks out of a batch (or adding them) changes no other task's numbers. Every task is marked
+    where the batch never takes that step (state-action rewards, stochastic tasks, no CPU).
+
+    Args:
+        batch: the dynamics of ``B`` tasks.
+        reward: ``(B, S)`` or ``(B, S, A)``.
+        temperature: ``tau > 0``.
+    """
+    tau = check_temperature(temperature)
+    check_reward(batch, reward)
+    if reward.ndim == 3 or not batch.deterministic or batch.device.type != "cpu":
+        return torch.ones(batch.batch_size, dtype=torch.bool, device=batch.device)
+    detached = reward.detach()
+    spread = detached.amax(1) - detached.amin(1)
+    return batch.horizon * (spread + tau * math.log(batch.n_actions)) <= _EXP_RANGE[batch.dtype] * tau
 
 
 def _backup(batch: TaskBatch, reward: Tensor, tau: float, keep_q: bool = False) -> tuple[list[Tensor], list[Tensor], Optional[Tensor]]:

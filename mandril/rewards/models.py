@@ -4,7 +4,11 @@ Every model returns ``(S,)`` (or ``(S, A)`` with ``n_actions``) for one task's i
 ``(B, S)`` (or ``(B, S, A)``) for a batch of ``B`` inputs, works with
 ``torch.func.functional_call(model, params, (inputs,))`` and ``torch.func.vmap`` (no buffers, no
 batch statistics, no in-place updates of inputs), and is initialised from its own ``seed``
-(no global RNG is read or advanced).
+(no global RNG is read or advanced). Its ``batch_invariant`` says whether, under ``vmap`` with
+per-task parameters, each task's rewards (and their gradients) are the same bits whichever other
+tasks share the call: true of the table and of the convolutions (``vmap`` makes them a grouped
+convolution, one product per task); not of the linear layers (a batched matrix product rounds a
+batch of one differently).
 
 * :class:`TabularReward`: one free parameter per state (or state-action); reads the feature
   matrix only for its batch shape.
@@ -19,7 +23,7 @@ batch statistics, no in-place updates of inputs), and is initialised from its ow
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import ClassVar, Optional, Sequence
 
 import numpy as np
 import torch
@@ -100,6 +104,8 @@ class TabularReward(nn.Module):
     check ``S``); output ``(S,)``/``(B, S)`` (or ``(S, A)``/``(B, S, A)``).
     """
 
+    batch_invariant: ClassVar[bool] = True
+
     def __init__(self, n_states: int, n_actions: Optional[int] = None, dtype: torch.dtype = torch.float64) -> None:
         super().__init__()
         self.n_states = _check_positive_int("n_states", n_states)
@@ -128,6 +134,8 @@ class LinearReward(nn.Module):
 
     Input ``(S, F)`` or ``(B, S, F)``; output ``(S,)``/``(B, S)`` (or ``(S, A)``/``(B, S, A)``).
     """
+
+    batch_invariant: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -166,6 +174,8 @@ class MLPReward(nn.Module):
 
     Input ``(S, F)`` or ``(B, S, F)``; output ``(S,)``/``(B, S)`` (or ``(S, A)``/``(B, S, A)``).
     """
+
+    batch_invariant: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -218,6 +228,8 @@ class ConvReward(nn.Module):
     Input ``(C, H, W)`` or ``(B, C, H, W)`` with ``H = N p``, ``W = N' p``; output ``(N N',)`` or
     ``(B, N N')`` (or with a trailing ``A``).
     """
+
+    batch_invariant: ClassVar[bool] = True
 
     def __init__(
         self,
