@@ -51,7 +51,7 @@ def test_seals_model_interface_matches_the_model(env_id):
 
 
 def test_mce_occupancy_measures_runs_on_env_unwrapped():
-    """What the README promises: imitation's functions take ``env.unwrapped`` as it is."""
+    """What the guide promises (docs/guide/ecosystem.md): imitation's functions take ``env.unwrapped`` as it is."""
     env = gym.make("mandril_envs/GridWorld-v0").unwrapped
     occupancy, _ = mce_occupancy_measures(env)
     assert occupancy.shape == (env.horizon + 1, env.state_dim)

@@ -1,5 +1,5 @@
-"""Every marked claim in README.md and benchmarks/README.md about where MandRIL wins, ties or loses, checked
-against the published ``comparisons.csv`` it names.
+"""Every marked claim in README.md, benchmarks/README.md and docs/guide/benchmark.md about where MandRIL wins, ties
+or loses, checked against the published ``comparisons.csv`` it names.
 
 A claim is an HTML comment next to the sentence (invisible when rendered), ``key=value`` pairs:
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCUMENTS = ("README.md", "benchmarks/README.md")
+DOCUMENTS = ("README.md", "benchmarks/README.md", "docs/guide/benchmark.md")
 _CLAIM = re.compile(r"<!--\s*claim(-table)?:\s*(.*?)\s*-->")
 _FILTERS = ("family", "split", "n", "method")
 _KEYS = {"results", "verdict", "p_better", "win", "tie", "loss", *_FILTERS}
