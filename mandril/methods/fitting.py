@@ -18,13 +18,14 @@ Two optimisers, both written out per task so that every quantity (curvature pair
 searches, moments, gradient norms) belongs to one task and a task's trajectory is the same whether it
 is fitted alone or in a batch of any size up to the batched kernel's rounding (tested to 1e-10 for
 tabular rewards), while all ``B`` objectives go through the batched kernel in one call per evaluation.
-That rounding is per task but for one batch-wide decision, the backup's exp-space step
-(:func:`mandril.planning.never_vetoes_exp_space`): a task whose values spread wide (e.g. at a line
-search's trial point) sends every task of the call to the general step, which rounds the last bits
-differently. The neural fits are chaotic in those bits (a one-ulp change of one initial weight moved
-the rewards of a 100-step conv fit by up to 2% and its normalized EVD by up to 0.01), so a conv task
-fitted alone can end far from the same task fitted in its unit (``benchmarks/batched_fits.py``:
-up to 0.3 in reward on the quick suite's GridWorld); with the general step forced, they are equal.
+On the sparse layout with a batch-invariant reward model (the conv nets, the table) that rounding is
+per task too, bit for bit: the backup decides task by task whether its exp-space step is exact
+(``_deterministic_soft_max`` in :mod:`mandril.planning.kernels`), so a task whose values spread wide (e.g.
+at a line search's trial point) no longer sends the other tasks of the call to the general step. That
+mattered: the neural fits are chaotic in the last bits (a one-ulp change of one initial weight moved
+the rewards of a 100-step conv fit by up to 2% and its normalized EVD by up to 0.01), and with the
+old batch-wide decision a conv task fitted alone ended up to 0.3 in reward from the same task fitted
+in its unit (``benchmarks/batched_fits.py``): a cell's value depended on which tasks shared its unit.
 
 * ``"lbfgs"`` (default): L-BFGS with a backtracking (Armijo) line search. The objective is smooth
   (and convex for tabular and linear rewards), so it converges in tens of iterations where Adam
@@ -72,7 +73,7 @@ from torch import Tensor, nn
 from mandril.core.config import check_ints, check_numbers
 from mandril.data.batch import MetaBatch, check_likelihood
 from mandril.methods.base import DivergenceError
-from mandril.planning import maxent_nll, never_vetoes_exp_space
+from mandril.planning import maxent_nll
 from mandril.rewards.batched import Params, batched_rewards
 
 __all__ = ["FitSettings", "TaskFit", "QuadraticPenalty", "fit_rewards", "OPTIMIZERS", "SCHEDULES", "L2_CENTERS", "STATUSES", "PRECISION_EPS", "PRECISION_STEPS"]
@@ -463,8 +464,7 @@ class _Run:
         (gathers and a block-diagonal CSR product: each task's rows by the same arithmetic), without a
         quadratic penalty. Batched matrix products (the dense layout's ``bmm``, vmap's linear layers)
         and the penalty's einsum take other paths for other batch sizes (one task: a matrix-vector
-        product), which round differently. The one batch-wide decision left, the backup's exp-space
-        step, is checked per trial (:func:`mandril.planning.never_vetoes_exp_space`)."""
+        product), which round differently. (The backup's exp-space step is decided task by task.)"""
         invariant = bool(getattr(self.reward_model, "batch_invariant", False))
         return invariant and self.penalty is None and self.batch.tasks.layout == "sparse"
 
@@ -489,15 +489,11 @@ class _Run:
         accepted, rows = ok, (~ok).nonzero().squeeze(1)
         x_new, new = trial, tried
         x_new[rows], new.values[rows], new.grads[rows], new.rewards[rows] = self.x[rows], evaluation.values[rows], evaluation.grads[rows], evaluation.rewards[rows]
-        sub_batches, tasks = self._exact_sub_batches(), self.batch.likelihood_tasks("train", self.likelihood)
+        sub_batches = self._exact_sub_batches()
         for _ in range(_MAX_BACKTRACKS - 1):
             rows = (~accepted).nonzero().squeeze(1)
             steps = steps.index_copy(0, rows, steps[rows] * 0.5)
-            # the tasks left out (they accepted a step) would be evaluated at that step's point in a
-            # trial of the whole batch: a sub-batch is exact only if none of them could veto the
-            # backup's exp-space step there
-            left_out = accepted.nonzero().squeeze(1)
-            if sub_batches and bool(never_vetoes_exp_space(tasks, new.rewards, self.temperature)[left_out].all()):
+            if sub_batches:
                 trial = self.x[rows] + steps[rows, None] * direction[rows]
                 tried = self.evaluate(trial, rows)
             else:  # a sub-batch would round differently: every task, at its own step, as in a full trial

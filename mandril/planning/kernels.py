@@ -47,7 +47,6 @@ __all__ = [
     "log_partition",
     "check_reward",
     "check_temperature",
-    "never_vetoes_exp_space",
 ]
 
 #: How the kernels' gradients are computed: the analytic backward pass, or torch's autograd.
@@ -152,19 +151,22 @@ _EXP_RANGE = {torch.float64: 650.0, torch.float32: 80.0}
 
 
 def _deterministic_soft_max(batch: TaskBatch, next_values: Tensor, tau: float, out: Tensor) -> Optional[Tensor]:
-    """The soft backup step of a deterministic batch with state rewards, in exp space; ``None`` if unsafe.
+    """The soft backup step of a deterministic batch with state rewards, in exp space, task by task.
 
     For ``Q[a, s] = V'(succ(s, a))`` the weights ``exp((Q - c) / tau)`` with one shift ``c = max V'``
     per task are a gather of ``B S`` exponentials ``exp((V' - c) / tau)`` instead of ``A B S``. It is
     exact (the same log-sum-exp with another shift) as long as no weight leaves the range of normal
-    floats, i.e. while ``(max V' - min V') / tau`` stays below 650 (float64; 80 for float32); otherwise
-    it returns ``None`` and the caller takes the general step. Writes the policy into ``out``.
+    floats, i.e. while a task's ``(max V' - min V') / tau`` stays below 650 (float64; 80 for float32).
+    The decision is per task: a task out of range takes the general step (:func:`_soft_max` of
+    ``E[V']``) and the others the exp-space step, so no task changes how another one rounds (a task's
+    numbers do not depend on which tasks share its batch). Writes the policy into ``out``.
 
     Returns:
-        ``tau logsumexp_a(Q / tau) (B, S)``, or ``None``.
+        ``tau logsumexp_a(Q / tau) (B, S)``, or ``None`` when every task is out of range.
     """
     top = next_values.amax(1, keepdim=True)
-    if float((top - next_values.amin(1, keepdim=True)).max()) > _EXP_RANGE[batch.dtype] * tau:
+    in_range = (top - next_values.amin(1, keepdim=True)).squeeze(1) <= _EXP_RANGE[batch.dtype] * tau
+    if not bool(in_range.any()):
         return None
     scaled = next_values - top
     if tau != 1.0:
@@ -173,33 +175,15 @@ def _deterministic_soft_max(batch: TaskBatch, next_values: Tensor, tau: float, o
     total = policy.sum(0)
     policy.div_(total)
     log_total = total.log_()
-    return top + (log_total if tau == 1.0 else log_total * tau)
-
-
-def never_vetoes_exp_space(batch: TaskBatch, reward: Tensor, temperature: float = 1.0) -> Tensor:
-    """``(B,)`` bool: the tasks that cannot take the exp-space step of the backup away from the others.
-
-    The backup of a deterministic batch with state rewards takes the exp-space step at step ``t``
-    (:func:`_deterministic_soft_max`) only when *every* task's ``V[t+1]`` spread is within range, so
-    one task with a wide spread makes every other task's numbers round differently (the reason a
-    task fitted in a batch can differ from the same task fitted alone). A task is marked here when
-    its spread provably stays within range: ``V[H-1] = r + tau log A`` and ``spread V[t] <= spread r
-    + spread V[t+1] + tau log A``, so ``H (spread r + tau log A) <= range tau`` suffices. Leaving
-    such tasks out of a batch (or adding them) changes no other task's numbers. Every task is marked
-    where the batch never takes that step (state-action rewards, stochastic tasks, no CPU).
-
-    Args:
-        batch: the dynamics of ``B`` tasks.
-        reward: ``(B, S)`` or ``(B, S, A)``.
-        temperature: ``tau > 0``.
-    """
-    tau = check_temperature(temperature)
-    check_reward(batch, reward)
-    if reward.ndim == 3 or not batch.deterministic or batch.device.type != "cpu":
-        return torch.ones(batch.batch_size, dtype=torch.bool, device=batch.device)
-    detached = reward.detach()
-    spread = detached.amax(1) - detached.amin(1)
-    return batch.horizon * (spread + tau * math.log(batch.n_actions)) <= _EXP_RANGE[batch.dtype] * tau
+    values = top + (log_total if tau == 1.0 else log_total * tau)
+    if bool(in_range.all()):
+        return values
+    # the tasks out of range (their exp-space numbers may be 0/0): the general step, task by task the same arithmetic
+    wide = (~in_range).nonzero().squeeze(1)
+    general, general_policy = _soft_max(batch.expected_next(next_values), tau)
+    values[wide] = general[wide]
+    out[:, wide] = general_policy[:, wide]
+    return values
 
 
 def _backup(batch: TaskBatch, reward: Tensor, tau: float, keep_q: bool = False) -> tuple[list[Tensor], list[Tensor], Optional[Tensor]]:

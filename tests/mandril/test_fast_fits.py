@@ -3,6 +3,8 @@
 * A backtracking trial of the L-BFGS line search evaluates only the tasks still searching: a task's
   objective, gradient and rewards must not depend on which other tasks share the kernel call.
 * The line search as written now equals the line search that evaluates every task at every trial.
+* The backup's exp-space step is decided task by task: no task changes another's numbers, so a conv task
+  fitted in its unit is the task fitted alone, bit for bit.
 """
 
 from __future__ import annotations
@@ -168,75 +170,56 @@ def test_the_line_search_equals_the_one_that_evaluates_every_task_at_every_trial
         assert all(torch.equal(a.params[k], b.params[k]) for k in a.params)
 
 
-def test_a_task_that_never_vetoes_the_exp_space_step_changes_no_other_task() -> None:
-    """The one batch-wide decision of the backup: a task with a wide value spread makes the others round
-    differently (the hazard), and a task marked by never_vetoes_exp_space cannot."""
-    from mandril.planning import log_partition, never_vetoes_exp_space
+def test_a_task_with_a_wide_value_spread_changes_no_other_task_of_the_plan(monkeypatch) -> None:
+    """The backup decides task by task whether its exp-space step is exact: a task whose values spread far
+    beyond the exp range takes the general step alone, and every other task's numbers are those it gets
+    without it, bit for bit (they used to round differently: the batch-wide decision)."""
+    import mandril.planning.kernels as kernels
+    from mandril.planning import log_partition
 
-    module, init, batch = _setup("conv", n_tasks=3)
+    _, _, batch = _setup("conv", n_tasks=3)
     tasks = batch.likelihood_tasks("train", "start")
-    assert tasks.deterministic
+    assert tasks.deterministic and tasks.layout == "sparse"
     g = torch.Generator().manual_seed(5)
     rewards = torch.rand(3, tasks.n_states, generator=g, dtype=torch.float64)
     rewards[0] *= 400.0  # a spread of ~400 per step: over the horizon, far beyond the exp range
-    marked = never_vetoes_exp_space(tasks, rewards)
-    assert marked.tolist() == [False, True, True]
+    steps = []
+    original = kernels._deterministic_soft_max
+    monkeypatch.setattr(kernels, "_deterministic_soft_max", lambda *a: steps.append(original(*a)) or steps[-1])
 
-    def plan(rows):  # log Z and its gradient mu, of the tasks at rows
+    def plan(rows, tau=1.0):  # log Z and the visitation mu (its gradient), of the tasks at rows, without autograd
+        chosen = tasks.select(rows)
+        with torch.no_grad():
+            value = log_partition(chosen, rewards[rows], tau)
         leaf = rewards[rows].clone().requires_grad_(True)
-        value = log_partition(tasks.select(rows), leaf)
-        (mu,) = torch.autograd.grad(value.sum(), [leaf])
+        (mu,) = torch.autograd.grad(log_partition(chosen, leaf, tau).sum(), [leaf])
         return torch.cat([value[:, None], mu], 1)
 
-    with_veto, without = plan([0, 1, 2]), plan([1, 2])
-    assert not torch.equal(with_veto[1:], without), "the hazard: task 0 changes the rounding of tasks 1 and 2"
-    assert torch.allclose(with_veto[1:], without, rtol=1e-12, atol=1e-12)
-    assert torch.equal(plan([1])[0], without[0]) and torch.equal(plan([2])[0], without[1])
-    # state-action rewards never take the exp-space step: every task is marked
-    assert never_vetoes_exp_space(tasks, rewards[:, :, None].expand(-1, -1, tasks.n_actions).contiguous()).all()
+    for tau in (1.0, 0.5):
+        steps.clear()
+        together, apart = plan([0, 1, 2], tau), plan([1, 2], tau)
+        assert torch.equal(together[1:], apart)
+        for i in range(3):
+            assert torch.equal(plan([i], tau)[0], together[i])
+        # the mixed calls took the exp-space step (task 0 alone is out of range at some steps: no exp space there)
+        assert any(step is not None for step in steps) and any(step is None for step in steps)
+    # the general step of the wide task equals the general step forced on every task
+    wide_alone = plan([0])[:, 0]
+    monkeypatch.setattr(kernels, "_deterministic_soft_max", lambda *a: None)
+    with torch.no_grad():
+        assert torch.equal(log_partition(tasks.select([0]), rewards[[0]]), wide_alone)
 
 
-def test_the_exp_space_bound_holds_at_its_edge(monkeypatch) -> None:
-    """Rewards whose spread just meets the bound never veto the exp-space step at any backup step."""
-    import mandril.planning.kernels as kernels
-    from mandril.planning import log_partition, never_vetoes_exp_space
-
-    _, _, batch = _setup("conv", n_tasks=4)
-    tasks = batch.likelihood_tasks("train", "start")
-    results = []
-    original = kernels._deterministic_soft_max
-    monkeypatch.setattr(kernels, "_deterministic_soft_max", lambda *a: results.append(original(*a)) or results[-1])
-    for tau in (1.0, 0.3):
-        limit = kernels._EXP_RANGE[torch.float64] * tau / tasks.horizon - tau * np.log(tasks.n_actions)
-        rewards = torch.rand(4, tasks.n_states, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
-        rewards = (rewards - rewards.amin(1, keepdim=True)) / (rewards.amax(1, keepdim=True) - rewards.amin(1, keepdim=True)) * limit * (1 - 1e-12)
-        assert never_vetoes_exp_space(tasks, rewards, tau).all()
-        results.clear()
-        log_partition(tasks, rewards, tau)
-        assert results and all(r is not None for r in results)
-        assert not never_vetoes_exp_space(tasks, rewards * 1.01, tau).any()
-
-
-def test_the_line_search_falls_back_to_the_whole_batch_when_a_settled_task_could_veto(monkeypatch) -> None:
-    """A task started far out (rewards of spread ~100 per step) accepts its steps while others backtrack:
-    those trials take the whole batch, and the fit equals the every-task-every-trial fit bit for bit."""
-    import mandril.methods.fitting as fitting
-
-    module, init, batch = _setup("conv", n_tasks=5, n_demos=3)
+def test_a_conv_task_fitted_in_its_unit_is_the_task_fitted_alone() -> None:
+    """A cell's value is a function of its task alone: each conv task of a unit, fitted in the batch, equals
+    the same task fitted on its own, bit for bit, even with a task whose values spread wide in the batch."""
+    module, init, batch = _setup("conv", n_tasks=4, n_demos=3)
     init = {k: v.clone() for k, v in init.items()}
-    init["net.4.weight"][0] *= 300.0
+    init["net.4.weight"][0] *= 300.0  # task 0 starts far out (a spread of ~100 per step)
     init["net.4.bias"][0] += 1.0
-    vetoes = []
-    original = fitting.never_vetoes_exp_space
-    monkeypatch.setattr(fitting, "never_vetoes_exp_space", lambda *a: vetoes.append(original(*a)) or vetoes[-1])
     settings = FitSettings(max_steps=25, l2=0.01)
-    fits = {}
-    _Counting.whole_batches = 0
-    for name, runner in (("reference", _EveryTaskEveryTrial), ("now", _Counting)):
-        monkeypatch.setattr(fitting, "_Run", runner)
-        fits[name] = fit_rewards(module, init, batch, settings)
-    iterations = max(fit.steps for fit in fits["now"])
-    assert any(not bool(v[0]) for v in vetoes)
-    assert _Counting.whole_batches > 1 + iterations, "no backtracking trial took the whole batch: the test does not exercise the fallback"
-    for a, b in zip(fits["reference"], fits["now"]):
-        assert np.array_equal(a.reward, b.reward) and (a.steps, a.status, a.grad_norm, a.loss) == (b.steps, b.status, b.grad_norm, b.loss)
+    together = fit_rewards(module, init, batch, settings)
+    for i in range(4):
+        (alone,) = fit_rewards(module, {k: v[i : i + 1] for k, v in init.items()}, batch.select([i]), settings)
+        assert np.array_equal(alone.reward, together[i].reward), i
+        assert (alone.steps, alone.status, alone.loss) == (together[i].steps, together[i].status, together[i].loss)
