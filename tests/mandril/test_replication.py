@@ -93,3 +93,16 @@ def test_a_replicate_of_zero_is_refused_by_the_cli_before_any_work(tmp_path, cap
         main(["bench", "run", "smoke", "--out", str(tmp_path / "r"), "--replicate", "0"])
     assert exit_info.value.code == 2 and not (tmp_path / "r").exists()
     assert "--replicate" in capsys.readouterr().err
+
+
+def test_a_replicate_run_from_the_cli_scores_other_tasks_with_other_runs(tmp_path):
+    from mandril.bench import RunStore
+
+    out = tmp_path / "replicate"
+    assert main(["bench", "run", "smoke", "--replicate", "1", "--out", str(out), "--quiet", "--no-report"]) == 0
+    store = RunStore(out)
+    suite, original = store.suite(), load_suite(ROOT / "benchmarks" / "suites" / "smoke.toml")
+    assert suite.name == "smoke-replicate-1" and suite.digest() == replicate(original, 1).digest()
+    records = store.records()
+    assert {r["seed"] for r in records} == {s + REPLICATE_SEED_STRIDE for s in original.seeds}
+    assert {r["suite"] for r in records} == {"smoke-replicate-1"} and not any(r["error"] for r in records)
