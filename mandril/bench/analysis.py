@@ -28,7 +28,7 @@ from mandril.eval.stats import interval, probability_of_improvement, score_inter
 from mandril.eval.verdicts import VerdictRule, call_verdicts
 
 __all__ = ["HEADLINE_METHOD", "REFERENCES", "FAILURE_THRESHOLD", "IDENTICAL_TOLERANCE", "RULE", "HALVES", "fill_failures", "score_matrix",
-           "summarize_records", "identical_methods", "compare_with", "best_others", "aggregate", "convergence", "more_demos"]
+           "summarize_records", "identical_methods", "compare_with", "best_others", "aggregate", "convergence", "cell_scores", "more_demos"]
 
 #: The method the report compares every other method with.
 HEADLINE_METHOD = "mandril"
@@ -260,6 +260,17 @@ def convergence(records: list[dict]) -> dict[str, dict[str, Optional[tuple[int, 
             for method, families in seen.items()}
 
 
+def cell_scores(records: list[dict], key: str = "normalized_evd") -> dict[tuple, dict[tuple, float]]:
+    """``{(family, split, n, method): {(seed, task): score}}`` of ``key``, failed cells scored as the zero reward
+    (:func:`fill_failures`): what paired comparisons across methods or demo counts read."""
+    filled, _ = fill_failures(records)
+    scores: dict[tuple, dict[tuple, float]] = defaultdict(dict)
+    for r in filled:
+        if r.get(key) is not None:
+            scores[(r["family"], r["split"], r["n_demos"], r["method"])][(r["seed"], r["task"])] = float(r[key])
+    return scores
+
+
 def more_demos(records: list[dict], seed: int = 0, references: Sequence[str] = REFERENCES) -> list[dict]:
     """Per learning method, family, split and run (and all runs together, ``seed = "all"``): its normalized EVD
     with the most demos minus with the fewest, on the same tasks.
@@ -272,20 +283,16 @@ def more_demos(records: list[dict], seed: int = 0, references: Sequence[str] = R
     Returns:
         Rows ``{method, family, split, seed, n_first, n_last, first, last, difference, low, high, tasks, worse}``.
     """
-    filled, _ = fill_failures(records)
-    cells: dict[tuple, dict[tuple, float]] = defaultdict(dict)
-    for r in filled:
-        if r["method"] not in references and r.get("normalized_evd") is not None:
-            cells[(r["method"], r["family"], r["split"], r["n_demos"])][(r["seed"], r["task"])] = float(r["normalized_evd"])
+    cells = {key: scores for key, scores in cell_scores(records).items() if key[3] not in references}
     by_method: dict[tuple, list[int]] = defaultdict(list)
-    for method, family, split, n in cells:
+    for family, split, n, method in cells:
         by_method[(method, family, split)].append(n)
     rows = []
     for (method, family, split), ns in sorted(by_method.items()):
         first_n, last_n = min(ns), max(ns)
         if first_n == last_n:
             continue
-        first, last = cells[(method, family, split, first_n)], cells[(method, family, split, last_n)]
+        first, last = cells[(family, split, first_n, method)], cells[(family, split, last_n, method)]
         common = sorted(set(first) & set(last))
         runs = sorted({s for s, _ in common})
         for run in runs + ["all"]:

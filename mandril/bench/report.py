@@ -36,7 +36,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from mandril.bench.analysis import (FAILURE_THRESHOLD, HALVES, HEADLINE_METHOD, REFERENCES, RULE, aggregate, best_others, compare_with,
-                                    convergence, fill_failures, identical_methods, more_demos, score_matrix, summarize_records)
+                                    cell_scores, convergence, fill_failures, identical_methods, more_demos, score_matrix, summarize_records)
 from mandril.bench.cells import units_of
 from mandril.bench.plots import plot_curves, plot_profiles
 from mandril.bench.store import PUBLISHED_RECORDS, SUITE_FILE, RecordScan, RunStore
@@ -264,11 +264,7 @@ def _limit_section(suite: Suite, records: list[dict], identical: dict) -> list[s
     IQM, so that failures count, scored as the zero reward like everywhere in the report)."""
     if LIMIT_METHOD not in suite.methods:
         return []
-    filled, _ = fill_failures(records)
-    scores: dict[tuple, dict] = defaultdict(dict)
-    for r in filled:
-        if r.get("normalized_evd") is not None:
-            scores[(r["family"], r["split"], r["n_demos"], r["method"])][(r["seed"], r["task"])] = float(r["normalized_evd"])
+    scores = cell_scores(records)
     learners = [m for m in suite.methods if m not in REFERENCES]
     lines = ["## Gap to the limit", "",
              f"`{LIMIT_METHOD}` is the posterior mode of the reward under the family's true prior given the n demos (it sees the prior, never "
@@ -309,7 +305,7 @@ def _more_demos_section(improvement: list[dict], identical: dict) -> list[str]:
             for r in worse) + ".", ""]
     else:
         lines += ["No method is worse with more demos beyond noise on any family, split or run.", ""]
-    lines += ["| method | family | split | n | all runs | " + "each run |", "|---|---|---|---|---|---|"]
+    lines += ["| method | family | split | n | all runs | each run |", "|---|---|---|---|---|---|"]
     groups: dict[tuple, dict] = defaultdict(dict)
     for r in rows:
         groups[(r["method"], r["family"], r["split"])][r["seed"]] = r
