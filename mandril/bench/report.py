@@ -421,6 +421,9 @@ def _markdown(suite: Suite, store: RunStore, scan: RecordScan, rows: list[dict],
     for method in suite.methods:
         prepared = sum(v for k, v in preparation.items() if k.split("--")[0] == method)
         lines.append(f"| {method} | {seconds[method]:.1f} | {prepared:.1f} |")
+    fitting, preparing = sum(seconds.values()), sum(preparation.values())
+    lines += ["", f"In all: {fitting:.0f} s fitting and {preparing:.0f} s preparing, {(fitting + preparing) / 3600:.2f} worker-hours "
+              "(each worker runs one torch thread, so about as many CPU-hours; scoring, demos and planning the experts are not counted)."]
     lines += ["", "## Settings", ""]
     for family in suite.families:
         lines += [f"`{family}`:", ""]

@@ -88,6 +88,8 @@ def test_the_report_has_verdicts_with_error_rates_replication_tails_identical_me
         assert needle in report, needle
     assert "48 of 48" in report  # linear MaxEnt converges on every fit; the 5-step tabular fits are capped
     assert "0 of 48" in report
+    fitting = sum(float(r.get("seconds") or 0.0) for r in RunStore(mini_run).records())
+    assert f"In all: {fitting:.0f} s fitting and " in report and "worker-hours" in report
     for name in ("bandit", "tabular_mdp"):
         assert (mini_run / "plots" / f"{name}-profiles.png").stat().st_size > 1000
     comparisons = list(csv.DictReader(open(mini_run / "comparisons.csv")))
