@@ -13,7 +13,7 @@ arranged per (family, split, n, method) as ``(runs, tasks)`` matrices (rliable's
   halves of the tasks (even and odd task index) and on each run separately: a win or loss that does not
   hold on both halves is **fragile**.
 * :func:`best_others`: per family, split and n, the other method MandRIL is least likely to beat.
-* :func:`more_demos`: per method, family, split and run, whether the method is worse with the most demos
+* :func:`more_demos`: per method, family, split, run and n, whether the method is worse with n demos
   than with the fewest (it should never be: more demos carry more information).
 """
 
@@ -273,7 +273,7 @@ def cell_scores(records: list[dict], key: str = "normalized_evd") -> dict[tuple,
 
 def more_demos(records: list[dict], seed: int = 0, references: Sequence[str] = REFERENCES) -> list[dict]:
     """Per learning method, family, split and run (and all runs together, ``seed = "all"``): its normalized EVD
-    with the most demos minus with the fewest, on the same tasks.
+    with each larger number of demos minus with the fewest, on the same tasks (one row per larger ``n``).
 
     The difference is paired by task (each run scores the same held-out tasks at every ``n``); its interval is
     the 95% bootstrap interval of the mean difference over tasks (runs within tasks resampled too for the
@@ -289,27 +289,33 @@ def more_demos(records: list[dict], seed: int = 0, references: Sequence[str] = R
         by_method[(method, family, split)].append(n)
     rows = []
     for (method, family, split), ns in sorted(by_method.items()):
-        first_n, last_n = min(ns), max(ns)
-        if first_n == last_n:
+        first_n = min(ns)
+        for last_n in sorted(n for n in ns if n > first_n):
+            rows += _paired_change(cells[(family, split, first_n, method)], cells[(family, split, last_n, method)],
+                                   {"method": method, "family": family, "split": split}, first_n, last_n, seed)
+    return rows
+
+
+def _paired_change(first: dict, last: dict, labels: dict, first_n: int, last_n: int, seed: int) -> list[dict]:
+    """:func:`more_demos`'s rows for one method, family and split at ``last_n`` against ``first_n``: per run and ``"all"``."""
+    rows = []
+    common = sorted(set(first) & set(last))
+    runs = sorted({s for s, _ in common})
+    for run in runs + ["all"]:
+        keys = [k for k in common if run == "all" or k[0] == run]
+        tasks = sorted({t for _, t in keys})
+        if len(tasks) < 2:
             continue
-        first, last = cells[(family, split, first_n, method)], cells[(family, split, last_n, method)]
-        common = sorted(set(first) & set(last))
-        runs = sorted({s for s, _ in common})
-        for run in runs + ["all"]:
-            keys = [k for k in common if run == "all" or k[0] == run]
-            tasks = sorted({t for _, t in keys})
-            if len(tasks) < 2:
-                continue
-            chosen = runs if run == "all" else [run]
-            matrix = np.full((len(chosen), len(tasks)), np.nan)
-            for s, t in keys:
-                matrix[chosen.index(s), tasks.index(t)] = last[(s, t)] - first[(s, t)]
-            matrix = matrix[:, ~np.isnan(matrix).any(axis=0)]
-            if matrix.shape[1] < 2:
-                continue
-            estimate = interval("mean", [matrix], reps=_REPS, seed=seed)
-            rows.append({"method": method, "family": family, "split": split, "seed": run, "n_first": first_n, "n_last": last_n,
-                         "first": float(np.mean([first[k] for k in keys])), "last": float(np.mean([last[k] for k in keys])),
-                         "difference": estimate["point"], "low": estimate["low"], "high": estimate["high"], "tasks": matrix.shape[1],
-                         "worse": bool(estimate["low"] > 0)})
+        chosen = runs if run == "all" else [run]
+        matrix = np.full((len(chosen), len(tasks)), np.nan)
+        for s, t in keys:
+            matrix[chosen.index(s), tasks.index(t)] = last[(s, t)] - first[(s, t)]
+        matrix = matrix[:, ~np.isnan(matrix).any(axis=0)]
+        if matrix.shape[1] < 2:
+            continue
+        estimate = interval("mean", [matrix], reps=_REPS, seed=seed)
+        rows.append({**labels, "seed": run, "n_first": first_n, "n_last": last_n,
+                     "first": float(np.mean([first[k] for k in keys])), "last": float(np.mean([last[k] for k in keys])),
+                     "difference": estimate["point"], "low": estimate["low"], "high": estimate["high"], "tasks": matrix.shape[1],
+                     "worse": bool(estimate["low"] > 0)})
     return rows

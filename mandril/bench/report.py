@@ -14,7 +14,7 @@ run (:mod:`mandril.bench.analysis`). The statistics are in :mod:`mandril.bench.a
 :mod:`mandril.bench.plots`.
 
 Files: ``report.md``, ``summary.csv`` and ``summary.json`` (one row per family, split, n, method),
-``comparisons.csv`` (MandRIL against each method), ``more_demos.csv`` (each method with the most demos against the fewest), ``plots/<family>.png``, ``plots/<family>-profiles.png``
+``comparisons.csv`` (MandRIL against each method), ``more_demos.csv`` (each method with every larger number of demos against the fewest), ``plots/<family>.png``, ``plots/<family>-profiles.png``
 and ``plots/aggregate.png``. :func:`publish` copies a run's report with its records
 (``records.jsonl.gz``), suite (with the settings each method tried when tuned) and preparation times to a folder, where
 ``mandril bench report`` recomputes exactly the same report.
@@ -290,34 +290,38 @@ def _limit_section(suite: Suite, records: list[dict], identical: dict) -> list[s
 
 
 def _more_demos_section(improvement: list[dict], identical: dict) -> list[str]:
-    """Whether each learning method is worse with the most demos than with the fewest, per family, split and run."""
+    """Whether each learning method is worse with more demos than with the fewest, per family, split, run and n."""
     rows = [r for r in improvement if r["method"] not in identical.get(r["family"], {})]
     if not rows:
         return []
     worse = [r for r in rows if r["worse"]]
+    ns = sorted({r["n_last"] for r in rows})
     lines = ["## More demos", "",
-             "Each learning method's mean normalized EVD with the most demos minus with the fewest, on the same tasks (negative: better with "
-             "more demos), with the 95% bootstrap interval of the mean paired difference; per run, and over all runs. A method is **worse "
-             "with more demos** where the whole interval lies above 0 (marked **!**). All rows are in `more_demos.csv`.", ""]
+             "Each learning method's mean normalized EVD with n demos minus with the fewest (the first n), on the same tasks (negative: better "
+             "with more demos), with the 95% bootstrap interval of the mean paired difference, over all runs. A method is **worse with more "
+             "demos** where the whole interval lies above 0, over all runs or in any single run (marked **!**; the runs that are are named). "
+             "Every row, per run too, is in `more_demos.csv`.", ""]
     if worse:
         lines += ["Worse with more demos beyond noise: " + "; ".join(
-            f"`{r['method']}` on `{r['family']}`/`{r['split']}` run {r['seed']} ({r['first']:.3f} at n={r['n_first']} -> {r['last']:.3f} at n={r['n_last']})"
-            for r in worse) + ".", ""]
+            f"`{r['method']}` on `{r['family']}`/`{r['split']}` " + ("over all runs" if r["seed"] == "all" else f"run {r['seed']}")
+            + f" ({r['first']:.3f} at n={r['n_first']} -> {r['last']:.3f} at n={r['n_last']})" for r in worse) + ".", ""]
     else:
-        lines += ["No method is worse with more demos beyond noise on any family, split or run.", ""]
-    lines += ["| method | family | split | n | all runs | each run |", "|---|---|---|---|---|---|"]
-    groups: dict[tuple, dict] = defaultdict(dict)
+        lines += ["No method is worse with more demos beyond noise on any family, split, run or n.", ""]
+    lines += ["| method | family | split | from n | " + " | ".join(f"n={n}" for n in ns) + " |", "|---|---|---|---|" + "---|" * len(ns)]
+    groups: dict[tuple, dict] = defaultdict(lambda: defaultdict(dict))
     for r in rows:
-        groups[(r["method"], r["family"], r["split"])][r["seed"]] = r
+        groups[(r["method"], r["family"], r["split"], r["n_first"])][r["n_last"]][r["seed"]] = r
 
-    def cell(r: dict) -> str:
-        return f"{r['difference']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]" + (" **!**" if r["worse"] else "")
-
-    for (method, family, split), by_run in groups.items():
+    def cell(by_run: dict) -> str:
+        if not by_run:
+            return ""
         total = by_run.get("all")
-        each = ", ".join(cell(r) for k, r in by_run.items() if k != "all")
-        any_row = next(iter(by_run.values()))
-        lines.append(f"| {method} | {family} | {split} | {any_row['n_first']} -> {any_row['n_last']} | {cell(total) if total else ''} | {each} |")
+        text = "" if total is None else f"{total['difference']:+.3f} [{total['low']:+.3f}, {total['high']:+.3f}]"
+        flagged = [str(k) for k, r in by_run.items() if r["worse"]]
+        return text + (f" **!** ({', '.join('all runs' if k == 'all' else 'run ' + k for k in flagged)})" if flagged else "")
+
+    for (method, family, split, first_n), by_n in groups.items():
+        lines.append(f"| {method} | {family} | {split} | {first_n} | " + " | ".join(cell(by_n.get(n, {})) for n in ns) + " |")
     return lines + [""]
 
 
