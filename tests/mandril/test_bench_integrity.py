@@ -400,23 +400,44 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+_STOPPED_RUN = """
+import os, signal, sys
+import mandril.bench.store as store
+from mandril.cli import main
+
+save = store.save_checkpoint
+
+def save_then_stop(*args, **kwargs):
+    result = save(*args, **kwargs)
+    print(os.getpid(), flush=True)
+    os.kill(os.getpid(), signal.SIGSTOP)  # the test looks at the process tree, then kills this driver
+    return result
+
+store.save_checkpoint = save_then_stop
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the processes through Linux /proc")
 def test_a_driver_killed_with_sigkill_leaves_no_worker_or_resource_tracker_behind(tmp_path):
     out = tmp_path / "killed"
-    command = [sys.executable, "-m", "mandril.cli", "bench", "run", str(SMOKE), "--out", str(out), "--quiet", "--no-report", "--workers", "2"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # the driver stops itself right after saving the first prepared state (its pool is up and busy: an exact point, no race)
+    command = [sys.executable, "-c", _STOPPED_RUN, "bench", "run", str(SMOKE), "--out", str(out), "--quiet", "--no-report", "--workers", "2"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     children: set[int] = set()
-    deadline = time.time() + 120
     try:
-        while time.time() < deadline and process.poll() is None:
-            children = _descendants(process.pid)
-            workers = [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()] if children else []
-            if len(workers) >= 2 and (out / "prepared").is_dir():
-                break
-            time.sleep(0.1)
-        assert process.poll() is None, "the run ended before it could be killed"
+        assert process.stdout.readline().strip() == str(process.pid), "the driver did not reach its first prepared state"
+        deadline = time.time() + 30
+        while time.time() < deadline and _state(process.pid) != "T":
+            time.sleep(0.01)
+        assert _state(process.pid) == "T"
         children = _descendants(process.pid)
-        assert len(children) >= 2
+        workers = [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(workers) == 2, children  # and, among the children, the resource tracker where one runs
         process.send_signal(signal.SIGKILL)
         process.wait(30)
         deadline = time.time() + 10
@@ -427,6 +448,7 @@ def test_a_driver_killed_with_sigkill_leaves_no_worker_or_resource_tracker_behin
     finally:
         if process.poll() is None:
             process.kill()
+        process.stdout.close()
         for child in children:
             if _alive(child):
                 os.kill(child, signal.SIGKILL)
