@@ -1,0 +1,50 @@
+"""benchmarks/suite_cpu.py: its refusals, and that a run's CPU counts the workers it reaped."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "suite_cpu.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("suite_cpu", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_BURN = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass\n"
+
+
+def test_a_runs_cpu_includes_the_children_it_waited_for(tmp_path):
+    module = _module()
+    # a driver that burns 0.3 s itself and waits for two children that burn 0.4 s each, like a pool's workers
+    driver = ("import subprocess, sys\n" + _BURN.format(seconds=0.3)
+              + f"children = [subprocess.Popen([sys.executable, '-c', {_BURN.format(seconds=0.4)!r}]) for _ in range(2)]\n"
+              + "[child.wait() for child in children]\n")
+    process = module.start([sys.executable, "-c", driver], tmp_path, tmp_path / "log.txt")
+    code, cpu, _ = module.wait_cpu(process)
+    assert code == 0
+    assert 1.1 <= cpu < 3.0  # 0.3 + 2 x 0.4 burned, plus three interpreters' start-up
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--against", "no-such-revision-xyz"], "--against 'no-such-revision-xyz' is not a commit"),
+    (["--against", "HEAD", "--workers", "0"], "--workers must be at least 1"),
+])
+def test_bad_arguments_are_one_line_and_exit_2(tmp_path, args, message):
+    result = subprocess.run([sys.executable, str(SCRIPT), *args, "--out", str(tmp_path / "new")], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "new").exists()
+
+
+def test_an_existing_out_folder_is_refused(tmp_path):
+    result = subprocess.run([sys.executable, str(SCRIPT), "--against", "HEAD", "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2 and "exists: choose a new folder" in result.stderr and len(result.stderr.strip().splitlines()) == 1
