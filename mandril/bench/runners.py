@@ -15,6 +15,7 @@ discarded and prepared again; each says so in one line. A pool worker exits when
 
 from __future__ import annotations
 
+import bisect
 import os
 import shutil
 import sys
@@ -26,12 +27,12 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from mandril.bench.cells import Unit, preparations_of, units_of
 from mandril.bench.store import PREPARATION_FAILED, RunStore
 from mandril.bench.suite import Suite
-from mandril.bench.work import run_preparation, run_unit
+from mandril.bench.work import PackedState, run_preparation, run_unit
 
 __all__ = ["run_suite", "check_backend", "RunSummary", "BACKENDS", "WorkerLostError"]
 
@@ -125,6 +126,11 @@ class _Pool(_Executor):
         import multiprocessing
 
         self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init, initargs=(threads, os.getpid()))
+
+    def share(self, value: Any) -> Any:
+        """A prepared state as bytes (:class:`~mandril.bench.work.PackedState`), not tensors: a worker killed while
+        receiving tensors' shared memory would make this process print tracebacks."""
+        return None if value is None else PackedState.pack(value)
 
     def submit(self, fn: Callable, *args: Any) -> Future:
         return self.pool.submit(fn, *args)
@@ -237,6 +243,14 @@ def _executor(backend: str, workers: int, threads: int, address: Optional[str]) 
     return _Inline() if workers == 1 else _Pool(workers, threads)
 
 
+def _requeue(ready: list[Unit], units: Sequence[Unit], position: dict[str, int]) -> None:
+    """Put ``units`` (whose preparation just finished) into the queue ``ready`` at their place in the suite's
+    order (``position``: unit id -> index), so that a prepared method's units run beside the others' of the
+    same family, split and n instead of after every other unit: a partial run has every method's cells early."""
+    for unit in units:
+        bisect.insort(ready, unit, key=lambda u: position[u.id])
+
+
 def run_suite(
     suite: Suite,
     out: Any,
@@ -320,6 +334,7 @@ def _run(suite: Suite, store: RunStore, units: list[Unit], preparations: list, w
             states[preparation.id] = (known.state, None)
     waiting: dict[str, list[Unit]] = {}
     ready: list[Unit] = []
+    position = {unit.id: index for index, unit in enumerate(left)}
     for unit in left:
         if unit.needs_preparation and unit.preparation.id not in states:
             waiting.setdefault(unit.preparation.id, []).append(unit)
@@ -371,8 +386,7 @@ def _run(suite: Suite, store: RunStore, units: list[Unit], preparations: list, w
             message = f"failed: {result['error']}" if result["error"] else f"done in {result['seconds']:.0f} s"
             if progress:
                 bar.write(f"prepared {job.method} on {job.family} (seed {job.seed}): {message}")
-            for unit in waiting.pop(job.id, []):
-                ready.append(unit)
+            _requeue(ready, waiting.pop(job.id, []), position)
         else:
             store.write_unit(job, result)
             failures = [r for r in result if r.get("error")]

@@ -9,8 +9,10 @@ stamps each with the suite's digest and the unit's id when it writes them
 
 from __future__ import annotations
 
+import io
 import time
 import traceback
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
@@ -19,7 +21,7 @@ from mandril.bench.cells import Preparation, Unit, cell_seed
 from mandril.bench.store import PREPARATION_FAILED
 from mandril.bench.suite import VALIDATION_SPLIT, VALIDATION_START, Suite, suite_from_dict
 
-__all__ = ["run_preparation", "run_unit", "unit_problems", "held_out_tasks", "training_pool", "RECORD_KEYS"]
+__all__ = ["run_preparation", "run_unit", "unit_problems", "held_out_tasks", "training_pool", "PackedState", "RECORD_KEYS"]
 
 #: The keys of every record, in order.
 RECORD_KEYS = (
@@ -79,6 +81,34 @@ def _error_text(error: BaseException) -> str:
         frame = traceback.extract_tb(error.__traceback__)[-1]
         text += f" (in {frame.name}, {frame.filename.rsplit('/', 1)[-1]} line {frame.lineno})"
     return text
+
+
+@dataclass(frozen=True)
+class PackedState:
+    """A prepared state as the bytes ``torch.save`` writes, for a local pool's workers.
+
+    Tensors pickled for a process pool travel as shared-memory file descriptors that the driver's resource
+    sharer thread hands out; a worker killed in that handshake (out of memory, say) makes that thread print
+    tracebacks beside the run's one-line error. Bytes carry the same values (``torch.load`` with
+    ``weights_only=True`` reads them back bit for bit) through the plain pipe.
+    """
+
+    data: bytes
+
+    @classmethod
+    def pack(cls, state: dict) -> "PackedState":
+        """``state`` (tensors and plain data) as bytes."""
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        return cls(buffer.getvalue())
+
+    def unpack(self) -> dict:
+        """The state, read back with ``weights_only=True`` (no code in it can run)."""
+        import torch
+
+        return torch.load(io.BytesIO(self.data), map_location="cpu", weights_only=True)
 
 
 def run_preparation(suite_data: dict, preparation: Preparation, checkpoint: Optional[str] = None, progress: bool = False, device: Optional[str] = None) -> dict:
@@ -168,7 +198,7 @@ def run_unit(suite_data: dict, unit: Unit, state: Optional[dict] = None, prepara
         if device is not None:
             method.to(device)
         if unit.needs_preparation:
-            method.load_state_dict(state)
+            method.load_state_dict(state.unpack() if isinstance(state, PackedState) else state)
         problems, truths = unit_problems(suite, unit, method)
         fit_start = time.perf_counter()
         outputs = method.fit_batch(problems)
