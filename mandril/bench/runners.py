@@ -2,7 +2,7 @@
 
 The driver (this process) decides what is left (:class:`~mandril.bench.store.RunStore`), hands
 preparations and units to workers as their inputs become ready (a unit waits for its method's
-preparation; other units start at once), and writes every result itself, atomically, as it arrives.
+preparation; other units start at once; the queue keeps the suite's order), and writes every result itself, atomically, as it arrives.
 Workers run the pure functions of :mod:`mandril.bench.work` with one torch thread each, so every
 backend produces the same records.
 
