@@ -9,6 +9,7 @@ import pytest
 
 from mandril.bench import load_suite, run_suite
 from mandril.bench.runners import _Inline, _Pool
+from mandril.bench.work import PackedState
 from mandril.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,11 +49,13 @@ def test_an_address_without_ray_is_refused_before_the_output_directory_is_made(t
     assert not (tmp_path / "run").exists()
 
 
-def test_local_executors_share_a_value_as_it_is():
+def test_the_inline_executor_shares_a_value_as_it_is_and_the_pool_as_bytes_of_it():
     state = {"weights": [1.0, 2.0]}
     assert _Inline().share(state) is state
     pool = _Pool(1, 1)
     try:
-        assert pool.share(state) is state
+        packed = pool.share(state)
+        assert isinstance(packed, PackedState) and packed.unpack() == state  # no shared-memory tensors to a pool worker
+        assert pool.share(None) is None
     finally:
         pool.shutdown()
