@@ -31,14 +31,22 @@ ROOT = Path(__file__).resolve().parents[1]
 def start(command: list[str], cwd: Path, log: Path) -> subprocess.Popen:
     """``command`` in ``cwd``, its output to ``log``, with this checkout's or the worktree's package first on the path."""
     env = {**os.environ, "PYTHONPATH": str(cwd), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(command, cwd=cwd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    with log.open("w") as handle:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(command, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT)
 
 
-def wait_cpu(process: subprocess.Popen) -> tuple[int, float, float]:
-    """``(return code, CPU seconds, wall seconds since start)`` of ``process`` and the children it reaped."""
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, usage.ru_utime + usage.ru_stime, time.perf_counter()
+def wait_cpu(processes: dict[str, subprocess.Popen]) -> dict[str, tuple[int, float, float]]:
+    """``{name: (return code, CPU seconds, time.perf_counter() when it ended)}`` of each process, its CPU
+    including the children it reaped; processes are collected as they end, whichever ends first."""
+    names = {process.pid: name for name, process in processes.items()}
+    ended: dict[str, tuple[int, float, float]] = {}
+    while len(ended) < len(processes):
+        pid, status, usage = os.wait4(-1, 0)
+        if pid in names:
+            process = processes[names[pid]]
+            process.returncode = os.waitstatus_to_exitcode(status)
+            ended[names[pid]] = (process.returncode, usage.ru_utime + usage.ru_stime, time.perf_counter())
+    return ended
 
 
 def records(out: Path) -> int:
@@ -72,10 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             command = [sys.executable, "-m", "mandril.cli", "bench", "run", args.suite, "--out", str(out / name), "--workers", str(args.workers), "--quiet"]
             processes[name] = start(command, cwd, out / f"{name}.log")
         began = time.perf_counter()
-        results = {}
-        for name, process in processes.items():
-            code, cpu, ended = wait_cpu(process)
-            results[name] = {"returncode": code, "cpu_seconds": round(cpu, 1), "wall_seconds": round(ended - began, 1), "cells": records(out / name)}
+        results = {name: {"returncode": code, "cpu_seconds": round(cpu, 1), "wall_seconds": round(ended - began, 1), "cells": records(out / name)}
+                   for name, (code, cpu, ended) in wait_cpu(processes).items()}
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], capture_output=True)
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()

@@ -299,7 +299,7 @@ def _more_demos_section(improvement: list[dict], identical: dict) -> list[str]:
     lines = ["## More demos", "",
              "Each learning method's mean normalized EVD with n demos minus with the fewest (the first n), on the same tasks (negative: better "
              "with more demos), with the 95% bootstrap interval of the mean paired difference, over all runs. A method is **worse with more "
-             "demos** where the whole interval lies above 0, over all runs or in any single run (marked **!**; the runs that are are named). "
+             "demos** where the whole interval lies above 0, over all runs or in any single run (marked **!**, followed by the runs where it is). "
              "Every row, per run too, is in `more_demos.csv`.", ""]
     if worse:
         lines += ["Worse with more demos beyond noise: " + "; ".join(

@@ -392,12 +392,16 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
+def _state(pid: int) -> str:
+    """The process's state letter from /proc (``R``, ``S``, ``T`` stopped, ``Z`` zombie...)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
 def _alive(pid: int) -> bool:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return _state(pid) != "Z"
     except OSError:
         return False
-    return state != "Z"
 
 
 _STOPPED_RUN = """
@@ -416,10 +420,6 @@ def save_then_stop(*args, **kwargs):
 store.save_checkpoint = save_then_stop
 sys.exit(main(sys.argv[1:]))
 """
-
-
-def _state(pid: int) -> str:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the processes through Linux /proc")

@@ -30,9 +30,12 @@ def test_a_runs_cpu_includes_the_children_it_waited_for(tmp_path):
               + f"children = [subprocess.Popen([sys.executable, '-c', {_BURN.format(seconds=0.4)!r}]) for _ in range(2)]\n"
               + "[child.wait() for child in children]\n")
     process = module.start([sys.executable, "-c", driver], tmp_path, tmp_path / "log.txt")
-    code, cpu, _ = module.wait_cpu(process)
+    quick = module.start([sys.executable, "-c", "pass"], tmp_path, tmp_path / "quick.txt")
+    ended = module.wait_cpu({"driver": process, "quick": quick})
+    code, cpu, _ = ended["driver"]
     assert code == 0
     assert 1.1 <= cpu < 3.0  # 0.3 + 2 x 0.4 burned, plus three interpreters' start-up
+    assert ended["quick"][0] == 0 and ended["quick"][1] < 1.1 and ended["quick"][2] < ended["driver"][2]  # collected when it ended
 
 
 @pytest.mark.parametrize("args, message", [
