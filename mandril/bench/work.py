@@ -9,7 +9,6 @@ stamps each with the suite's digest and the unit's id when it writes them
 
 from __future__ import annotations
 
-import io
 import time
 import traceback
 from dataclasses import dataclass
@@ -98,17 +97,15 @@ class PackedState:
     @classmethod
     def pack(cls, state: dict) -> "PackedState":
         """``state`` (tensors and plain data) as bytes."""
-        import torch
+        from mandril.core.checkpoint import state_to_bytes
 
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        return cls(buffer.getvalue())
+        return cls(state_to_bytes(state))
 
     def unpack(self) -> dict:
         """The state, read back with ``weights_only=True`` (no code in it can run)."""
-        import torch
+        from mandril.core.checkpoint import state_from_bytes
 
-        return torch.load(io.BytesIO(self.data), map_location="cpu", weights_only=True)
+        return state_from_bytes(self.data, "a prepared state sent to a worker")
 
 
 def run_preparation(suite_data: dict, preparation: Preparation, checkpoint: Optional[str] = None, progress: bool = False, device: Optional[str] = None) -> dict:

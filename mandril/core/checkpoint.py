@@ -32,7 +32,7 @@ import torch
 
 from mandril.core.io import atomic_write_bytes
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "ENVELOPE_FORMAT", "ENVELOPE_VERSION", "MAX_ABS_WEIGHT"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "state_to_bytes", "state_from_bytes", "ENVELOPE_FORMAT", "ENVELOPE_VERSION", "MAX_ABS_WEIGHT"]
 
 #: The ``format`` field of every checkpoint envelope (a file with another is refused).
 ENVELOPE_FORMAT = "mandril.checkpoint"
@@ -50,9 +50,10 @@ class CheckpointError(ValueError):
     """A checkpoint file is unreadable, damaged, unsafe or of another kind; the message names the file."""
 
 
-def _serialise(obj: Any) -> bytes:
+def state_to_bytes(state: Any) -> bytes:
+    """``state`` (tensors and plain data) as the bytes ``torch.save`` writes; :func:`state_from_bytes` reads them back."""
     buffer = io.BytesIO()
-    torch.save(obj, buffer)
+    torch.save(state, buffer)
     return buffer.getvalue()
 
 
@@ -76,13 +77,22 @@ def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {first[:160]}" if first else type(error).__name__
 
 
-def _safe_load(data: bytes, path: Path, what: str) -> Any:
+def _safe_load(data: bytes, path: Union[Path, str], what: str) -> Any:
     try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols of crafted files; the error says it
             warnings.simplefilter("ignore", UserWarning)
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many kinds (UnpicklingError, RuntimeError, EOFError...)
         raise CheckpointError(f"{path}: {what} is not a readable mandril checkpoint ({_reason(error)})") from None
+
+
+def state_from_bytes(data: bytes, source: str = "bytes") -> Any:
+    """Bytes of :func:`state_to_bytes`, read back bit for bit with ``weights_only=True`` (no code in them can run).
+
+    Raises:
+        CheckpointError: naming ``source``, when the bytes are not a torch file or hold pickled objects.
+    """
+    return _safe_load(data, source, "the state")
 
 
 def _check_values(value: Any, path: Path, where: str = "payload") -> None:
@@ -132,13 +142,13 @@ def save_checkpoint(path: PathLike, kind: str, payload: dict, metadata: Optional
     if not isinstance(payload, dict):
         raise TypeError(f"payload must be a dict, got {type(payload).__name__}")
     metadata = _check_metadata(metadata)
-    body = _serialise(payload)
+    body = state_to_bytes(payload)
     try:  # refuse to write what could not be loaded safely
         torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
     except Exception as error:
         raise TypeError(f"checkpoint payload of {kind!r} holds objects that weights_only loading refuses: {_reason(error)}") from None
     envelope = {"format": ENVELOPE_FORMAT, "version": ENVELOPE_VERSION, "kind": kind, "sha256": hashlib.sha256(body).hexdigest(), "payload": body, "metadata": metadata}
-    return atomic_write_bytes(path, _serialise(envelope))
+    return atomic_write_bytes(path, state_to_bytes(envelope))
 
 
 def load_checkpoint(path: PathLike, kind: str, metadata: Optional[Mapping[str, Any]] = None) -> dict:

@@ -12,6 +12,7 @@ import torch
 
 from mandril.bench import load_suite, units_of
 from mandril.bench.runners import _requeue
+from mandril.core.checkpoint import CheckpointError
 from mandril.bench.work import PackedState
 
 SMOKE = Path(__file__).resolve().parents[2] / "benchmarks" / "suites" / "smoke.toml"
@@ -51,5 +52,7 @@ def test_a_packed_state_reads_back_bit_for_bit_and_refuses_pickled_objects():
 
     buffer = io.BytesIO()
     torch.save({"x": Hostile()}, buffer)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CheckpointError, match=r"a prepared state sent to a worker: .*pickled"):
         PackedState(buffer.getvalue()).unpack()
+    with pytest.raises(CheckpointError, match="not a torch file"):
+        PackedState(b"garbage").unpack()
