@@ -26,6 +26,9 @@ def test_a_replicate_draws_other_held_out_tasks_and_runs_and_keeps_everything_el
         assert other.train == spec.train and other.n_tasks == spec.n_tasks and other.splits == spec.splits and other.methods == spec.methods
     assert again.settings == suite.settings and again.methods == suite.methods and again.n_demos == suite.n_demos
     assert {m: (c.n_demos, c.n_tasks, c.families) for m, c in again.cells.items()} == {m: (c.n_demos, c.n_tasks, c.families) for m, c in suite.cells.items()}
+    for method in ("airl", "gail", "bc"):  # run in the first run only: the replicate's first run
+        assert suite.cells[method].seeds == (suite.seeds[0],)
+        assert again.cells[method].seeds == (suite.seeds[0] + 2 * REPLICATE_SEED_STRIDE,)
     assert again.digest() != suite.digest() != replicate(suite, 1).digest()
     assert replicate(suite, 2).digest() == again.digest()  # deterministic
     for method in suite.methods:  # the training pools and settings are the same: preparations differ only by their run seed
