@@ -145,3 +145,34 @@ def test_reporting_a_folder_without_records_says_so_and_changes_nothing(tmp_path
     err = capsys.readouterr().err
     assert "holds no records" in err and "records.jsonl.gz" in err and len(err.strip().splitlines()) == 1
     assert {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
+
+
+def _csv_close(a: Path, b: Path) -> None:
+    """Two CSV files with the same rows: text equal, numbers within 1e-9 (another CPU's SIMD sums may differ in the last bits)."""
+    first, second = list(csv.DictReader(open(a, newline=""))), list(csv.DictReader(open(b, newline="")))
+    assert len(first) == len(second), a.name
+    for row, again in zip(first, second):
+        assert row.keys() == again.keys(), a.name
+        for key, value in row.items():
+            try:
+                x, y = float(value), float(again[key])
+            except ValueError:
+                assert value == again[key], (a.name, key, row)
+                continue
+            assert x == pytest.approx(y, rel=1e-9, abs=1e-12, nan_ok=True), (a.name, key, row)
+
+
+@pytest.mark.slow
+def test_the_published_standard_run_is_recomputed_from_its_records(tmp_path):
+    """``mandril bench report`` on the published standard folder gives its report, summary and comparisons again."""
+    published = ROOT / "benchmarks" / "results" / "standard"
+    copy = tmp_path / "standard"
+    shutil.copytree(published, copy)
+    shutil.rmtree(copy / "plots")
+    for name in ("report.md", "summary.csv", "comparisons.csv", "more_demos.csv", "summary.json"):
+        (copy / name).unlink()
+    assert main(["bench", "report", str(copy)]) == 0
+    assert _lines(copy / "report.md") == _lines(published / "report.md")
+    for name in ("summary.csv", "comparisons.csv", "more_demos.csv"):
+        _csv_close(copy / name, published / name)
+    assert sorted(p.name for p in (copy / "plots").iterdir()) == sorted(p.name for p in (published / "plots").iterdir())
