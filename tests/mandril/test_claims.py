@@ -6,15 +6,17 @@ A claim is an HTML comment next to the sentence (invisible when rendered), ``key
     <!-- claim: results=benchmarks/results/quick family=gridworld split=test_unseen method=demo_conditioned verdict=loss -->
 
 * ``results``: the published folder (relative to the repository root) whose ``comparisons.csv`` decides.
-* ``family``, ``split``, ``n``, ``method``: filters (comma-separated lists; left out: any). A method matches the
-  rows of a method it is identical to (``identical`` column) too.
+* ``family``, ``split``, ``n``, ``method``, ``robust``: filters (comma-separated lists; left out: any). A method
+  matches the rows of a method it is identical to (``identical`` column) too; ``robust=yes`` (``no``) keeps the wins
+  and losses that hold (do not hold) on both halves of the tasks.
 * ``verdict``: every matching row's verdict is one of these (``win,tie``: "best or tied"); a claimed win or
-  loss must be robust (``robust=yes``) where the file says whether it is.
+  loss must be robust (``robust=yes``) where the file says whether it is, unless the claim names ``robust=no``.
 * ``p_better``: every matching row's P(MandRIL better), to 2 decimals.
 * ``win``, ``tie``, ``loss``: how many matching rows have each verdict (a count sentence).
 
 ``<!-- claim-table: results=... -->`` before a markdown table with the columns ``family / split``, ``n``,
-``best other method`` (its first word is the method) and ``verdict`` checks every row of the table.
+``best other method`` (its first word is the method) and ``verdict`` checks every row of the table; a verdict
+cell ``tie (loss, fragile)`` (as the report's headline writes a fragile call) claims a loss that is not robust.
 At least one row must match every claim: a claim about nothing fails.
 """
 
@@ -30,7 +32,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = ("README.md", "benchmarks/README.md", "docs/guide/benchmark.md")
 _CLAIM = re.compile(r"<!--\s*claim(-table)?:\s*(.*?)\s*-->")
-_FILTERS = ("family", "split", "n", "method")
+_FILTERS = ("family", "split", "n", "method", "robust")
+_FRAGILE = re.compile(r"^tie \((win|loss), fragile\)$")
 _KEYS = {"results", "verdict", "p_better", "win", "tie", "loss", *_FILTERS}
 
 
@@ -87,6 +90,9 @@ def _matches(row: dict, filters: dict) -> bool:
             names = [row["method"], *(row.get("identical") or "").split(";")]
             if not any(name in allowed for name in names):
                 return False
+        elif key == "robust":
+            if row.get("robust", "") not in allowed:
+                return False
         elif str(row["n_demos" if key == "n" else key]) not in allowed:
             return False
     return True
@@ -101,8 +107,10 @@ def check_claim(claim: dict) -> list[str]:
         for entry in claim["table"]:
             family, split = (part.strip() for part in entry["family / split"].split("/"))
             other = next(v for k, v in entry.items() if k.startswith("best other method")).split()[0]
+            fragile = _FRAGILE.match(entry["verdict"])
+            verdict = {"verdict": fragile.group(1), "robust": "no"} if fragile else {"verdict": entry["verdict"]}
             sub = {"where": claim["where"], "kind": "claim", "fields": {"results": fields["results"], "family": family, "split": split,
-                                                                         "n": entry["n"], "method": other, "verdict": entry["verdict"]}}
+                                                                         "n": entry["n"], "method": other, **verdict}}
             problems += check_claim(sub)
         return problems
     matching = [r for r in rows if _matches(r, fields)]
@@ -114,7 +122,7 @@ def check_claim(claim: dict) -> list[str]:
         if "verdict" in fields:
             if row["verdict"] not in fields["verdict"].split(","):
                 problems.append(f"{claim['where']}: {name} is a {row['verdict']}, the text says {fields['verdict']}")
-            elif row["verdict"] in ("win", "loss") and row.get("robust", "yes") != "yes":
+            elif row["verdict"] in ("win", "loss") and row.get("robust", "yes") != "yes" and "robust" not in fields:
                 problems.append(f"{claim['where']}: {name} is a fragile {row['verdict']} (it does not hold on both halves of the tasks)")
         if "p_better" in fields and f"{float(row['p_better']):.2f}" != fields["p_better"]:
             problems.append(f"{claim['where']}: {name} has P(MandRIL better) {float(row['p_better']):.2f}, the text says {fields['p_better']}")
@@ -168,6 +176,10 @@ def test_the_checker_catches_wrong_claims(tmp_path, monkeypatch):
     table = ("<!-- claim-table: results=results -->\n\n| family / split | n | best other method | verdict |\n|---|---|---|---|\n"
              "| g / test | 1 | a 0.1 [0, 1] | win |\n| h / test | 1 | a 0.1 | tie |\n")
     assert problems(table) == ["text:1: h/test n=1 a is a loss, the text says tie"]
+    fragile = table.replace("| g / test | 1 | a 0.1 [0, 1] | win |", "| g / test | 2 | a 0.1 | tie (win, fragile) |").replace("| h / test | 1 | a 0.1 | tie |", "| h / test | 1 | a 0.1 | tie (loss, fragile) |")
+    assert problems(fragile) == ["text:1: no comparison matches family=h split=test n=1 method=a verdict=loss robust=no"]  # h's loss is robust
+    assert problems("<!-- claim: results=results robust=yes win=1 loss=1 -->") == []
+    assert problems("<!-- claim: results=results family=g robust=no verdict=win -->") == []
     with pytest.raises(ValueError, match="key=value"):
         parse_claims("<!-- claim: results=results famly=g verdict=win -->")
     with pytest.raises(ValueError, match="must state"):
