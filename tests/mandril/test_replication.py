@@ -109,3 +109,24 @@ def test_a_replicate_run_from_the_cli_scores_other_tasks_with_other_runs(tmp_pat
     records = store.records()
     assert {r["seed"] for r in records} == {s + REPLICATE_SEED_STRIDE for s in original.seeds}
     assert {r["suite"] for r in records} == {"smoke-replicate-1"} and not any(r["error"] for r in records)
+
+
+def test_the_published_replication_is_what_compare_gives_and_what_the_readme_quotes():
+    """benchmarks/results/standard/replication.md is ``mandril bench compare`` of the published run and its published
+    replicate (independent: no held-out task stream or run in common), and benchmarks/README.md quotes its figures."""
+    results = ROOT / "benchmarks" / "results"
+    first, second = "benchmarks/results/standard", "benchmarks/results/standard-replicate-1"
+    result = compare_runs(ROOT / first, ROOT / second)
+    assert (results / "standard" / "replication.md").read_text() == replication_markdown(result, first, second)
+    assert result["shared_tasks"] == [] and result["shared_runs"] == [] and result["flips"] == []
+    assert (result["agree"], result["robust"]) == (120, 133) and result["share"] >= 0.9
+    cheap = {"airl", "gail", "bc"}
+    missed = [e for e in result["not_replicated"] if e["method"] in cheap]
+    with open(results / "standard" / "comparisons.csv", newline="") as handle:
+        robust = [r for r in csv.DictReader(handle) if r["robust"] == "yes"]
+    robust_cheap = sum(r["method"] in cheap for r in robust)
+    readme = " ".join((ROOT / "benchmarks" / "README.md").read_text().split())
+    for figure in (f"{result['agree']} of the {result['robust']} robust verdicts agree", f"{len(missed)} of those {len(result['not_replicated'])}",
+                   f"{robust_cheap - len(missed)} of their {robust_cheap} robust verdicts agree",
+                   f"{len(robust) - robust_cheap - (len(result['not_replicated']) - len(missed))} of the other {len(robust) - robust_cheap}"):
+        assert figure in readme, figure
