@@ -26,8 +26,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _key(row: dict) -> tuple:
     return row["family"], row["split"], row["n_demos"], row["method"]

@@ -12,8 +12,8 @@ import torch
 
 from mandril.bench import load_suite, units_of
 from mandril.bench.runners import _requeue
-from mandril.core.checkpoint import CheckpointError
 from mandril.bench.work import PackedState
+from mandril.core.checkpoint import CheckpointError
 
 SMOKE = Path(__file__).resolve().parents[2] / "benchmarks" / "suites" / "smoke.toml"
 

@@ -149,7 +149,8 @@ def test_reporting_a_folder_without_records_says_so_and_changes_nothing(tmp_path
 
 def _csv_close(a: Path, b: Path) -> None:
     """Two CSV files with the same rows: text equal, numbers within 1e-9 (another CPU's SIMD sums may differ in the last bits)."""
-    first, second = list(csv.DictReader(open(a, newline=""))), list(csv.DictReader(open(b, newline="")))
+    with open(a, newline="") as one, open(b, newline="") as other:
+        first, second = list(csv.DictReader(one)), list(csv.DictReader(other))
     assert len(first) == len(second), a.name
     for row, again in zip(first, second):
         assert row.keys() == again.keys(), a.name
