@@ -416,6 +416,11 @@ class TabularTaskEnv(gym.Env, ABC):
         info = {"state": self._state, "t": self._t}
         return self.observation(self._state), reward, False, truncated, info
 
+    def _end_episode_at(self, state: int, action: int) -> None:
+        """Leave the env as ``step()`` leaves it after the ``H``-th step into ``state`` by ``action``: for episodes
+        whose steps were drawn from the model directly (:func:`mandril_envs.demos.task_demos`)."""
+        self._state, self._last_action, self._t, self._past_horizon = int(state), int(action), self.model.horizon, True
+
     def render(self) -> Any:
         """``rgb_array``: a ``(height, width, 3)`` uint8 picture of the task and the agent
         (:meth:`_render_rgb`); ``ansi``: a text picture of the current state."""

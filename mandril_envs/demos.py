@@ -106,6 +106,11 @@ def expert_policy(env: gym.Env, settings: ExpertSettings = ExpertSettings()) -> 
     return (1.0 - settings.epsilon) * greedy + settings.epsilon / model.action_dim
 
 
+def _action_rng(seed: int) -> np.random.Generator:
+    """The generator of a rollout's action draws (its own stream of the rollout's ``seed``)."""
+    return np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
+
+
 def rollout(env: gym.Env, policy: np.ndarray, n_episodes: int, seed: int = 0) -> list[Trajectory]:
     """Roll ``policy (H, S, A)`` out through ``env`` for ``n_episodes`` episodes.
 
@@ -120,7 +125,7 @@ def rollout(env: gym.Env, policy: np.ndarray, n_episodes: int, seed: int = 0) ->
     horizon, n_actions = base.model.horizon, base.model.action_dim
     policy = check_policy(base.model, policy)
     cumulative = np.cumsum(policy, axis=2)
-    action_rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
+    action_rng = _action_rng(seed)
     trajectories = []
     for episode in range(n_episodes):
         obs, info = env.reset(seed=seed if episode == 0 else None)
@@ -141,6 +146,90 @@ def rollout(env: gym.Env, policy: np.ndarray, n_episodes: int, seed: int = 0) ->
             )
         )
     return trajectories
+
+
+#: Wrappers that pass ``reset`` and ``step`` through unchanged (``gym.make``'s own).
+_PASSIVE_WRAPPERS = tuple(getattr(gym.wrappers, name) for name in ("OrderEnforcing", "PassiveEnvChecker") if hasattr(gym.wrappers, name))
+
+
+def _steps_are_model_draws(env: gym.Env, base: TabularTaskEnv) -> bool:
+    """Whether every ``env.step`` is :meth:`TabularTaskEnv.step`: no wrapper but ``gym.make``'s passive ones,
+    the base class's step and reward draw."""
+    layer = env
+    while layer is not base:
+        if type(layer) not in _PASSIVE_WRAPPERS:
+            return False
+        layer = layer.env  # type: ignore[attr-defined]
+    cls = type(base)
+    return cls.step is TabularTaskEnv.step and cls._sample_reward is TabularTaskEnv._sample_reward
+
+
+def _episodes_from_model(env: gym.Env, base: TabularTaskEnv, cumulative: np.ndarray, n_episodes: int, seed: int, action_rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The episodes :func:`rollout` steps through ``env``, drawn from the model for all episodes at once.
+
+    The same generators give the same numbers in the same order: each episode's ``reset`` (through the
+    wrappers: ``s_0`` by the env's ``initial_state``), then its ``H`` steps' draws from ``np_random`` (the
+    reward's Bernoulli draw, if any, before the successor's, as in ``step``), taken as one array; the
+    action draws, one per step, from ``action_rng`` in episode order. Then step ``t`` of every episode is
+    one vectorised lookup (:meth:`TabularModel.next_states`; a sorted row's ``searchsorted(side="right")``
+    counted as its entries ``<=`` the point). A Gaussian reward draw takes a varying number of the
+    generator's bits, so it cannot be drawn ahead: with Gaussian noise the steps are taken one by one, with
+    ``step``'s draws but without the wrappers and observations. The env ends as ``step`` leaves it.
+
+    Returns:
+        ``states (n, H+1)``, ``actions (n, H)``, ``rewards (n, H)``, equal to :func:`rollout`'s bit for bit.
+    """
+    model = base.model
+    horizon, n_actions = model.horizon, model.action_dim
+    noise = base.reward_noise()
+    if noise.kind == "gaussian":
+        return _episodes_step_by_step(env, base, cumulative, n_episodes, seed, action_rng)
+    bernoulli = noise.kind == "bernoulli"
+    draws = 2 if bernoulli else 1
+    states = np.empty((n_episodes, horizon + 1), np.int64)
+    env_draws = np.empty((n_episodes, horizon, draws))
+    for episode in range(n_episodes):
+        _, info = env.reset(seed=seed if episode == 0 else None)
+        states[episode, 0] = info["state"]
+        env_draws[episode] = base.np_random.random(horizon * draws).reshape(horizon, draws)
+    action_draws = action_rng.random((n_episodes, horizon))
+    actions = np.empty((n_episodes, horizon), np.int64)
+    rewards = np.empty((n_episodes, horizon))
+    table = model.reward_matrix
+    for t in range(horizon):
+        now = states[:, t]
+        rows = cumulative[t, now]
+        chosen = np.minimum((rows <= (action_draws[:, t] * rows[:, -1])[:, None]).sum(-1), n_actions - 1)
+        means = table[now, chosen] if table.ndim == 2 else table[now]
+        rewards[:, t] = (env_draws[:, t, 0] < means).astype(np.float64) if bernoulli else means
+        states[:, t + 1] = model.next_states(now, chosen, env_draws[:, t, -1])
+        actions[:, t] = chosen
+    if n_episodes:
+        base._end_episode_at(states[-1, -1], actions[-1, -1])
+    return states, actions, rewards
+
+
+def _episodes_step_by_step(env: gym.Env, base: TabularTaskEnv, cumulative: np.ndarray, n_episodes: int, seed: int, action_rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_episodes_from_model` one step at a time: ``step``'s draws in ``step``'s order."""
+    model = base.model
+    horizon, n_actions = model.horizon, model.action_dim
+    states = np.empty((n_episodes, horizon + 1), np.int64)
+    actions = np.empty((n_episodes, horizon), np.int64)
+    rewards = np.empty((n_episodes, horizon))
+    table = model.reward_matrix
+    action_draws = action_rng.random((n_episodes, horizon))
+    for episode in range(n_episodes):
+        _, info = env.reset(seed=seed if episode == 0 else None)
+        state, rng = info["state"], base.np_random  # a seeded reset makes a new generator
+        states[episode, 0] = state
+        for t in range(horizon):
+            row = cumulative[t, state]
+            action = actions[episode, t] = min(int(np.searchsorted(row, action_draws[episode, t] * row[-1], side="right")), n_actions - 1)
+            rewards[episode, t] = base._sample_reward(state, action, float(table[state, action] if table.ndim == 2 else table[state]))
+            state = states[episode, t + 1] = model.sample_next_state(state, action, rng)
+    if n_episodes:
+        base._end_episode_at(states[-1, -1], actions[-1, -1])
+    return states, actions, rewards
 
 
 def generate(
@@ -191,7 +280,12 @@ def task_demos(env: gym.Env, n_episodes: int, seed: int, expert: ExpertSettings 
         ``states (n, H+1)``, ``actions (n, H)``, ``rewards (n, H)``.
     """
     base = _unwrapped(env)
-    trajectories = rollout(env, expert_policy(env, expert), n_episodes, task_demo_seed(seed, base.task))
+    n_episodes = check_int("n_episodes", n_episodes, 0)
+    policy, demo_seed = expert_policy(env, expert), task_demo_seed(seed, base.task)
+    if _steps_are_model_draws(env, base):  # the same episodes as rollout's, drawn a step of every episode at a time
+        cumulative = np.cumsum(check_policy(base.model, policy), axis=2)
+        return _episodes_from_model(env, base, cumulative, n_episodes, demo_seed, _action_rng(demo_seed))
+    trajectories = rollout(env, policy, n_episodes, demo_seed)
     horizon = base.model.horizon
     if not trajectories:
         return np.empty((0, horizon + 1), np.int64), np.empty((0, horizon), np.int64), np.empty((0, horizon))

@@ -215,11 +215,33 @@ class TabularModel:
             self.successor_indices, self.successor_probs, reward_matrix, self.initial_state_dist, self.horizon, self.feature_matrix, self._dense
         )
 
-    def sample_next_state(self, state: int, action: int, rng: np.random.Generator) -> int:
-        """Draw ``s' ~ P(. | state, action)`` from the successor form with ``rng``."""
-        if self._cumulative is None:  # every row's cumulative sum and total, once (the same numbers as row by row)
+    @property
+    def successor_cumulative(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(S, A, K)`` running sums of :attr:`successor_probs` along ``K`` and their ``(S, A)`` totals, made once
+        (the same numbers as row by row)."""
+        if self._cumulative is None:
             object.__setattr__(self, "_cumulative", (np.cumsum(self.successor_probs, axis=-1), self.successor_probs.sum(-1)))
-        cumulative, totals = self._cumulative  # type: ignore[misc]
+        return self._cumulative  # type: ignore[return-value]
+
+    def sample_next_state(self, state: int, action: int, rng: np.random.Generator) -> int:
+        """Draw ``s' ~ P(. | state, action)`` from the successor form with ``rng`` (one ``rng.random()``)."""
+        cumulative, totals = self.successor_cumulative
         k = int(np.searchsorted(cumulative[state, action], rng.random() * totals[state, action], side="right"))
         k = min(k, self.successor_probs.shape[-1] - 1)
         return int(self.successor_indices[state, action, k])
+
+    def next_states(self, states: np.ndarray, actions: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+        """The successors :meth:`sample_next_state` draws where its ``rng.random()`` returns ``uniforms``, for a batch.
+
+        Args:
+            states, actions: int arrays of one shape ``B``.
+            uniforms: float64 ``B``, draws in ``[0, 1)``.
+
+        Returns:
+            int64 ``B``: element for element the state ``sample_next_state`` returns (a sorted row's
+            ``searchsorted(..., side="right")`` is the number of its entries ``<=`` the point).
+        """
+        cumulative, totals = self.successor_cumulative
+        point = uniforms * totals[states, actions]
+        k = np.minimum((cumulative[states, actions] <= point[..., None]).sum(-1), self.successor_probs.shape[-1] - 1)
+        return self.successor_indices[states, actions, k].astype(np.int64)

@@ -16,6 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
+
 from mandril.bench.cells import Preparation, Unit, cell_seed
 from mandril.bench.store import PREPARATION_FAILED
 from mandril.bench.suite import VALIDATION_SPLIT, VALIDATION_START, Suite, suite_from_dict
@@ -145,28 +147,49 @@ def run_preparation(suite_data: dict, preparation: Preparation, checkpoint: Opti
         return {"id": preparation.id, "state": None, "seconds": time.perf_counter() - start, "error": _error_text(error), "notes": notes}
 
 
+@lru_cache(maxsize=32)
+def _held_out(env_id: str, kwargs_json: str, split: str, n_tasks: int, task_seed: int, seed: int, expert: Any, n_most: int, input_kind: str, with_prior: bool) -> tuple:
+    """``((task, model, goal state, reward input, prior or None, TaskDemos with n_most shown), ...)`` for the first
+    ``n_tasks`` held-out tasks of ``split``: made once per process and shared by every unit of those tasks and
+    run (each method, each ``n <= n_most``)."""
+    import json
+
+    import gymnasium as gym
+
+    from mandril.eval import shown_and_heldout_demos
+
+    env = gym.make(env_id, **json.loads(kwargs_json))
+    base = env.unwrapped
+    tasks = []
+    for task in held_out_tasks(base, split, n_tasks, task_seed):
+        base.set_task(task)
+        demos = shown_and_heldout_demos(env, n_most, seed, expert.settings())
+        tasks.append((task, base.model, base.goal_state, base.reward_input(input_kind), base.reward_prior() if with_prior else None, demos))
+    return tuple(tasks)
+
+
 def unit_problems(suite: Suite, unit: Unit, method: Any) -> tuple[list, list[tuple]]:
     """The cells of ``unit`` as ``method`` fits them: one :class:`~mandril.methods.FitProblem` per held-out task
     (its demos from the evaluation protocol, the reward hidden unless the method is a reference that reads it,
     the family's prior for methods that read it, the cell's seed) and its truth ``(task index, true model,
-    demos, goal state)`` for scoring. The one place the harness and the speed benchmarks build them."""
-    import gymnasium as gym
+    demos, goal state)`` for scoring. The one place the harness and the speed benchmarks build them.
 
-    from mandril.eval import shown_and_heldout_demos
+    The tasks and their demos are made once per process for the most demos the family shows and shared by the
+    units of a run (:meth:`~mandril.eval.TaskDemos.first`: the same demos as a draw of ``unit.n_demos``); each
+    unit gets its own copies of the arrays a method reads."""
+    import json
+
     from mandril.methods import FitProblem, hide_reward
 
     spec = suite.families[unit.family]
-    env = gym.make(spec.env_id, **spec.env_kwargs)
-    base = env.unwrapped
-    expert = spec.expert.settings()
+    n_most = max(unit.n_demos, *suite.family_n_demos(unit.family))
+    key = (spec.env_id, json.dumps(spec.env_kwargs, sort_keys=True), unit.split, unit.n_tasks, spec.task_seed, unit.seed, spec.expert, n_most)
     problems, truths = [], []
-    for task in held_out_tasks(base, unit.split, unit.n_tasks, spec.task_seed):
-        base.set_task(task)
-        demos = shown_and_heldout_demos(env, unit.n_demos, unit.seed, expert)
-        model = base.model if method.reads_true_reward else hide_reward(base.model)
-        prior = base.reward_prior() if method.reads_reward_prior else None
-        problems.append(FitProblem(model, base.reward_input(method.input_kind), demos.states, demos.actions, cell_seed(unit, task.index), f"{unit.split}/{task.index}", prior))
-        truths.append((task.index, base.model, demos, base.goal_state))
+    for task, true_model, goal, inputs, prior, most in _held_out(*key, method.input_kind, method.reads_reward_prior):
+        demos = most.first(unit.n_demos)
+        model = true_model if method.reads_true_reward else hide_reward(true_model)
+        problems.append(FitProblem(model, np.array(inputs), demos.states, demos.actions, cell_seed(unit, task.index), f"{unit.split}/{task.index}", prior))
+        truths.append((task.index, true_model, demos, goal))
     return problems, truths
 
 

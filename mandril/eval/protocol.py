@@ -38,6 +38,15 @@ class TaskDemos:
     heldout_states: np.ndarray
     heldout_actions: np.ndarray
 
+    def first(self, n: int) -> "TaskDemos":
+        """The demos of the same task and seed with ``n`` shown (``1 <= n <=`` those shown here): the first
+        ``n`` shown, the same held out; episodes do not depend on how many follow them, so this equals
+        :func:`shown_and_heldout_demos` with ``n`` bit for bit."""
+        n = check_int("n", n, 1)
+        if n > len(self.states):
+            raise ValueError(f"n must be at most the {len(self.states)} demos shown here, got {n}")
+        return TaskDemos(self.states[:n].copy(), self.actions[:n].copy(), self.heldout_states.copy(), self.heldout_actions.copy())
+
 
 def shown_and_heldout_demos(env: gym.Env, n: int, seed: int, expert: ExpertSettings = ExpertSettings(), n_heldout: int = N_HELDOUT) -> TaskDemos:
     """The demos of the env's current task that a method sees (``n``) and those held out (``n_heldout``)."""

@@ -37,6 +37,56 @@ def test_generate_is_seeded():
     assert not all(np.array_equal(x.states, y.states) for x, y in zip(a, c))
 
 
+def _stepped_demos(env, n, seed, expert):
+    """task_demos the slow way: every episode stepped through the env."""
+    base = env.unwrapped
+    trajectories = demos.rollout(env, demos.expert_policy(env, expert), n, demos.task_demo_seed(seed, base.task))
+    return tuple(np.stack([getattr(t, name) for t in trajectories]) for name in ("states", "actions", "rewards"))
+
+
+_DEMO_CASES = [(env_id, {}) for env_id in mandril_envs.ENV_IDS] + [
+    (env_id, {"slip": 0.3}) for env_id in mandril_envs.ENV_IDS if env_id.startswith("mandril_envs/GridWorld")
+]
+
+
+@pytest.mark.parametrize("env_id, kwargs", _DEMO_CASES, ids=[f"{e.split('/')[1]}{'-slip' if k else ''}" for e, k in _DEMO_CASES])
+def test_task_demos_drawn_from_the_model_equal_the_stepped_episodes(env_id, kwargs):
+    """task_demos draws every episode's steps at once from the model (Gaussian noise: step by step without the
+    wrappers); the states, actions, rewards, the env's generator and where the episode ends are the stepped
+    path's, bit for bit, on every family (no noise, Bernoulli and Gaussian rewards), expert kind and slip."""
+    experts = [demos.ExpertSettings(), demos.ExpertSettings("soft", 0.3), demos.ExpertSettings("epsilon", epsilon=0.4)]
+    for task_index, expert in enumerate(experts):
+        fast, slow = gym.make(env_id, **kwargs), gym.make(env_id, **kwargs)
+        assert demos._steps_are_model_draws(fast, fast.unwrapped)
+        for env in (fast, slow):
+            env.unwrapped.set_task(env.unwrapped.sample_tasks(task_index + 1, "train", seed=3)[task_index])
+        got = demos.task_demos(fast, 9, seed=11, expert=expert)
+        want = _stepped_demos(slow, 9, 11, expert)
+        for a, b in zip(got, want):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+        a, b = fast.unwrapped, slow.unwrapped
+        assert (a._state, a._t, a._last_action, a._past_horizon) == (b._state, b._t, b._last_action, b._past_horizon)
+        assert a.np_random.bit_generator.state == b.np_random.bit_generator.state
+
+
+def test_task_demos_step_through_a_wrapper_that_may_change_the_steps():
+    """A wrapper other than gym.make's passive ones may change what a step does: its episodes are stepped."""
+
+    class Sticky(gym.Wrapper):  # repeats action 0 whatever it is asked
+        def step(self, action):
+            return self.env.step(0)
+
+    env = Sticky(gym.make("mandril_envs/GridWorld-v0"))
+    assert not demos._steps_are_model_draws(env, env.unwrapped)
+    got = demos.task_demos(env, 3, seed=2)
+    want = _stepped_demos(Sticky(gym.make("mandril_envs/GridWorld-v0")), 3, 2, demos.ExpertSettings())
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    states, actions, _ = got
+    model = env.unwrapped.model
+    assert model.transition_matrix[states[:, :-1], 0, states[:, 1:]].min() > 0  # every move is one action 0 makes
+    assert np.any(actions != 0)  # the expert asked for others
+
+
 def test_optimal_expert_acts_optimally():
     env = gym.make("mandril_envs/GridWorld-v0")
     plan = planning.value_iteration(env.unwrapped.model)

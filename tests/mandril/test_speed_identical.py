@@ -129,3 +129,46 @@ def test_one_observation_equals_the_array_path(time_feature) -> None:
         observations.encode(6, 0)
     with pytest.raises(ValueError, match="time steps must lie in"):
         observations.encode(0, 5)
+
+
+def test_a_units_shared_draws_equal_its_own_draws() -> None:
+    """unit_problems draws each held-out task's demos once per process for the most demos the family shows and
+    slices them per unit: every unit's problems and truths equal a fresh draw of its own n, task by task, and a
+    unit's arrays are its own (changing them leaves the next unit's untouched)."""
+    import gymnasium as gym
+
+    from mandril.bench.cells import units_of
+    from mandril.bench.suite import load_suite
+    from mandril.bench.work import unit_problems
+    from mandril.eval import shown_and_heldout_demos
+    from mandril.methods import hide_reward
+
+    from pathlib import Path
+
+    suite = load_suite(Path(__file__).resolve().parents[2] / "benchmarks" / "suites" / "smoke.toml")
+    units = [u for u in units_of(suite) if u.method in ("maxent_linear", "bayes", "expert")]
+    assert {u.n_demos for u in units} == set(suite.n_demos) and len({u.family for u in units}) == len(suite.families)
+    for unit in units:
+        method = suite.make_method(unit.method, unit.family, unit.seed, unit.n_demos)
+        problems, truths = unit_problems(suite, unit, method)
+        spec = suite.families[unit.family]
+        env = gym.make(spec.env_id, **spec.env_kwargs)
+        base = env.unwrapped
+        tasks = base.sample_tasks(unit.n_tasks, unit.split, seed=spec.task_seed)
+        assert [t[0] for t in truths] == [task.index for task in tasks]
+        for task, problem, (_, model, demos, goal) in zip(tasks, problems, truths):
+            base.set_task(task)
+            fresh = shown_and_heldout_demos(env, unit.n_demos, unit.seed, spec.expert.settings())
+            for name in ("states", "actions", "heldout_states", "heldout_actions"):
+                assert np.array_equal(getattr(demos, name), getattr(fresh, name))
+            assert np.array_equal(problem.states, fresh.states) and np.array_equal(problem.actions, fresh.actions)
+            assert np.array_equal(problem.inputs, base.reward_input(method.input_kind)) and goal == base.goal_state
+            expected = base.model if method.reads_true_reward else hide_reward(base.model)
+            assert np.array_equal(problem.model.reward_matrix, expected.reward_matrix)
+            assert np.array_equal(model.transition_matrix, base.model.transition_matrix) and np.array_equal(model.reward_matrix, base.model.reward_matrix)
+            assert (problem.prior is None) == (not method.reads_reward_prior)
+        first_states, first_inputs = problems[0].states.copy(), problems[0].inputs.copy()
+        problems[0].states[...] = 0
+        problems[0].inputs[...] = 0
+        again, _ = unit_problems(suite, unit, method)
+        assert np.array_equal(again[0].states, first_states) and np.array_equal(again[0].inputs, first_inputs)
