@@ -51,3 +51,20 @@ def test_bad_arguments_are_one_line_and_exit_2(tmp_path, args, message):
 def test_an_existing_out_folder_is_refused(tmp_path):
     result = subprocess.run([sys.executable, str(SCRIPT), "--against", "HEAD", "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2 and "exists: choose a new folder" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_readme_table_is_the_committed_measurements():
+    """Each row of benchmarks/README.md's suite_cpu table is a committed cpu.json (results/suite_cpu/REV.json)."""
+    import json
+    import re
+
+    readme = (ROOT / "benchmarks" / "README.md").read_text()
+    rows = re.findall(r"^\| (\w+)[^|]*\| (\d+) CPU s \| (\d+) CPU s \| ([\d.]+) \|", readme, flags=re.M)
+    files = sorted((ROOT / "benchmarks" / "results" / "suite_cpu").glob("*.json"))
+    assert len(rows) == len(files) >= 2
+    for checkout, revision_cpu, checkout_cpu, ratio in rows:
+        data = json.loads((ROOT / "benchmarks" / "results" / "suite_cpu" / f"{checkout}.json").read_text())
+        assert data["checkout"] == checkout and data["revision"] == "e267119"
+        assert round(data["runs"]["revision"]["cpu_seconds"]) == int(revision_cpu)
+        assert round(data["runs"]["checkout"]["cpu_seconds"]) == int(checkout_cpu)
+        assert f"{data['ratio_cpu']:.2f}" == ratio
