@@ -27,10 +27,6 @@ from pathlib import Path
 from typing import Callable
 
 
-def _key(row: dict) -> tuple:
-    return row["family"], row["split"], row["n_demos"], row["method"]
-
-
 def subsets(records: list[dict], methods: set[str]) -> dict[str, Callable[[dict], bool]]:
     """The reductions tried, each a predicate on one of the chosen methods' records (kept when true)."""
     seeds = sorted({r["seed"] for r in records if r["method"] in methods})
@@ -46,15 +42,15 @@ def subsets(records: list[dict], methods: set[str]) -> dict[str, Callable[[dict]
 
 def cost(records: list[dict], methods: set[str], order: list[str]) -> dict:
     """``{"full": counts, subset name: {"same", "of", "robust_changed", "robust", "flips", "verdicts"}}``."""
-    from mandril.bench.analysis import compare_with
+    from mandril.bench.analysis import compare_with, comparison_key
 
-    full = {_key(c): c for c in compare_with(records, order=order) if c["method"] in methods}
+    full = {comparison_key(c): c for c in compare_with(records, order=order) if c["method"] in methods}
     if not full:
         raise ValueError(f"no comparison of MandRIL with {sorted(methods)} in these records")
     robust = [k for k, c in full.items() if c["robust"] == "yes"]
     out: dict = {"full": dict(Counter(c["verdict"] for c in full.values()))}
     for name, keep in subsets(records, methods).items():
-        part = {_key(c): c for c in compare_with([r for r in records if r["method"] not in methods or keep(r)], order=order) if c["method"] in methods}
+        part = {comparison_key(c): c for c in compare_with([r for r in records if r["method"] not in methods or keep(r)], order=order) if c["method"] in methods}
         verdict = {k: part[k]["verdict"] if k in part else "missing" for k in full}
         out[name] = {"same": sum(verdict[k] == c["verdict"] for k, c in full.items()), "of": len(full),
                      "robust_changed": sum(verdict[k] != full[k]["verdict"] for k in robust), "robust": len(robust),

@@ -20,18 +20,26 @@ arranged per (family, split, n, method) as ``(runs, tasks)`` matrices (rliable's
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
 from mandril.eval.stats import interval, probability_of_improvement, score_intervals, sign_flip_p_value
 from mandril.eval.verdicts import VerdictRule, call_verdicts
 
-__all__ = ["HEADLINE_METHOD", "REFERENCES", "FAILURE_THRESHOLD", "IDENTICAL_TOLERANCE", "RULE", "HALVES", "fill_failures", "score_matrix",
+__all__ = ["COMPARISON_KEY", "comparison_key", "HEADLINE_METHOD", "REFERENCES", "FAILURE_THRESHOLD", "IDENTICAL_TOLERANCE", "RULE", "HALVES", "fill_failures", "score_matrix",
            "summarize_records", "identical_methods", "compare_with", "best_others", "aggregate", "convergence", "cell_scores", "more_demos"]
 
 #: The method the report compares every other method with.
 HEADLINE_METHOD = "mandril"
+
+#: The fields that name one comparison (a row of :func:`compare_with`, or of a report's ``comparisons.csv``).
+COMPARISON_KEY = ("family", "split", "n_demos", "method")
+
+
+def comparison_key(row: Mapping[str, Any]) -> tuple:
+    """The comparison ``row`` is about: its :data:`COMPARISON_KEY` values, in that order."""
+    return tuple(row[k] for k in COMPARISON_KEY)
 #: The reference points (not compared with the headline method: they frame the scores).
 REFERENCES = ("expert", "bayes", "zero_reward", "uniform_policy")
 #: A cell with normalized EVD above this is a failure (more than a tenth of the way from the expert to a uniform policy).

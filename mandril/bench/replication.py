@@ -16,11 +16,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Union
 
+from mandril.bench.analysis import COMPARISON_KEY, comparison_key
+
 __all__ = ["compare_runs", "replication_markdown", "VERDICTS"]
 
 #: The verdicts a comparison can have (the rows of the confusion table).
 VERDICTS = ("win", "tie", "loss", "too few tasks")
-_KEY = ("family", "split", "n_demos", "method")
 
 
 def _comparisons(folder: Path) -> dict[tuple, dict]:
@@ -31,7 +32,7 @@ def _comparisons(folder: Path) -> dict[tuple, dict]:
         rows = list(csv.DictReader(handle))
     if rows and "robust" not in rows[0]:
         raise ValueError(f"{path} has no 'robust' column (written before verdicts were replicated on halves): rewrite it with 'mandril bench report {folder}'")
-    return {tuple(row[k] for k in _KEY): row for row in rows}
+    return {comparison_key(row): row for row in rows}
 
 
 def _held_out(folder: Path) -> tuple[dict, list]:
@@ -60,7 +61,7 @@ def compare_runs(first: Union[str, Path], second: Union[str, Path]) -> dict:
         if verdict not in ("win", "loss") or row["robust"] != "yes":
             continue
         robust += 1
-        entry = {**{k: row[k] for k in _KEY}, "first": verdict, "second": again}
+        entry = {**{k: row[k] for k in COMPARISON_KEY}, "first": verdict, "second": again}
         if again == verdict:
             agree += 1
         elif again in ("win", "loss"):
