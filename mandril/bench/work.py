@@ -175,7 +175,7 @@ def unit_problems(suite: Suite, unit: Unit, method: Any) -> tuple[list, list[tup
     demos, goal state)`` for scoring. The one place the harness and the speed benchmarks build them.
 
     The tasks and their demos are made once per process for the most demos the family shows and shared by the
-    units of a run (:meth:`~mandril.eval.TaskDemos.first`: the same demos as a draw of ``unit.n_demos``); each
+    units of a run (:meth:`~mandril.eval.protocol.TaskDemos.first`: the same demos as a draw of ``unit.n_demos``); each
     unit gets its own copies of the arrays a method reads."""
     import json
 
