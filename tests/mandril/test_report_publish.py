@@ -164,10 +164,11 @@ def _csv_close(a: Path, b: Path) -> None:
 
 
 @pytest.mark.slow
-def test_the_published_standard_run_is_recomputed_from_its_records(tmp_path):
-    """``mandril bench report`` on the published standard folder gives its report, summary and comparisons again."""
-    published = ROOT / "benchmarks" / "results" / "standard"
-    copy = tmp_path / "standard"
+@pytest.mark.parametrize("name", ["standard", "quick"])
+def test_a_published_run_is_recomputed_from_its_records(tmp_path, name):
+    """``mandril bench report`` on a published folder gives its report, summary and comparisons again."""
+    published = ROOT / "benchmarks" / "results" / name
+    copy = tmp_path / name
     shutil.copytree(published, copy)
     shutil.rmtree(copy / "plots")
     for name in ("report.md", "summary.csv", "comparisons.csv", "more_demos.csv", "summary.json"):
