@@ -138,8 +138,8 @@ def test_publishing_refuses_what_it_cannot_do_in_one_line(mini_run, tmp_path, ca
 
 
 def test_reporting_a_folder_without_records_says_so_and_changes_nothing(tmp_path, capsys):
-    copy = tmp_path / "quick"
-    shutil.copytree(ROOT / "benchmarks" / "results" / "quick", copy)
+    copy = tmp_path / "quick-e267119"
+    shutil.copytree(ROOT / "benchmarks" / "results" / "quick-e267119", copy)  # published before records were
     before = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file()}
     assert main(["bench", "report", str(copy)]) == 2
     err = capsys.readouterr().err
