@@ -111,6 +111,11 @@ def _action_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
 
 
+def _draw_action(cumulative_row: np.ndarray, uniform: float, n_actions: int) -> int:
+    """The action a policy row draws where the uniform draw is ``uniform`` (``cumulative_row``: its running sums)."""
+    return min(int(np.searchsorted(cumulative_row, uniform * cumulative_row[-1], side="right")), n_actions - 1)
+
+
 def rollout(env: gym.Env, policy: np.ndarray, n_episodes: int, seed: int = 0) -> list[Trajectory]:
     """Roll ``policy (H, S, A)`` out through ``env`` for ``n_episodes`` episodes.
 
@@ -131,8 +136,7 @@ def rollout(env: gym.Env, policy: np.ndarray, n_episodes: int, seed: int = 0) ->
         obs, info = env.reset(seed=seed if episode == 0 else None)
         states, actions, rewards, observations = [info["state"]], [], [], [obs]
         for t in range(horizon):
-            row = cumulative[t, states[-1]]
-            action = min(int(np.searchsorted(row, action_rng.random() * row[-1], side="right")), n_actions - 1)
+            action = _draw_action(cumulative[t, states[-1]], action_rng.random(), n_actions)
             obs, reward, terminated, truncated, info = env.step(action)
             states.append(info["state"])
             actions.append(action)
@@ -223,8 +227,7 @@ def _episodes_step_by_step(env: gym.Env, base: TabularTaskEnv, cumulative: np.nd
         state, rng = info["state"], base.np_random  # a seeded reset makes a new generator
         states[episode, 0] = state
         for t in range(horizon):
-            row = cumulative[t, state]
-            action = actions[episode, t] = min(int(np.searchsorted(row, action_draws[episode, t] * row[-1], side="right")), n_actions - 1)
+            action = actions[episode, t] = _draw_action(cumulative[t, state], action_draws[episode, t], n_actions)
             rewards[episode, t] = base._sample_reward(state, action, float(table[state, action] if table.ndim == 2 else table[state]))
             state = states[episode, t + 1] = model.sample_next_state(state, action, rng)
     if n_episodes:

@@ -32,14 +32,8 @@ __all__ = ["COMPARISON_KEY", "comparison_key", "HEADLINE_METHOD", "REFERENCES", 
 
 #: The method the report compares every other method with.
 HEADLINE_METHOD = "mandril"
-
 #: The fields that name one comparison (a row of :func:`compare_with`, or of a report's ``comparisons.csv``).
 COMPARISON_KEY = ("family", "split", "n_demos", "method")
-
-
-def comparison_key(row: Mapping[str, Any]) -> tuple:
-    """The comparison ``row`` is about: its :data:`COMPARISON_KEY` values, in that order."""
-    return tuple(row[k] for k in COMPARISON_KEY)
 #: The reference points (not compared with the headline method: they frame the scores).
 REFERENCES = ("expert", "bayes", "zero_reward", "uniform_policy")
 #: A cell with normalized EVD above this is a failure (more than a tenth of the way from the expert to a uniform policy).
@@ -52,6 +46,11 @@ RULE = VerdictRule(alpha=0.05, correction="bh", tolerance=1e-9, min_tasks=5)
 HALVES = {"even": 0, "odd": 1}
 _REPS = 2000
 _SCORED = ("evd", "normalized_evd", "learned_return", "demo_nll", "success")
+
+
+def comparison_key(row: Mapping[str, Any]) -> tuple:
+    """The comparison ``row`` is about: its :data:`COMPARISON_KEY` values, in that order."""
+    return tuple(row[k] for k in COMPARISON_KEY)
 
 
 def fill_failures(records: list[dict]) -> tuple[list[dict], int]:

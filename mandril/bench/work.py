@@ -148,10 +148,10 @@ def run_preparation(suite_data: dict, preparation: Preparation, checkpoint: Opti
 
 
 @lru_cache(maxsize=32)
-def _held_out(env_id: str, kwargs_json: str, split: str, n_tasks: int, task_seed: int, seed: int, expert: Any, n_most: int, input_kind: str, with_prior: bool) -> tuple:
-    """``((task, model, goal state, reward input, prior or None, TaskDemos with n_most shown), ...)`` for the first
-    ``n_tasks`` held-out tasks of ``split``: made once per process and shared by every unit of those tasks and
-    run (each method, each ``n <= n_most``)."""
+def _held_out(env_id: str, kwargs_json: str, split: str, n_tasks: int, task_seed: int, seed: int, expert: Any, n_most: int) -> tuple:
+    """``((task, model, goal state, TaskDemos with n_most shown), ...)`` for the first ``n_tasks`` held-out tasks of
+    ``split``: planned and rolled out once per process and shared by every unit of those tasks and run (each
+    method, each ``n <= n_most``)."""
     import json
 
     import gymnasium as gym
@@ -163,9 +163,24 @@ def _held_out(env_id: str, kwargs_json: str, split: str, n_tasks: int, task_seed
     tasks = []
     for task in held_out_tasks(base, split, n_tasks, task_seed):
         base.set_task(task)
-        demos = shown_and_heldout_demos(env, n_most, seed, expert.settings())
-        tasks.append((task, base.model, base.goal_state, base.reward_input(input_kind), base.reward_prior() if with_prior else None, demos))
+        tasks.append((task, base.model, base.goal_state, shown_and_heldout_demos(env, n_most, seed, expert.settings())))
     return tuple(tasks)
+
+
+@lru_cache(maxsize=32)
+def _held_out_reads(env_id: str, kwargs_json: str, split: str, n_tasks: int, task_seed: int, input_kind: str, with_prior: bool) -> tuple:
+    """``((reward input, prior or None), ...)`` of the same tasks, for methods that read ``input_kind`` (and the
+    family's prior when ``with_prior``): once per process and kind, without planning or demos."""
+    import json
+
+    import gymnasium as gym
+
+    base = gym.make(env_id, **json.loads(kwargs_json)).unwrapped
+    reads = []
+    for task in held_out_tasks(base, split, n_tasks, task_seed):
+        base.set_task(task)
+        reads.append((base.reward_input(input_kind), base.reward_prior() if with_prior else None))
+    return tuple(reads)
 
 
 def unit_problems(suite: Suite, unit: Unit, method: Any) -> tuple[list, list[tuple]]:
@@ -174,8 +189,8 @@ def unit_problems(suite: Suite, unit: Unit, method: Any) -> tuple[list, list[tup
     the family's prior for methods that read it, the cell's seed) and its truth ``(task index, true model,
     demos, goal state)`` for scoring. The one place the harness and the speed benchmarks build them.
 
-    The tasks and their demos are made once per process for the most demos the family shows and shared by the
-    units of a run (:meth:`~mandril.eval.protocol.TaskDemos.first`: the same demos as a draw of ``unit.n_demos``); each
+    The tasks and their demos are made once per process for the most demos the family shows (and what each kind
+    of method reads, once per kind) and shared by the units of a run (:meth:`~mandril.eval.protocol.TaskDemos.first`: the same demos as a draw of ``unit.n_demos``); each
     unit gets its own copies of the arrays a method reads."""
     import json
 
@@ -183,9 +198,11 @@ def unit_problems(suite: Suite, unit: Unit, method: Any) -> tuple[list, list[tup
 
     spec = suite.families[unit.family]
     n_most = max(unit.n_demos, *suite.family_n_demos(unit.family))
-    key = (spec.env_id, json.dumps(spec.env_kwargs, sort_keys=True), unit.split, unit.n_tasks, spec.task_seed, unit.seed, spec.expert, n_most)
+    tasks = (spec.env_id, json.dumps(spec.env_kwargs, sort_keys=True), unit.split, unit.n_tasks, spec.task_seed)
+    drawn = _held_out(*tasks, unit.seed, spec.expert, n_most)
+    reads = _held_out_reads(*tasks, method.input_kind, method.reads_reward_prior)
     problems, truths = [], []
-    for task, true_model, goal, inputs, prior, most in _held_out(*key, method.input_kind, method.reads_reward_prior):
+    for (task, true_model, goal, most), (inputs, prior) in zip(drawn, reads):
         demos = most.first(unit.n_demos)
         model = true_model if method.reads_true_reward else hide_reward(true_model)
         problems.append(FitProblem(model, np.array(inputs), demos.states, demos.actions, cell_seed(unit, task.index), f"{unit.split}/{task.index}", prior))

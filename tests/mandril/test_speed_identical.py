@@ -135,6 +135,8 @@ def test_a_units_shared_draws_equal_its_own_draws() -> None:
     """unit_problems draws each held-out task's demos once per process for the most demos the family shows and
     slices them per unit: every unit's problems and truths equal a fresh draw of its own n, task by task, and a
     unit's arrays are its own (changing them leaves the next unit's untouched)."""
+    from pathlib import Path
+
     import gymnasium as gym
 
     from mandril.bench.cells import units_of
@@ -142,8 +144,6 @@ def test_a_units_shared_draws_equal_its_own_draws() -> None:
     from mandril.bench.work import unit_problems
     from mandril.eval import shown_and_heldout_demos
     from mandril.methods import hide_reward
-
-    from pathlib import Path
 
     suite = load_suite(Path(__file__).resolve().parents[2] / "benchmarks" / "suites" / "smoke.toml")
     units = [u for u in units_of(suite) if u.method in ("maxent_linear", "bayes", "expert")]
