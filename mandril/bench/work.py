@@ -14,7 +14,7 @@ import traceback
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
@@ -147,40 +147,40 @@ def run_preparation(suite_data: dict, preparation: Preparation, checkpoint: Opti
         return {"id": preparation.id, "state": None, "seconds": time.perf_counter() - start, "error": _error_text(error), "notes": notes}
 
 
+def _each_held_out(env_id: str, kwargs_json: str, split: str, n_tasks: int, task_seed: int) -> Iterator[tuple[Any, Any]]:
+    """``(env, task)`` for the first ``n_tasks`` held-out tasks of ``split``, the env (one ``gym.make``) set to each
+    task in turn (``env.unwrapped`` is the task's base env while the loop body runs)."""
+    import json
+
+    import gymnasium as gym
+
+    env = gym.make(env_id, **json.loads(kwargs_json))
+    for task in held_out_tasks(env.unwrapped, split, n_tasks, task_seed):
+        env.unwrapped.set_task(task)
+        yield env, task
+
+
 @lru_cache(maxsize=32)
 def _held_out(env_id: str, kwargs_json: str, split: str, n_tasks: int, task_seed: int, seed: int, expert: Any, n_most: int) -> tuple:
     """``((task, model, goal state, TaskDemos with n_most shown), ...)`` for the first ``n_tasks`` held-out tasks of
     ``split``: planned and rolled out once per process and shared by every unit of those tasks and run (each
     method, each ``n <= n_most``)."""
-    import json
-
-    import gymnasium as gym
-
     from mandril.eval import shown_and_heldout_demos
 
-    env = gym.make(env_id, **json.loads(kwargs_json))
-    base = env.unwrapped
-    tasks = []
-    for task in held_out_tasks(base, split, n_tasks, task_seed):
-        base.set_task(task)
-        tasks.append((task, base.model, base.goal_state, shown_and_heldout_demos(env, n_most, seed, expert.settings())))
-    return tuple(tasks)
+    return tuple(
+        (task, env.unwrapped.model, env.unwrapped.goal_state, shown_and_heldout_demos(env, n_most, seed, expert.settings()))
+        for env, task in _each_held_out(env_id, kwargs_json, split, n_tasks, task_seed)
+    )
 
 
 @lru_cache(maxsize=32)
 def _held_out_reads(env_id: str, kwargs_json: str, split: str, n_tasks: int, task_seed: int, input_kind: str, with_prior: bool) -> tuple:
     """``((reward input, prior or None), ...)`` of the same tasks, for methods that read ``input_kind`` (and the
     family's prior when ``with_prior``): once per process and kind, without planning or demos."""
-    import json
-
-    import gymnasium as gym
-
-    base = gym.make(env_id, **json.loads(kwargs_json)).unwrapped
-    reads = []
-    for task in held_out_tasks(base, split, n_tasks, task_seed):
-        base.set_task(task)
-        reads.append((base.reward_input(input_kind), base.reward_prior() if with_prior else None))
-    return tuple(reads)
+    return tuple(
+        (env.unwrapped.reward_input(input_kind), env.unwrapped.reward_prior() if with_prior else None)
+        for env, _ in _each_held_out(env_id, kwargs_json, split, n_tasks, task_seed)
+    )
 
 
 def unit_problems(suite: Suite, unit: Unit, method: Any) -> tuple[list, list[tuple]]:
@@ -190,8 +190,8 @@ def unit_problems(suite: Suite, unit: Unit, method: Any) -> tuple[list, list[tup
     demos, goal state)`` for scoring. The one place the harness and the speed benchmarks build them.
 
     The tasks and their demos are made once per process for the most demos the family shows (and what each kind
-    of method reads, once per kind) and shared by the units of a run (:meth:`~mandril.eval.protocol.TaskDemos.first`: the same demos as a draw of ``unit.n_demos``); each
-    unit gets its own copies of the arrays a method reads."""
+    of method reads, once per kind) and shared by the units of a run (:meth:`~mandril.eval.protocol.TaskDemos.first`:
+    the same demos as a draw of ``unit.n_demos``); each unit gets its own copies of the arrays a method reads."""
     import json
 
     from mandril.methods import FitProblem, hide_reward
