@@ -81,9 +81,9 @@ class MetaBatch:
     test_start: Optional[Tensor]
 
     def tasks_from(self, start: Tensor) -> TaskBatch:
-        """The batch's dynamics with ``start (B, S)`` as the initial-state distribution (e.g. the demos' own)."""
-        t = self.tasks
-        return TaskBatch(t.successor_indices, t.successor_probs, start.to(t.dtype), t.horizon, t.layout)
+        """The batch's dynamics with ``start (B, S)`` as the initial-state distribution (e.g. the demos' own);
+        it shares their operators, so the train and test likelihoods build them once."""
+        return self.tasks.with_start(start.to(self.tasks.dtype))
 
     @cached_property
     def train_tasks(self) -> TaskBatch:

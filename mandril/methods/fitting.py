@@ -73,7 +73,7 @@ from torch import Tensor, nn
 from mandril.core.config import check_ints, check_numbers
 from mandril.data.batch import MetaBatch, check_likelihood
 from mandril.methods.base import DivergenceError
-from mandril.planning import maxent_nll
+from mandril.planning import TaskBatch, maxent_nll
 from mandril.rewards.batched import Params, batched_rewards
 
 __all__ = ["FitSettings", "TaskFit", "QuadraticPenalty", "fit_rewards", "OPTIMIZERS", "SCHEDULES", "L2_CENTERS", "STATUSES", "PRECISION_EPS", "PRECISION_STEPS"]
@@ -334,6 +334,7 @@ class _Run:
         self.center = x.clone() if settings.l2_center == "init" else torch.zeros_like(x)
         self.penalty = penalty
         self.results: list[Optional[Union[TaskFit, DivergenceError]]] = [None] * len(self.active)
+        self._last_sub: Optional[tuple[tuple[int, ...], TaskBatch]] = None  # (rows, their likelihood dynamics)
 
     # --- the objective ------------------------------------------------------------------------------
     def evaluate(self, x: Tensor, rows: Optional[Tensor] = None) -> _Evaluation:
@@ -344,15 +345,15 @@ class _Run:
         step, a task's numbers do not depend on which other tasks share the call (tested bit for
         bit), so a sub-batch costs in proportion to its size and changes nothing.
         """
-        batch, center, penalty = self.batch, self.center, self.penalty
+        center, penalty = self.center, self.penalty
+        tasks, inputs, visitation = self.batch.likelihood_tasks("train", self.likelihood), self.batch.inputs, self.batch.train_visitation
         if rows is not None:
-            batch, center = batch.select(rows.tolist()), center[rows]
+            tasks, inputs, visitation, center = self._sub_tasks(rows), inputs[rows], visitation[rows], center[rows]
             penalty = None if penalty is None else penalty.select(rows)
         leaf = x.detach().requires_grad_(True)
         params = self.flat.unflatten(leaf)
-        rewards = batched_rewards(self.reward_model, params, batch.inputs)
-        tasks = batch.likelihood_tasks("train", self.likelihood)
-        nll = maxent_nll(tasks, rewards, batch.train_visitation, self.temperature) / batch.tasks.horizon
+        rewards = batched_rewards(self.reward_model, params, inputs)
+        nll = maxent_nll(tasks, rewards, visitation, self.temperature) / tasks.horizon
         loss = nll if penalty is None else nll + penalty.value(leaf)
         (grads,) = torch.autograd.grad(loss.sum(), [leaf])
         # the l2 penalty and its gradient written out: the numbers autograd gives (its gradient of
@@ -360,6 +361,14 @@ class _Run:
         offset = x.detach() - center
         objective = loss.detach() + 0.5 * self.settings.l2 * (offset**2).sum(1)
         return _Evaluation(objective, grads + offset.mul_(self.settings.l2), rewards.detach())
+
+    def _sub_tasks(self, rows: Tensor) -> TaskBatch:
+        """The likelihood dynamics of the running tasks at ``rows``: a backtracking trial often asks for
+        the same rows as the one before it (no task accepted its halved step), so the last is kept."""
+        key = tuple(rows.tolist())
+        if self._last_sub is None or self._last_sub[0] != key:
+            self._last_sub = (key, self.batch.likelihood_tasks("train", self.likelihood).select(rows))
+        return self._last_sub[1]
 
     # --- bookkeeping --------------------------------------------------------------------------------
     def settle(self, evaluation: _Evaluation, step: int, out_of_steps: bool, at_precision: Optional[Tensor] = None) -> list[int]:
@@ -395,6 +404,7 @@ class _Run:
             return list(tensors)
         rows = torch.as_tensor(keep, dtype=torch.long, device=self.x.device)
         self.batch = self.batch.select(keep)
+        self._last_sub = None  # its rows were positions among the tasks that ran before
         self.active = [self.active[p] for p in keep]
         self.x, self.center = self.x[rows], self.center[rows]
         if self.penalty is not None:

@@ -20,7 +20,8 @@ Layouts:
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -57,6 +58,67 @@ def _csr(rows: Tensor, columns: Tensor, values: Tensor, size: tuple[int, int]) -
         return coo.coalesce().to_sparse_csr()
 
 
+def _check_start(p0: Tensor, n_batch: int, n_states: int, probs: Tensor) -> None:
+    """``p0`` must be a ``(B, S)`` tensor of distributions, of the dtype and device of ``probs``."""
+    if not isinstance(p0, Tensor):
+        raise TypeError(f"initial_state_dist must be a torch.Tensor, got {type(p0).__name__}")
+    if p0.shape != (n_batch, n_states):
+        raise ValueError(f"initial_state_dist shape {tuple(p0.shape)} must be (B, S) = ({n_batch}, {n_states})")
+    if p0.dtype != probs.dtype or p0.device != probs.device:
+        raise TypeError(
+            f"successor_probs ({probs.dtype}, {probs.device}) and initial_state_dist ({p0.dtype}, {p0.device}) must share one dtype and device"
+        )
+    if not bool(torch.isfinite(p0).all()) or float(p0.min()) < 0 or float((p0.sum(-1) - 1).abs().max()) > _row_tolerance(p0.dtype):
+        raise ValueError(f"initial_state_dist rows must be probability distributions, got sums {p0.sum(-1).tolist()[:8]}")
+
+
+@dataclass(frozen=True)
+class _Operators:
+    """The index/matrix form of a batch's two primitives (internal layout: actions first).
+
+    Attributes:
+        flat_indices: ``(A B S K,)``: ``b * S + successor`` of each ``(a, b, s, k)``, a-major.
+        gather_probs: ``(A, B, S, K)`` successor probabilities.
+        deterministic: one successor per ``(s, a)`` with probability exactly 1.
+        dense: ``(B, A S, S)``, rows a-major (dense layout).
+        push_matrix: ``P^T`` as a block-diagonal ``(B S) x (A B S)`` CSR matrix (sparse layout).
+        backup_matrix: ``P`` as ``(A B S) x (B S)`` CSR (sparse layout, unless the backup is a gather).
+    """
+
+    flat_indices: Tensor
+    gather_probs: Tensor
+    deterministic: bool
+    dense: Optional[Tensor] = None
+    push_matrix: Optional[Tensor] = None
+    backup_matrix: Optional[Tensor] = None
+
+
+def _build_operators(indices: Tensor, probs: Tensor, layout: str) -> _Operators:
+    """The :class:`_Operators` of successors ``indices`` / ``probs (B, S, A, K)`` in ``layout`` (resolved)."""
+    n_batch, n_states, n_actions, width = indices.shape
+    device = probs.device
+    # (A, B, S, K): flat[a, b, s, k] = b * S + successor; positions of (a, b, s) are a-major.
+    offsets = torch.arange(n_batch, device=device).view(1, -1, 1, 1) * n_states
+    flat = (indices.permute(2, 0, 1, 3) + offsets).contiguous().reshape(-1)
+    gather_probs = probs.permute(2, 0, 1, 3).contiguous()
+    deterministic = width == 1 and bool((probs == 1).all())
+    positions = torch.arange(n_actions * n_batch * n_states, device=device).repeat_interleave(width)
+    if layout == "dense":
+        # dense[b, a * S + s, s'] = P(s' | s, a).
+        dense = torch.zeros(n_batch, n_actions * n_states, n_states, dtype=probs.dtype, device=device)
+        batch_of = positions // n_states % n_batch
+        row_of = positions // (n_batch * n_states) * n_states + positions % n_states
+        dense.index_put_((batch_of, row_of, flat - batch_of * n_states), gather_probs.reshape(-1), accumulate=True)
+        return _Operators(flat, gather_probs, deterministic, dense=dense)
+    # push(occupancy) = P^T @ occupancy and, unless the backup is a plain gather, expected_next = P @ values.
+    # (A CSR product reads each entry once; a gather-multiply-sum over a trailing K axis is several times
+    # slower for K > 1.)
+    size = (n_batch * n_states, n_actions * n_batch * n_states)
+    push = _csr(flat, positions, gather_probs.reshape(-1), size)
+    backup = None if deterministic else _csr(positions, flat, gather_probs.reshape(-1), size[::-1])
+    return _Operators(flat, gather_probs, deterministic, push_matrix=push, backup_matrix=backup)
+
+
 @dataclass(frozen=True, eq=False)
 class TaskBatch:
     """B tasks with the same ``S``, ``A`` and horizon ``H``, ready for the torch kernels.
@@ -76,12 +138,6 @@ class TaskBatch:
     initial_state_dist: Tensor
     horizon: int
     layout: str = "auto"
-    _flat_indices: Tensor = field(init=False, repr=False)
-    _gather_probs: Tensor = field(init=False, repr=False)
-    _deterministic: bool = field(init=False, repr=False, default=False)
-    _push_matrix: Optional[Tensor] = field(init=False, repr=False, default=None)
-    _backup_matrix: Optional[Tensor] = field(init=False, repr=False, default=None)
-    _dense: Optional[Tensor] = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         indices, probs, p0 = self.successor_indices, self.successor_probs, self.initial_state_dist
@@ -96,13 +152,9 @@ class TaskBatch:
         n_batch, n_states, n_actions, _ = indices.shape
         if n_batch < 1 or n_states < 1 or n_actions < 1:
             raise ValueError(f"a batch needs B, S, A >= 1, got (B, S, A) = ({n_batch}, {n_states}, {n_actions})")
-        if p0.shape != (n_batch, n_states):
-            raise ValueError(f"initial_state_dist shape {tuple(p0.shape)} must be (B, S) = ({n_batch}, {n_states})")
-        if p0.dtype != dtype or p0.device != probs.device or indices.device != probs.device:
-            raise TypeError(
-                f"successor_probs ({probs.dtype}, {probs.device}), initial_state_dist ({p0.dtype}, {p0.device}) and "
-                f"successor_indices ({indices.device}) must share one dtype and device"
-            )
+        if indices.device != probs.device:
+            raise TypeError(f"successor_probs ({probs.device}) and successor_indices ({indices.device}) must be on one device")
+        _check_start(p0, n_batch, n_states, probs)
         if isinstance(self.horizon, bool) or not isinstance(self.horizon, (int, np.integer)) or self.horizon < 1:
             raise ValueError(f"horizon must be a positive int, got {self.horizon!r}")
         if self.layout not in LAYOUTS:
@@ -117,46 +169,17 @@ class TaskBatch:
             raise ValueError(
                 f"transition rows must sum to 1: task {b}, row (s={s}, a={a}) sums to {float(probs[b, s, a].sum())!r}"
             )
-        if not bool(torch.isfinite(p0).all()) or float(p0.min()) < 0 or float((p0.sum(-1) - 1).abs().max()) > _row_tolerance(dtype):
-            raise ValueError(f"initial_state_dist rows must be probability distributions, got sums {p0.sum(-1).tolist()[:8]}")
         object.__setattr__(self, "horizon", int(self.horizon))
-        layout = self.layout
-        if layout == "auto":
+        if self.layout == "auto":
             dense_entries = n_batch * n_states * n_actions * n_states
             small = dense_entries <= _DENSE_MAX_ENTRIES and n_states <= _DENSE_MAX_RATIO * indices.shape[3]
-            layout = "dense" if small else "sparse"
-            object.__setattr__(self, "layout", layout)
-        self._build_operators(layout)
+            object.__setattr__(self, "layout", "dense" if small else "sparse")
 
-    def _build_operators(self, layout: str) -> None:
-        """Precompute the index/matrix form of the two primitives (internal layout: actions first)."""
-        indices, probs = self.successor_indices, self.successor_probs
-        n_batch, n_states, n_actions, width = indices.shape
-        device = probs.device
-        # (A, B, S, K): flat[a, b, s, k] = b * S + successor; positions of (a, b, s) are a-major.
-        offsets = torch.arange(n_batch, device=device).view(1, -1, 1, 1) * n_states
-        flat = (indices.permute(2, 0, 1, 3) + offsets).contiguous()
-        object.__setattr__(self, "_flat_indices", flat.reshape(-1))
-        object.__setattr__(self, "_gather_probs", probs.permute(2, 0, 1, 3).contiguous())
-        object.__setattr__(self, "_deterministic", width == 1 and bool((probs == 1).all()))
-        positions = torch.arange(n_actions * n_batch * n_states, device=device).repeat_interleave(width)
-        if layout == "dense":
-            # (B, A S, S) with rows a-major: dense[b, a * S + s, s'] = P(s' | s, a).
-            dense = torch.zeros(n_batch, n_actions * n_states, n_states, dtype=probs.dtype, device=device)
-            batch_of = positions // n_states % n_batch
-            row_of = positions // (n_batch * n_states) * n_states + positions % n_states
-            dense.index_put_((batch_of, row_of, flat.reshape(-1) - batch_of * n_states), self._gather_probs.reshape(-1), accumulate=True)
-            object.__setattr__(self, "_dense", dense)
-        else:
-            # P^T as one block-diagonal (B S) x (A B S) CSR matrix: push(occupancy) = P^T @ occupancy;
-            # and, unless the backup is a plain gather, P as (A B S) x (B S): expected_next = P @ values.
-            # (A CSR product reads each entry once; a gather-multiply-sum over a trailing K axis is
-            # several times slower for K > 1.)
-            size = (n_batch * n_states, n_actions * n_batch * n_states)
-            object.__setattr__(self, "_push_matrix", _csr(flat.reshape(-1), positions, self._gather_probs.reshape(-1), size))
-            if not self._deterministic:
-                backup = _csr(positions, flat.reshape(-1), self._gather_probs.reshape(-1), size[::-1])
-                object.__setattr__(self, "_backup_matrix", backup)
+    @cached_property
+    def _operators(self) -> _Operators:
+        """The index/matrix form of the two primitives, built on first use (a batch that only carries
+        dynamics for others, e.g. one whose likelihood starts from the demos' states, never builds them)."""
+        return _build_operators(self.successor_indices, self.successor_probs, self.layout)
 
     # --- construction ------------------------------------------------------------------------
     @classmethod
@@ -209,11 +232,35 @@ class TaskBatch:
         )
 
     def select(self, indices: Union[Sequence[int], Tensor]) -> "TaskBatch":
-        """The sub-batch of the tasks at ``indices`` (same layout), e.g. the tasks still being fitted."""
+        """The sub-batch of the tasks at ``indices`` (same layout), e.g. the tasks still being fitted.
+
+        The rows of a checked batch are checked rows, so the sub-batch is not checked again (a fit's
+        backtracking selects thousands of sub-batches); its operators are built when first used.
+        """
         index = torch.as_tensor(indices, dtype=torch.long, device=self.device)
         if index.ndim != 1 or index.numel() == 0:
             raise ValueError(f"indices must be a non-empty 1-D list of task positions, got shape {tuple(index.shape)}")
-        return TaskBatch(self.successor_indices[index], self.successor_probs[index], self.initial_state_dist[index], self.horizon, self.layout)
+        if int(index.min()) < -self.batch_size or int(index.max()) >= self.batch_size:
+            raise IndexError(f"indices must lie in [-{self.batch_size}, {self.batch_size}) (task positions), got range [{int(index.min())}, {int(index.max())}]")
+        return self._of_checked_rows(self.successor_indices[index], self.successor_probs[index], self.initial_state_dist[index])
+
+    def with_start(self, initial_state_dist: Tensor) -> "TaskBatch":
+        """The same dynamics started from ``initial_state_dist (B, S)`` (checked; e.g. the demos' own first
+        states). It shares this batch's operators (built here if they were not)."""
+        _check_start(initial_state_dist, self.batch_size, self.n_states, self.successor_probs)
+        batch = self._of_checked_rows(self.successor_indices, self.successor_probs, initial_state_dist)
+        batch.__dict__["_operators"] = self._operators
+        return batch
+
+    def _of_checked_rows(self, successor_indices: Tensor, successor_probs: Tensor, initial_state_dist: Tensor) -> "TaskBatch":
+        """A batch of this one's horizon and resolved layout from rows of checked batches (not checked again)."""
+        batch = object.__new__(TaskBatch)
+        for name, value in (
+            ("successor_indices", successor_indices), ("successor_probs", successor_probs), ("initial_state_dist", initial_state_dist),
+            ("horizon", self.horizon), ("layout", self.layout),
+        ):
+            object.__setattr__(batch, name, value)
+        return batch
 
     def to(self, device: DeviceLike = None, dtype: Optional[torch.dtype] = None) -> "TaskBatch":
         """The same batch on another device and/or dtype (same layout)."""
@@ -259,8 +306,9 @@ class TaskBatch:
 
     def transition_matrix(self) -> Tensor:
         """``(B, S, A, S)`` dense transitions (built on demand for the sparse layout: mind the memory)."""
-        if self._dense is not None:
-            return self._dense.view(self.batch_size, self.n_actions, self.n_states, self.n_states).transpose(1, 2)
+        dense_form = self._operators.dense
+        if dense_form is not None:
+            return dense_form.view(self.batch_size, self.n_actions, self.n_states, self.n_states).transpose(1, 2)
         dense = torch.zeros(self.batch_size, self.n_states, self.n_actions, self.n_states, dtype=self.dtype, device=self.device)
         return dense.scatter_add_(3, self.successor_indices, self.successor_probs)
 
@@ -271,7 +319,7 @@ class TaskBatch:
     @property
     def deterministic(self) -> bool:
         """True when every ``(s, a)`` has one successor with probability exactly 1 (sparse layout only)."""
-        return self._deterministic and self._dense is None
+        return self._operators.deterministic and self._operators.dense is None
 
     def expected_next(self, values: Tensor, out: Optional[Tensor] = None) -> Tensor:
         """``(A, B, S)``: ``E[values[b, s'] | s, a]`` for ``values`` of shape ``(B, S)`` (differentiable).
@@ -280,7 +328,7 @@ class TaskBatch:
         ``out`` (a contiguous ``(A, B, S)`` tensor, no autograd) receives the result of a
         :attr:`deterministic` batch, where the backup is a pure gather. Its adjoint is :meth:`push`.
         """
-        if self._dense is None and torch.is_grad_enabled() and values.requires_grad:
+        if self._operators.dense is None and torch.is_grad_enabled() and values.requires_grad:
             return _ExpectedNext.apply(values, self)
         return self._expected_next(values, out)
 
@@ -290,27 +338,29 @@ class TaskBatch:
         One step of a state(-action) distribution forward in time (differentiable in ``occupancy``;
         its adjoint is :meth:`expected_next`).
         """
-        if self._dense is None and torch.is_grad_enabled() and occupancy.requires_grad:
+        if self._operators.dense is None and torch.is_grad_enabled() and occupancy.requires_grad:
             return _Push.apply(occupancy, self)
         return self._push(occupancy)
 
     def _expected_next(self, values: Tensor, out: Optional[Tensor] = None) -> Tensor:
         n_batch, n_states, n_actions = self.batch_size, self.n_states, self.n_actions
-        if self._dense is not None:
-            expected = torch.bmm(self._dense, values.unsqueeze(-1))  # (B, A S, 1)
+        ops = self._operators
+        if ops.dense is not None:
+            expected = torch.bmm(ops.dense, values.unsqueeze(-1))  # (B, A S, 1)
             return expected.view(n_batch, n_actions, n_states).transpose(0, 1)
-        if self._deterministic:
+        if ops.deterministic:
             if out is not None:
-                return torch.index_select(values.reshape(-1), 0, self._flat_indices, out=out.view(-1)).view(out.shape)
-            return values.reshape(-1).index_select(0, self._flat_indices).view(n_actions, n_batch, n_states)
-        return (self._backup_matrix @ values.reshape(-1)).view(n_actions, n_batch, n_states)
+                return torch.index_select(values.reshape(-1), 0, ops.flat_indices, out=out.view(-1)).view(out.shape)
+            return values.reshape(-1).index_select(0, ops.flat_indices).view(n_actions, n_batch, n_states)
+        return (ops.backup_matrix @ values.reshape(-1)).view(n_actions, n_batch, n_states)
 
     def _push(self, occupancy: Tensor) -> Tensor:
         n_batch, n_states = self.batch_size, self.n_states
-        if self._dense is not None:
+        ops = self._operators
+        if ops.dense is not None:
             flat = occupancy.transpose(0, 1).reshape(n_batch, 1, -1)
-            return torch.bmm(flat, self._dense).view(n_batch, n_states)
-        return (self._push_matrix @ occupancy.reshape(-1)).view(n_batch, n_states)
+            return torch.bmm(flat, ops.dense).view(n_batch, n_states)
+        return (ops.push_matrix @ occupancy.reshape(-1)).view(n_batch, n_states)
 
     def __repr__(self) -> str:
         return (

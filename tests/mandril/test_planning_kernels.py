@@ -182,7 +182,7 @@ def test_large_grid_stays_sparse() -> None:
     env = gym.make("mandril_envs/GridWorld-32x32-v0").unwrapped
     batch = TaskBatch.from_models([env.model])
     assert batch.layout == "sparse" and batch.deterministic
-    assert batch._dense is None and env.model._dense is None  # no 1024 x 9 x 1024 tensor anywhere
+    assert batch._operators.dense is None and env.model._dense is None  # no 1024 x 9 x 1024 tensor anywhere
     mu = expected_visitation(batch, rewards_of([env.model]))
     assert env.model._dense is None
     np.testing.assert_allclose(float(mu.sum()), env.model.horizon, rtol=1e-12)
@@ -440,6 +440,68 @@ def test_bad_demos_are_named() -> None:
         empirical_visitation(model, 3)
     with pytest.raises(TypeError, match="TabularModel"):
         empirical_visitation("model", [good])
+
+
+def assert_same_operators(a: TaskBatch, b: TaskBatch) -> None:
+    """Both batches' operators hold equal tensors (CSR: equal structure and values)."""
+    x, y = a._operators, b._operators
+    assert x.deterministic == y.deterministic
+    for name in ("flat_indices", "gather_probs", "dense", "push_matrix", "backup_matrix"):
+        u, v = getattr(x, name), getattr(y, name)
+        assert (u is None) == (v is None), name
+        if u is not None and u.layout == torch.sparse_csr:
+            assert all(torch.equal(p, q) for p, q in ((u.crow_indices(), v.crow_indices()), (u.col_indices(), v.col_indices()), (u.values(), v.values()))), name
+        elif u is not None:
+            assert torch.equal(u, v), name
+
+
+@pytest.mark.parametrize("layout", ["sparse", "dense"])
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_select_equals_a_checked_batch_of_the_same_rows(family: str, layout: str) -> None:
+    """``select`` skips the checks of rows already checked: its operators and every kernel result are
+    those of a batch built (and checked) from the same rows, bit for bit."""
+    models = make_models(family, n=5, seed=4)
+    batch = TaskBatch.from_models(models, layout=layout)
+    rows = [3, 0, 4]
+    picked = batch.select(rows)
+    built = TaskBatch.from_models([models[r] for r in rows], layout=layout)
+    assert (picked.layout, picked.horizon, picked.deterministic) == (built.layout, built.horizon, built.deterministic)
+    for name in ("successor_indices", "successor_probs", "initial_state_dist"):
+        assert torch.equal(getattr(picked, name), getattr(built, name)), name
+    assert_same_operators(picked, built)
+    for state_action in (False, True):
+        rewards = random_rewards([models[r] for r in rows], 2.0, seed=5, state_action=state_action).requires_grad_(True)
+        results = []
+        for sub in (picked, built):
+            loss = maxent_nll(sub, rewards, expected_visitation(sub, rewards.detach() * 0.5)).sum()
+            results.append((loss.detach(), *torch.autograd.grad(loss, rewards)))
+        assert all(torch.equal(x, y) for x, y in zip(*results))
+    with pytest.raises(IndexError, match=r"indices must lie in \[-5, 5\)"):
+        batch.select([0, 5])
+    with pytest.raises(ValueError, match="non-empty 1-D"):
+        batch.select([])
+
+
+@pytest.mark.parametrize("family", ["gridworld", "gridworld-slip", "tabular-sa"])
+def test_with_start_shares_the_operators_and_checks_the_start(family: str) -> None:
+    """A batch started elsewhere plans as a batch built from scratch with that start, bit for bit,
+    and shares (does not rebuild) its parent's operators; a bad start is named."""
+    models = make_models(family, n=3, seed=6)
+    batch = TaskBatch.from_models(models)
+    start = torch.as_tensor(np.random.default_rng(0).dirichlet(np.ones(batch.n_states), size=3))
+    moved = batch.with_start(start)
+    built = TaskBatch(batch.successor_indices, batch.successor_probs, start, batch.horizon, batch.layout)
+    assert moved._operators is batch._operators and torch.equal(moved.initial_state_dist, start)
+    assert_same_operators(moved, built)
+    rewards = random_rewards(models, 1.5, seed=7)
+    assert torch.equal(expected_visitation(moved, rewards), expected_visitation(built, rewards))
+    assert not torch.equal(expected_visitation(moved, rewards), expected_visitation(batch, rewards))
+    with pytest.raises(ValueError, match=r"initial_state_dist shape \(3, 2\) must be \(B, S\)"):
+        batch.with_start(start[:, :2])
+    with pytest.raises(ValueError, match="probability distributions"):
+        batch.with_start(start * 2)
+    with pytest.raises(TypeError, match="one dtype and device"):
+        batch.with_start(start.float())
 
 
 def test_bad_batches_are_named() -> None:
