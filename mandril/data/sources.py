@@ -75,6 +75,10 @@ class DatasetSource:
         self._counts = counts.reshape(n, m, *((n_states, n_actions) if self.state_action else (n_states,)))
         self._first = dataset.states[:, :, 0]
         self._inputs = torch.as_tensor(np.stack(self.inputs), dtype=dtype, device=device)
+        # the pool's dynamics, stacked and checked once, where every task has the same successor width
+        # (a meta-batch of them then holds the very tensors from_models would stack; else it is stacked per draw)
+        same_width = len({m.n_successors for m in self.models}) == 1
+        self._pool = TaskBatch.from_models(self.models, dtype=dtype, device=device, layout="sparse") if same_width else None
 
     def sample(self, batch_size: int, n_train: int, n_test: int, rng: np.random.Generator) -> MetaBatch:
         """``batch_size`` tasks drawn without replacement (with, if the pool is smaller), demos split at random."""
@@ -94,7 +98,10 @@ class DatasetSource:
 
         train_visitation, train_start = part(orders[:, :n_train])
         test_visitation, test_start = part(orders[:, n_train : n_train + n_test]) if n_test else (None, None)
-        tasks = TaskBatch.from_models([self.models[i] for i in chosen], dtype=self.dtype, device=self.device)
+        if self._pool is not None:
+            tasks = self._pool.select(torch.as_tensor(chosen, dtype=torch.long, device=self._pool.device), layout="auto")
+        else:
+            tasks = TaskBatch.from_models([self.models[i] for i in chosen], dtype=self.dtype, device=self.device)
         index = torch.as_tensor(chosen, dtype=torch.long, device=self._inputs.device)
         return MetaBatch(tasks, tuple(self.models[i] for i in chosen), self._inputs[index], train_visitation, test_visitation, train_start, test_start)
 

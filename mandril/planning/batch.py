@@ -58,6 +58,16 @@ def _csr(rows: Tensor, columns: Tensor, values: Tensor, size: tuple[int, int]) -
         return coo.coalesce().to_sparse_csr()
 
 
+def _resolve_layout(layout: str, n_batch: int, n_states: int, n_actions: int, width: int) -> str:
+    """``layout``, with ``"auto"`` resolved: dense when the dense tensor is small (see the module docstring)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {list(LAYOUTS)}, got {layout!r}")
+    if layout != "auto":
+        return layout
+    small = n_batch * n_states * n_actions * n_states <= _DENSE_MAX_ENTRIES and n_states <= _DENSE_MAX_RATIO * width
+    return "dense" if small else "sparse"
+
+
 def _check_start(p0: Tensor, n_batch: int, n_states: int, probs: Tensor) -> None:
     """``p0`` must be a ``(B, S)`` tensor of distributions, of the dtype and device of ``probs``."""
     if not isinstance(p0, Tensor):
@@ -157,8 +167,6 @@ class TaskBatch:
         _check_start(p0, n_batch, n_states, probs)
         if isinstance(self.horizon, bool) or not isinstance(self.horizon, (int, np.integer)) or self.horizon < 1:
             raise ValueError(f"horizon must be a positive int, got {self.horizon!r}")
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {list(LAYOUTS)}, got {self.layout!r}")
         if int(indices.min()) < 0 or int(indices.max()) >= n_states:
             raise ValueError(f"successor_indices must lie in [0, {n_states}), got range [{int(indices.min())}, {int(indices.max())}]")
         if not bool(torch.isfinite(probs).all()) or float(probs.min()) < 0:
@@ -170,10 +178,7 @@ class TaskBatch:
                 f"transition rows must sum to 1: task {b}, row (s={s}, a={a}) sums to {float(probs[b, s, a].sum())!r}"
             )
         object.__setattr__(self, "horizon", int(self.horizon))
-        if self.layout == "auto":
-            dense_entries = n_batch * n_states * n_actions * n_states
-            small = dense_entries <= _DENSE_MAX_ENTRIES and n_states <= _DENSE_MAX_RATIO * indices.shape[3]
-            object.__setattr__(self, "layout", "dense" if small else "sparse")
+        object.__setattr__(self, "layout", _resolve_layout(self.layout, *indices.shape))
 
     @cached_property
     def _operators(self) -> _Operators:
@@ -231,8 +236,10 @@ class TaskBatch:
             layout,
         )
 
-    def select(self, indices: Union[Sequence[int], Tensor]) -> "TaskBatch":
-        """The sub-batch of the tasks at ``indices`` (same layout), e.g. the tasks still being fitted.
+    def select(self, indices: Union[Sequence[int], Tensor], layout: Optional[str] = None) -> "TaskBatch":
+        """The sub-batch of the tasks at ``indices``, e.g. the tasks still being fitted; in this batch's
+        layout, or in ``layout`` (``"auto"``: chosen for the sub-batch's size, as :meth:`from_models` does,
+        e.g. meta-batches drawn from a large sparse pool).
 
         The rows of a checked batch are checked rows, so the sub-batch is not checked again (a fit's
         backtracking selects thousands of sub-batches); its operators are built when first used.
@@ -242,7 +249,10 @@ class TaskBatch:
             raise ValueError(f"indices must be a non-empty 1-D list of task positions, got shape {tuple(index.shape)}")
         if int(index.min()) < -self.batch_size or int(index.max()) >= self.batch_size:
             raise IndexError(f"indices must lie in [-{self.batch_size}, {self.batch_size}) (task positions), got range [{int(index.min())}, {int(index.max())}]")
-        return self._of_checked_rows(self.successor_indices[index], self.successor_probs[index], self.initial_state_dist[index])
+        picked = self._of_checked_rows(self.successor_indices[index], self.successor_probs[index], self.initial_state_dist[index])
+        if layout is not None:
+            object.__setattr__(picked, "layout", _resolve_layout(layout, *picked.successor_indices.shape))
+        return picked
 
     def with_start(self, initial_state_dist: Tensor) -> "TaskBatch":
         """The same dynamics started from ``initial_state_dist (B, S)`` (checked; e.g. the demos' own first

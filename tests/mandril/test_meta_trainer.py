@@ -9,7 +9,7 @@ from mandril.core import CheckpointError
 from mandril.data import DatasetSource, GeneratedSource, MetaBatch, task_inputs
 from mandril.methods import DivergenceError
 from mandril.methods.meta_trainer import MandRIL, MandRILConfig
-from mandril.planning import TaskBatch
+from mandril.planning import TaskBatch, maxent_nll
 from mandril_envs.dataset import collect
 
 ENV = "mandril_envs/TabularMDP-Linear-v0"
@@ -226,6 +226,25 @@ def test_a_pool_batch_equals_the_batch_made_from_its_demos(state_action):
     expected = make_batch([source.models[i] for i in chosen], [source.inputs[i] for i in chosen], train, test, state_action)
     for name in ("inputs", "train_visitation", "test_visitation", "train_start", "test_start"):
         assert torch.equal(getattr(batch, name), getattr(expected, name)), name
+    # the dynamics come from the pool's stacked tensors (every task has the same width here), in the
+    # layout from_models picks for the meta-batch's size (the pool of all tasks is sparse)
+    assert source._pool is not None and source._pool.layout == "sparse"
+    for made in (batch, expected):
+        assert (made.tasks.layout, made.tasks.horizon) == ("dense", expected.tasks.horizon)
+    for name in ("successor_indices", "successor_probs", "initial_state_dist"):
+        assert torch.equal(getattr(batch.tasks, name), getattr(expected.tasks, name)), name
+    rewards = torch.as_tensor(np.stack([m.reward_matrix for m in batch.models]))
+    for split in ("train", "test"):
+        assert torch.equal(maxent_nll(batch.likelihood_tasks(split, "start"), rewards, batch.visitation(split)),
+                           maxent_nll(expected.likelihood_tasks(split, "start"), rewards, expected.visitation(split)))
+    source._pool = None  # tasks of several widths are stacked per draw: the same batch
+    again = source.sample(4, 2, 3, np.random.default_rng(7))
+    for name in ("successor_indices", "successor_probs", "initial_state_dist", "layout"):
+        assert _same(getattr(again.tasks, name), getattr(batch.tasks, name)), name
+
+
+def _same(a, b):
+    return torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
 
 
 class _Recording:
