@@ -10,7 +10,8 @@ driver and every process it waited for (its pool workers): ``os.wait4``'s resour
 ratio, the cells each recorded, and writes them to ``OUT/cpu.json``.
 
 The two runs need not run the same cells: a suite file changes between revisions (methods added, budgets
-re-chosen). The per-method CPU of the cells both have is in each run's report (its wall-time table).
+re-chosen). ``cpu.json`` also sums the fitting seconds the workers recorded for the cells both runs have
+(``shared_cells``: the same work, preparations aside); the per-method time is in each run's report.
 """
 
 from __future__ import annotations
@@ -55,6 +56,26 @@ def records(out: Path) -> int:
     return sum(len(path.read_text().splitlines()) for path in folder.glob("*.jsonl")) if folder.is_dir() else 0
 
 
+def cell_seconds(out: Path) -> dict[tuple, float]:
+    """Each cell a run recorded, keyed by ``(family, split, method, n, run, task)``: the fitting seconds its
+    worker measured (wall time in a one-thread worker; a preparation's time is not in any cell)."""
+    seconds: dict[tuple, float] = {}
+    for path in sorted((out / "records").glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            seconds[(r["family"], r["split"], r["method"], r["n_demos"], r["seed"], r["task"])] = float(r["seconds"] or 0.0)
+    return seconds
+
+
+def shared_cells(revision: Path, checkout: Path) -> dict:
+    """The cells both runs recorded and the fitting seconds each spent on them: what the same work cost
+    when the two suites differ (methods added, more cells of a method)."""
+    before, after = cell_seconds(revision), cell_seconds(checkout)
+    common = sorted(set(before) & set(after))
+    spent = {"revision": round(sum(before[k] for k in common), 1), "checkout": round(sum(after[k] for k in common), 1)}
+    return {"cells": len(common), "fit_seconds": spent, "ratio_fit": round(spent["checkout"] / max(spent["revision"], 1e-9), 3)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--against", required=True, help="git revision to run beside this checkout (e.g. e267119)")
@@ -86,12 +107,16 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], capture_output=True)
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     summary = {"suite": args.suite, "workers": args.workers, "revision": args.against, "checkout": head, "runs": results,
-               "ratio_cpu": round(results["checkout"]["cpu_seconds"] / max(results["revision"]["cpu_seconds"], 1e-9), 3)}
+               "ratio_cpu": round(results["checkout"]["cpu_seconds"] / max(results["revision"]["cpu_seconds"], 1e-9), 3),
+               "shared_cells": shared_cells(out / "revision", out / "checkout")}
     (out / "cpu.json").write_text(json.dumps(summary, indent=2) + "\n")
     for name, label in (("revision", args.against), ("checkout", head)):
         r = results[name]
         print(f"{label}: {r['cpu_seconds']:.0f} CPU s, {r['wall_seconds']:.0f} s wall, {r['cells']} cells, return code {r['returncode']}")
     print(f"{head} / {args.against}: {summary['ratio_cpu']:.2f} of the CPU")
+    shared = summary["shared_cells"]
+    print(f"the {shared['cells']} cells both ran: fitting {shared['fit_seconds']['revision']:.0f} s ({args.against}) and "
+          f"{shared['fit_seconds']['checkout']:.0f} s ({head}) as the workers timed them: {shared['ratio_fit']:.2f}")
     return 0 if all(r["returncode"] == 0 for r in results.values()) else 1
 
 

@@ -38,6 +38,26 @@ def test_a_runs_cpu_includes_the_children_it_waited_for(tmp_path):
     assert ended["quick"][0] == 0 and ended["quick"][1] < 1.1 and ended["quick"][2] < ended["driver"][2]  # collected when it ended
 
 
+def test_shared_cells_sum_the_fitting_seconds_of_the_cells_both_runs_recorded(tmp_path):
+    import json
+
+    module = _module()
+
+    def run(name, cells):
+        (tmp_path / name / "records").mkdir(parents=True)
+        for unit, rows in cells.items():
+            lines = [json.dumps({"family": unit[0], "split": "test", "method": unit[1], "n_demos": unit[2], "seed": 0, "task": t, "seconds": s})
+                     for t, s in rows]
+            (tmp_path / name / "records" / f"{'--'.join(map(str, unit))}.jsonl").write_text("\n".join(lines) + "\n")
+        return tmp_path / name
+
+    before = run("before", {("grid", "maxent", 1): [(0, 2.0), (1, 3.0)], ("grid", "gail", 4): [(0, 10.0)]})
+    after = run("after", {("grid", "maxent", 1): [(0, 1.0), (1, 1.5), (2, 7.0)], ("grid", "bayes", 4): [(0, 5.0)]})
+    shared = module.shared_cells(before, after)
+    assert shared == {"cells": 2, "fit_seconds": {"revision": 5.0, "checkout": 2.5}, "ratio_fit": 0.5}
+    assert module.shared_cells(before, tmp_path / "missing") == {"cells": 0, "fit_seconds": {"revision": 0.0, "checkout": 0.0}, "ratio_fit": 0.0}
+
+
 @pytest.mark.parametrize("args, message", [
     (["--against", "no-such-revision-xyz"], "--against 'no-such-revision-xyz' is not a commit"),
     (["--against", "HEAD", "--workers", "0"], "--workers must be at least 1"),
