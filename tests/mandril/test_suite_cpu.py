@@ -88,3 +88,8 @@ def test_the_readme_table_is_the_committed_measurements():
         assert round(data["runs"]["revision"]["cpu_seconds"]) == int(revision_cpu)
         assert round(data["runs"]["checkout"]["cpu_seconds"]) == int(checkout_cpu)
         assert f"{data['ratio_cpu']:.2f}" == ratio
+        if "shared_cells" in data:  # the README's sentence on the cells both suites have is this file's
+            shared = data["shared_cells"]
+            sentence = (f"on all {shared['cells']:,} cells of e267119's suite, fitting took {shared['fit_seconds']['checkout']:,.0f} s against "
+                        f"{shared['fit_seconds']['revision']:,.0f} s, **{shared['ratio_fit']:.2f} of e267119's**")
+            assert sentence in " ".join(readme.split()), sentence
