@@ -316,7 +316,7 @@ class TaskBatch:
 
     def transition_matrix(self) -> Tensor:
         """``(B, S, A, S)`` dense transitions (built on demand for the sparse layout: mind the memory)."""
-        dense_form = self._operators.dense
+        dense_form = self._operators.dense if self.layout == "dense" else None  # a sparse batch builds no operators here
         if dense_form is not None:
             return dense_form.view(self.batch_size, self.n_actions, self.n_states, self.n_states).transpose(1, 2)
         dense = torch.zeros(self.batch_size, self.n_states, self.n_actions, self.n_states, dtype=self.dtype, device=self.device)
@@ -329,7 +329,7 @@ class TaskBatch:
     @property
     def deterministic(self) -> bool:
         """True when every ``(s, a)`` has one successor with probability exactly 1 (sparse layout only)."""
-        return self._operators.deterministic and self._operators.dense is None
+        return self.layout == "sparse" and self._operators.deterministic
 
     def expected_next(self, values: Tensor, out: Optional[Tensor] = None) -> Tensor:
         """``(A, B, S)``: ``E[values[b, s'] | s, a]`` for ``values`` of shape ``(B, S)`` (differentiable).
@@ -338,7 +338,7 @@ class TaskBatch:
         ``out`` (a contiguous ``(A, B, S)`` tensor, no autograd) receives the result of a
         :attr:`deterministic` batch, where the backup is a pure gather. Its adjoint is :meth:`push`.
         """
-        if self._operators.dense is None and torch.is_grad_enabled() and values.requires_grad:
+        if self.layout == "sparse" and torch.is_grad_enabled() and values.requires_grad:
             return _ExpectedNext.apply(values, self)
         return self._expected_next(values, out)
 
@@ -348,7 +348,7 @@ class TaskBatch:
         One step of a state(-action) distribution forward in time (differentiable in ``occupancy``;
         its adjoint is :meth:`expected_next`).
         """
-        if self._operators.dense is None and torch.is_grad_enabled() and occupancy.requires_grad:
+        if self.layout == "sparse" and torch.is_grad_enabled() and occupancy.requires_grad:
             return _Push.apply(occupancy, self)
         return self._push(occupancy)
 

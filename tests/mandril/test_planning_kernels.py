@@ -488,6 +488,8 @@ def test_with_start_shares_the_operators_and_checks_the_start(family: str) -> No
     and shares (does not rebuild) its parent's operators; a bad start is named."""
     models = make_models(family, n=3, seed=6)
     batch = TaskBatch.from_models(models)
+    batch.transition_matrix()
+    assert ("_operators" in batch.__dict__) == (batch.layout == "dense")  # built on first use only
     start = torch.as_tensor(np.random.default_rng(0).dirichlet(np.ones(batch.n_states), size=3))
     moved = batch.with_start(start)
     built = TaskBatch(batch.successor_indices, batch.successor_probs, start, batch.horizon, batch.layout)
