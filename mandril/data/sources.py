@@ -98,11 +98,11 @@ class DatasetSource:
 
         train_visitation, train_start = part(orders[:, :n_train])
         test_visitation, test_start = part(orders[:, n_train : n_train + n_test]) if n_test else (None, None)
-        if self._pool is not None:
-            tasks = self._pool.select(torch.as_tensor(chosen, dtype=torch.long, device=self._pool.device), layout="auto")
+        index = torch.as_tensor(chosen, dtype=torch.long, device=self._inputs.device)
+        if self._pool is not None:  # on the device of the inputs, like the pool
+            tasks = self._pool.select(index, layout="auto")
         else:
             tasks = TaskBatch.from_models([self.models[i] for i in chosen], dtype=self.dtype, device=self.device)
-        index = torch.as_tensor(chosen, dtype=torch.long, device=self._inputs.device)
         return MetaBatch(tasks, tuple(self.models[i] for i in chosen), self._inputs[index], train_visitation, test_visitation, train_start, test_start)
 
 

@@ -249,25 +249,24 @@ class TaskBatch:
             raise ValueError(f"indices must be a non-empty 1-D list of task positions, got shape {tuple(index.shape)}")
         if int(index.min()) < -self.batch_size or int(index.max()) >= self.batch_size:
             raise IndexError(f"indices must lie in [-{self.batch_size}, {self.batch_size}) (task positions), got range [{int(index.min())}, {int(index.max())}]")
-        picked = self._of_checked_rows(self.successor_indices[index], self.successor_probs[index], self.initial_state_dist[index])
-        if layout is not None:
-            object.__setattr__(picked, "layout", _resolve_layout(layout, *picked.successor_indices.shape))
-        return picked
+        indices_picked = self.successor_indices[index]
+        layout = self.layout if layout is None else _resolve_layout(layout, *indices_picked.shape)
+        return self._of_checked_rows(indices_picked, self.successor_probs[index], self.initial_state_dist[index], layout)
 
     def with_start(self, initial_state_dist: Tensor) -> "TaskBatch":
         """The same dynamics started from ``initial_state_dist (B, S)`` (checked; e.g. the demos' own first
         states). It shares this batch's operators (built here if they were not)."""
         _check_start(initial_state_dist, self.batch_size, self.n_states, self.successor_probs)
-        batch = self._of_checked_rows(self.successor_indices, self.successor_probs, initial_state_dist)
+        batch = self._of_checked_rows(self.successor_indices, self.successor_probs, initial_state_dist, self.layout)
         batch.__dict__["_operators"] = self._operators
         return batch
 
-    def _of_checked_rows(self, successor_indices: Tensor, successor_probs: Tensor, initial_state_dist: Tensor) -> "TaskBatch":
-        """A batch of this one's horizon and resolved layout from rows of checked batches (not checked again)."""
+    def _of_checked_rows(self, successor_indices: Tensor, successor_probs: Tensor, initial_state_dist: Tensor, layout: str) -> "TaskBatch":
+        """A batch of this one's horizon in ``layout`` (resolved) from rows of checked batches (not checked again)."""
         batch = object.__new__(TaskBatch)
         for name, value in (
             ("successor_indices", successor_indices), ("successor_probs", successor_probs), ("initial_state_dist", initial_state_dist),
-            ("horizon", self.horizon), ("layout", self.layout),
+            ("horizon", self.horizon), ("layout", layout),
         ):
             object.__setattr__(batch, name, value)
         return batch
